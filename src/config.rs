@@ -1,0 +1,899 @@
+//! Configuration: the `JOBHERD_*` variables, read once with envy and turned into typed values.
+//! Nothing past this module sees a raw string; every bad value is reported with its variable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use serde::Deserialize;
+
+/// Every variable jobherd reads starts with this.
+pub const PREFIX: &str = "JOBHERD_";
+/// Variables a parent sets on its children; a nested jobherd must not reject them.
+pub const CHILD_PREFIX: &str = "JOBHERD_CHILD_";
+
+/// Environment variables for a child, in a stable order.
+pub type EnvMap = BTreeMap<String, String>;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("{var}={value:?} is invalid: {expected}")]
+    Invalid {
+        var: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{var} is required: {why}")]
+    Missing { var: String, why: String },
+    #[error("{first} and {second} cannot be used together: {why}")]
+    Conflict {
+        first: String,
+        second: String,
+        why: String,
+    },
+    #[error("unknown variable {var}{hint}")]
+    Unknown { var: String, hint: String },
+    #[error("{0}")]
+    Plan(String),
+}
+
+impl ConfigError {
+    fn invalid(var: &str, value: &str, expected: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            var: format!("{PREFIX}{}", var.to_uppercase()),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// `restartPolicy` of a child's pod template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "OnFailure" => Ok(RestartPolicy::OnFailure),
+            "Never" => Ok(RestartPolicy::Never),
+            _ => Err("expected OnFailure or Never".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::OnFailure => "OnFailure",
+            RestartPolicy::Never => "Never",
+        }
+    }
+}
+
+/// How many children one step (or the whole run without a plan) fans out to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum FanOut {
+    #[default]
+    Single,
+    /// N children with `JOBHERD_CHILD_INDEX` and `JOBHERD_CHILD_COUNT`.
+    Count(u32),
+    /// One child per element; its entries become the child's env vars.
+    Params(Vec<EnvMap>),
+}
+
+/// What makes up a child: the variables give the defaults, a plan step may override each field.
+/// `None` means "not set here", so layers can be merged (see `StepSettings::inherit`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepSettings {
+    pub image: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    pub shell: Option<String>,
+    pub env: EnvMap,
+    pub fan_out: FanOut,
+    pub backoff_limit: Option<i32>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub child_timeout: Option<Duration>,
+    pub ttl: Option<Duration>,
+    /// A full batch/v1 Job used as the base of the child.
+    pub job: Option<Job>,
+}
+
+impl StepSettings {
+    /// Fills what this layer leaves unset from `defaults`; env maps are merged, this layer winning.
+    /// `fan_out` is never inherited: a count or parameter list belongs to the layer that sets it.
+    pub fn inherit(&self, defaults: &StepSettings) -> StepSettings {
+        let mut env = defaults.env.clone();
+        env.extend(self.env.clone());
+        // A step's own command form replaces the inherited one as a whole: a step with `shell`
+        // must not also carry the variables' COMMAND/ARGS, and the reverse.
+        let own_exec = self.shell.is_some() || self.command.is_some() || self.args.is_some();
+        let (command, args, shell) = if own_exec {
+            (self.command.clone(), self.args.clone(), self.shell.clone())
+        } else {
+            (
+                defaults.command.clone(),
+                defaults.args.clone(),
+                defaults.shell.clone(),
+            )
+        };
+        StepSettings {
+            image: self.image.clone().or_else(|| defaults.image.clone()),
+            command,
+            args,
+            shell,
+            env,
+            fan_out: self.fan_out.clone(),
+            backoff_limit: self.backoff_limit.or(defaults.backoff_limit),
+            restart_policy: self.restart_policy.or(defaults.restart_policy),
+            child_timeout: self.child_timeout.or(defaults.child_timeout),
+            ttl: self.ttl.or(defaults.ttl),
+            job: self.job.clone().or_else(|| defaults.job.clone()),
+        }
+    }
+}
+
+/// `JOBHERD_CLEANUP`: which finished children are deleted at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cleanup {
+    #[default]
+    Never,
+    Succeeded,
+    Always,
+}
+
+impl Cleanup {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "never" => Ok(Cleanup::Never),
+            "succeeded" => Ok(Cleanup::Succeeded),
+            "always" => Ok(Cleanup::Always),
+            _ => Err("expected never, succeeded or always".into()),
+        }
+    }
+}
+
+/// `JOBHERD_LOGS`: which children's logs are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogsMode {
+    #[default]
+    Failed,
+    All,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRun {
+    /// Print the Jobs, touch no cluster.
+    Client,
+    /// Submit with `dryRun=All`.
+    Server,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Where a plan comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlanSource {
+    Inline(String),
+    File(PathBuf),
+}
+
+/// The whole parsed configuration of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Defaults for every child (and, without a plan, the single implicit step).
+    pub defaults: StepSettings,
+    pub parallelism: Option<u32>,
+    pub timeout: Option<Duration>,
+    pub fail_fast: bool,
+    pub cleanup: Option<Cleanup>,
+    pub namespace: Option<String>,
+    pub name_prefix: Option<String>,
+    pub plan: Option<PlanSource>,
+    pub stuck_timeout: Duration,
+    pub logs: LogsMode,
+    pub report_file: Option<PathBuf>,
+    pub junit_file: Option<PathBuf>,
+    pub dry_run: Option<DryRun>,
+    pub log_format: LogFormat,
+}
+
+/// The variables as strings, exactly as envy reads them (the field name is the variable
+/// without `JOBHERD_`, lowercased). Typed parsing happens in `Config::from_vars` so that each
+/// error can name its variable and show its value.
+#[derive(Debug, Default, Deserialize)]
+struct RawVars {
+    image: Option<String>,
+    command: Option<String>,
+    args: Option<String>,
+    shell: Option<String>,
+    env: Option<String>,
+    params: Option<String>,
+    count: Option<String>,
+    parallelism: Option<String>,
+    backoff_limit: Option<String>,
+    restart_policy: Option<String>,
+    child_timeout: Option<String>,
+    timeout: Option<String>,
+    fail_fast: Option<String>,
+    cleanup: Option<String>,
+    ttl: Option<String>,
+    namespace: Option<String>,
+    name_prefix: Option<String>,
+    job_template: Option<String>,
+    plan: Option<String>,
+    plan_file: Option<String>,
+    stuck_timeout: Option<String>,
+    logs: Option<String>,
+    report_file: Option<String>,
+    junit_file: Option<String>,
+    dry_run: Option<String>,
+    log_format: Option<String>,
+}
+
+/// The variables jobherd knows, without the prefix. Keep in step with `RawVars`.
+const KNOWN: &[&str] = &[
+    "IMAGE",
+    "COMMAND",
+    "ARGS",
+    "SHELL",
+    "ENV",
+    "PARAMS",
+    "COUNT",
+    "PARALLELISM",
+    "BACKOFF_LIMIT",
+    "RESTART_POLICY",
+    "CHILD_TIMEOUT",
+    "TIMEOUT",
+    "FAIL_FAST",
+    "CLEANUP",
+    "TTL",
+    "NAMESPACE",
+    "NAME_PREFIX",
+    "JOB_TEMPLATE",
+    "PLAN",
+    "PLAN_FILE",
+    "STUCK_TIMEOUT",
+    "LOGS",
+    "REPORT_FILE",
+    "JUNIT_FILE",
+    "DRY_RUN",
+    "LOG_FORMAT",
+];
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Parses `JOBHERD_*` variables out of any list of environment variables.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let ours: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(PREFIX))
+            // JOBHERD_CHILD_TIMEOUT is ours; other JOBHERD_CHILD_* come from a parent above us.
+            .filter(|(k, _)| is_known(k) || !k.starts_with(CHILD_PREFIX))
+            .collect();
+        for (key, _) in &ours {
+            let bare = &key[PREFIX.len()..];
+            if !is_known(key) {
+                let hint = closest(bare)
+                    .map(|k| format!(" (did you mean {PREFIX}{k}?)"))
+                    .unwrap_or_default();
+                return Err(ConfigError::Unknown {
+                    var: key.clone(),
+                    hint,
+                });
+            }
+        }
+        // Empty values count as unset, as they do for most Kubernetes tooling and in
+        // manifests where a variable is templated to "".
+        let ours = ours.into_iter().filter(|(_, v)| !v.trim().is_empty());
+        let raw: RawVars = envy::prefixed(PREFIX)
+            .from_iter(ours)
+            .map_err(|e| ConfigError::Plan(format!("reading {PREFIX}* variables: {e}")))?;
+        raw.into_config()
+    }
+}
+
+impl RawVars {
+    fn into_config(self) -> Result<Config, ConfigError> {
+        let env = match &self.env {
+            Some(v) => parse_json(v)
+                .and_then(|j| env_from_json(&j))
+                .map_err(|e| ConfigError::invalid("env", v, e))?,
+            None => EnvMap::new(),
+        };
+        let fan_out = match (&self.count, &self.params) {
+            (Some(_), Some(_)) => {
+                return Err(conflict(
+                    "COUNT",
+                    "PARAMS",
+                    "give either a number of children or one parameter object per child",
+                ));
+            }
+            (Some(c), None) => FanOut::Count(
+                parse_positive(c).map_err(|e| ConfigError::invalid("count", c, e))?,
+            ),
+            (None, Some(p)) => FanOut::Params(
+                parse_json(p)
+                    .and_then(|j| params_from_json(&j))
+                    .map_err(|e| ConfigError::invalid("params", p, e))?,
+            ),
+            (None, None) => FanOut::Single,
+        };
+        if self.shell.is_some() {
+            for (name, set) in [("COMMAND", &self.command), ("ARGS", &self.args)] {
+                if set.is_some() {
+                    return Err(conflict(
+                        "SHELL",
+                        name,
+                        "SHELL runs [\"/bin/sh\",\"-c\",SHELL]; use either SHELL or COMMAND/ARGS",
+                    ));
+                }
+            }
+        }
+        let job = match &self.job_template {
+            Some(v) => Some(
+                parse_json(v)
+                    .and_then(|j| job_from_json(j))
+                    .map_err(|e| ConfigError::invalid("job_template", v, e))?,
+            ),
+            None => None,
+        };
+        let defaults = StepSettings {
+            image: self.image.clone(),
+            command: opt(&self.command, "command", parse_string_array)?,
+            args: opt(&self.args, "args", parse_string_array)?,
+            shell: self.shell.clone(),
+            env,
+            fan_out,
+            backoff_limit: opt(&self.backoff_limit, "backoff_limit", |s| {
+                s.trim()
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| "expected a whole number, 0 or more".to_string())
+            })?,
+            restart_policy: opt(&self.restart_policy, "restart_policy", RestartPolicy::parse)?,
+            child_timeout: opt(&self.child_timeout, "child_timeout", parse_positive_duration)?,
+            ttl: opt(&self.ttl, "ttl", parse_duration)?,
+            job,
+        };
+        let plan = match (&self.plan, &self.plan_file) {
+            (Some(_), Some(_)) => {
+                return Err(conflict(
+                    "PLAN",
+                    "PLAN_FILE",
+                    "give the plan inline or as a file, not both",
+                ));
+            }
+            (Some(p), None) => Some(PlanSource::Inline(p.clone())),
+            (None, Some(f)) => Some(PlanSource::File(PathBuf::from(f))),
+            (None, None) => None,
+        };
+        if plan.is_some() {
+            for (name, set) in [("COUNT", &self.count), ("PARAMS", &self.params)] {
+                if set.is_some() {
+                    let which = if self.plan.is_some() {
+                        "PLAN"
+                    } else {
+                        "PLAN_FILE"
+                    };
+                    return Err(conflict(
+                        which,
+                        name,
+                        "with a plan, set `count` or `params` on the steps that fan out",
+                    ));
+                }
+            }
+        } else if defaults.image.is_none() && !template_has_image(defaults.job.as_ref()) {
+            return Err(ConfigError::Missing {
+                var: format!("{PREFIX}IMAGE"),
+                why: "the image every child runs (or a JOBHERD_JOB_TEMPLATE whose container has one, or a plan)".into(),
+            });
+        }
+        Ok(Config {
+            defaults,
+            parallelism: opt(&self.parallelism, "parallelism", parse_positive)?,
+            timeout: opt(&self.timeout, "timeout", parse_positive_duration)?,
+            fail_fast: opt(&self.fail_fast, "fail_fast", parse_bool)?.unwrap_or(false),
+            cleanup: opt(&self.cleanup, "cleanup", Cleanup::parse)?,
+            namespace: opt(&self.namespace, "namespace", |s| {
+                check_dns_label(s).map(|_| s.to_string())
+            })?,
+            name_prefix: opt(&self.name_prefix, "name_prefix", |s| {
+                check_dns_label(s).map(|_| s.to_string())
+            })?,
+            plan,
+            stuck_timeout: opt(&self.stuck_timeout, "stuck_timeout", parse_positive_duration)?
+                .unwrap_or(Duration::from_secs(120)),
+            logs: opt(&self.logs, "logs", |s| match s {
+                "failed" => Ok(LogsMode::Failed),
+                "all" => Ok(LogsMode::All),
+                "none" => Ok(LogsMode::None),
+                _ => Err("expected failed, all or none".to_string()),
+            })?
+            .unwrap_or_default(),
+            report_file: self.report_file.map(PathBuf::from),
+            junit_file: self.junit_file.map(PathBuf::from),
+            dry_run: opt(&self.dry_run, "dry_run", |s| match s {
+                "client" => Ok(DryRun::Client),
+                "server" => Ok(DryRun::Server),
+                _ => Err("expected client or server".to_string()),
+            })?,
+            log_format: opt(&self.log_format, "log_format", |s| match s {
+                "text" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("expected text or json".to_string()),
+            })?
+            .unwrap_or_default(),
+        })
+    }
+}
+
+fn is_known(key: &str) -> bool {
+    key.strip_prefix(PREFIX).is_some_and(|bare| KNOWN.contains(&bare))
+}
+
+fn conflict(first: &str, second: &str, why: &str) -> ConfigError {
+    ConfigError::Conflict {
+        first: format!("{PREFIX}{first}"),
+        second: format!("{PREFIX}{second}"),
+        why: why.into(),
+    }
+}
+
+/// Parses an optional variable, attaching the variable's name and value to any error.
+fn opt<T>(
+    value: &Option<String>,
+    var: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, ConfigError> {
+    value
+        .as_deref()
+        .map(|v| parse(v.trim()).map_err(|e| ConfigError::invalid(var, v, e)))
+        .transpose()
+}
+
+fn template_has_image(job: Option<&Job>) -> bool {
+    job.and_then(|j| j.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .is_some_and(|c| c.image.is_some())
+}
+
+/// Strict JSON, with the parser's own words on where it broke.
+pub fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not valid JSON ({e})"))
+}
+
+fn parse_string_array(s: &str) -> Result<Vec<String>, String> {
+    let value = parse_json(s).map_err(|e| format!("expected a JSON array of strings: {e}"))?;
+    string_array_from_json(&value)
+}
+
+/// A JSON array of strings, e.g. `["perl","-e","print 1"]`.
+pub fn string_array_from_json(value: &serde_json::Value) -> Result<Vec<String>, String> {
+    let items = value
+        .as_array()
+        .ok_or("expected a JSON array of strings, e.g. [\"echo\",\"hello\"]")?;
+    items
+        .iter()
+        .map(|i| {
+            i.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("expected a JSON array of strings, found element {i}"))
+        })
+        .collect()
+}
+
+/// A JSON object of env vars; strings, numbers and booleans are accepted as values.
+pub fn env_from_json(value: &serde_json::Value) -> Result<EnvMap, String> {
+    let object = value
+        .as_object()
+        .ok_or("expected a JSON object of env vars, e.g. {\"NAME\":\"value\"}")?;
+    object
+        .iter()
+        .map(|(k, v)| {
+            check_env_name(k)?;
+            Ok((k.clone(), scalar_to_string(k, v)?))
+        })
+        .collect()
+}
+
+/// A JSON array of env-var objects, one per child.
+pub fn params_from_json(value: &serde_json::Value) -> Result<Vec<EnvMap>, String> {
+    let items = value
+        .as_array()
+        .ok_or("expected a JSON array of objects, one per child")?;
+    if items.is_empty() {
+        return Err("expected at least one parameter object".into());
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| env_from_json(item).map_err(|e| format!("element {i}: {e}")))
+        .collect()
+}
+
+fn scalar_to_string(key: &str, v: &serde_json::Value) -> Result<String, String> {
+    match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(format!(
+            "value of {key} must be a string, number or boolean, found {v}"
+        )),
+    }
+}
+
+/// Env var names as Kubernetes accepts them (C identifier-like, plus `.` and `-`).
+fn check_env_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid environment variable name"))
+    }
+}
+
+/// A batch/v1 Job manifest given as JSON (or YAML turned into JSON).
+pub fn job_from_json(value: serde_json::Value) -> Result<Job, String> {
+    let api_version = value.get("apiVersion").and_then(|v| v.as_str());
+    let kind = value.get("kind").and_then(|v| v.as_str());
+    match (api_version, kind) {
+        (Some("batch/v1"), Some("Job")) | (None, None) => {}
+        (a, k) => {
+            return Err(format!(
+                "expected a batch/v1 Job, found {} {}",
+                a.unwrap_or("(no apiVersion)"),
+                k.unwrap_or("(no kind)")
+            ));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| format!("not a valid batch/v1 Job: {e}"))
+}
+
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn parse_positive(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "expected a whole number greater than 0".into())
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).and_then(|d| {
+        if d.is_zero() {
+            Err("expected a duration greater than 0".into())
+        } else {
+            Ok(d)
+        }
+    })
+}
+
+/// `90s`, `10m`, `1h30m`, `2h`, or plain seconds (`600`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const EXPECTED: &str = "expected a duration like 90s, 10m, 1h30m or plain seconds";
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(EXPECTED.into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut last_unit = u64::MAX;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(EXPECTED.into()),
+        };
+        // Units must come in decreasing order and each once: `1h30m`, not `30m1h` or `1m1m`.
+        if number.is_empty() || unit >= last_unit {
+            return Err(EXPECTED.into());
+        }
+        let n: u64 = number.parse().map_err(|_| EXPECTED.to_string())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or(EXPECTED)?;
+        number.clear();
+        last_unit = unit;
+    }
+    if !number.is_empty() {
+        return Err(EXPECTED.into());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// A DNS-1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, ≤ 63.
+pub fn check_dns_label(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
+        ))
+    }
+}
+
+/// The known variable nearest to a misspelt one, if it is close enough to be a typo.
+fn closest(bare: &str) -> Option<&'static str> {
+    KNOWN
+        .iter()
+        .map(|k| (edit_distance(bare, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars(pairs))
+    }
+
+    #[test]
+    fn durations_take_units_or_plain_seconds() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1h0m5s"), Ok(Duration::from_secs(3605)));
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        for bad in ["", "10x", "m", "30m1h", "1m1m", "-5", "1.5h", "10 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn minimal_config_has_spec_defaults() {
+        let c = parse(&[("JOBHERD_IMAGE", "busybox")]).unwrap();
+        assert_eq!(c.defaults.image.as_deref(), Some("busybox"));
+        assert_eq!(c.defaults.fan_out, FanOut::Single);
+        assert_eq!(c.stuck_timeout, Duration::from_secs(120));
+        assert_eq!(c.logs, LogsMode::Failed);
+        assert!(!c.fail_fast);
+        assert_eq!(c.dry_run, None);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn every_variable_is_parsed_into_its_type() {
+        let c = parse(&[
+            ("JOBHERD_IMAGE", "perl:5"),
+            ("JOBHERD_COMMAND", r#"["perl","-e","print 1"]"#),
+            ("JOBHERD_ARGS", r#"["x"]"#),
+            ("JOBHERD_ENV", r#"{"A":"1","B":2,"C":true}"#),
+            ("JOBHERD_COUNT", "3"),
+            ("JOBHERD_PARALLELISM", "2"),
+            ("JOBHERD_BACKOFF_LIMIT", "0"),
+            ("JOBHERD_RESTART_POLICY", "Never"),
+            ("JOBHERD_CHILD_TIMEOUT", "5m"),
+            ("JOBHERD_TIMEOUT", "1h"),
+            ("JOBHERD_FAIL_FAST", "true"),
+            ("JOBHERD_CLEANUP", "succeeded"),
+            ("JOBHERD_TTL", "3600"),
+            ("JOBHERD_NAMESPACE", "batch"),
+            ("JOBHERD_NAME_PREFIX", "nightly"),
+            ("JOBHERD_STUCK_TIMEOUT", "30s"),
+            ("JOBHERD_LOGS", "all"),
+            ("JOBHERD_REPORT_FILE", "/tmp/r.json"),
+            ("JOBHERD_JUNIT_FILE", "/tmp/j.xml"),
+            ("JOBHERD_DRY_RUN", "server"),
+            ("JOBHERD_LOG_FORMAT", "json"),
+        ])
+        .unwrap();
+        let d = &c.defaults;
+        assert_eq!(d.command.as_ref().unwrap(), &["perl", "-e", "print 1"]);
+        assert_eq!(d.args.as_ref().unwrap(), &["x"]);
+        assert_eq!(d.env["B"], "2");
+        assert_eq!(d.env["C"], "true");
+        assert_eq!(d.fan_out, FanOut::Count(3));
+        assert_eq!(d.backoff_limit, Some(0));
+        assert_eq!(d.restart_policy, Some(RestartPolicy::Never));
+        assert_eq!(d.child_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(d.ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(c.parallelism, Some(2));
+        assert_eq!(c.timeout, Some(Duration::from_secs(3600)));
+        assert!(c.fail_fast);
+        assert_eq!(c.cleanup, Some(Cleanup::Succeeded));
+        assert_eq!(c.namespace.as_deref(), Some("batch"));
+        assert_eq!(c.name_prefix.as_deref(), Some("nightly"));
+        assert_eq!(c.stuck_timeout, Duration::from_secs(30));
+        assert_eq!(c.logs, LogsMode::All);
+        assert_eq!(c.dry_run, Some(DryRun::Server));
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_show_the_value() {
+        let err = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_COUNT", "three")]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("JOBHERD_COUNT"), "{msg}");
+        assert!(msg.contains("three"), "{msg}");
+        assert!(msg.contains("whole number"), "{msg}");
+
+        let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_COMMAND", "echo hi")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("JOBHERD_COMMAND") && msg.contains("JSON array"),
+            "{msg}"
+        );
+
+        let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_TIMEOUT", "soon")])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("JOBHERD_TIMEOUT") && msg.contains("1h30m"), "{msg}");
+
+        let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_PARAMS", r#"[{"A":{}}]"#)])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("JOBHERD_PARAMS") && msg.contains("element 0"), "{msg}");
+
+        let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_RESTART_POLICY", "Always")])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("OnFailure or Never"), "{msg}");
+
+        let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_NAME_PREFIX", "Nightly_Run")])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("DNS-1123"), "{msg}");
+    }
+
+    #[test]
+    fn conflicting_pairs_are_rejected() {
+        let err = parse(&[
+            ("JOBHERD_IMAGE", "x"),
+            ("JOBHERD_COUNT", "2"),
+            ("JOBHERD_PARAMS", "[{}]"),
+        ])
+        .unwrap_err();
+        assert!(matches!(err, ConfigError::Conflict { .. }), "{err}");
+        let msg = parse(&[
+            ("JOBHERD_IMAGE", "x"),
+            ("JOBHERD_SHELL", "echo"),
+            ("JOBHERD_COMMAND", r#"["a"]"#),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("JOBHERD_SHELL") && msg.contains("JOBHERD_COMMAND"),
+            "{msg}"
+        );
+        let msg = parse(&[("JOBHERD_PLAN", "{}"), ("JOBHERD_COUNT", "2")])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("JOBHERD_PLAN") && msg.contains("count"), "{msg}");
+    }
+
+    #[test]
+    fn image_is_required_without_plan_or_template() {
+        let err = parse(&[]).unwrap_err();
+        assert!(err.to_string().contains("JOBHERD_IMAGE is required"), "{err}");
+        let template = r#"{"apiVersion":"batch/v1","kind":"Job","spec":{"template":{"spec":{"containers":[{"name":"c","image":"alpine"}]}}}}"#;
+        assert!(parse(&[("JOBHERD_JOB_TEMPLATE", template)]).is_ok());
+        assert!(parse(&[("JOBHERD_PLAN", "{}")]).is_ok());
+    }
+
+    #[test]
+    fn unknown_variables_are_typos_with_a_suggestion() {
+        let err = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_PARALELISM", "2")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown variable JOBHERD_PARALELISM (did you mean JOBHERD_PARALLELISM?)"
+        );
+        // Children of a parent carry JOBHERD_CHILD_*; a nested jobherd must accept them.
+        assert!(
+            parse(&[
+                ("JOBHERD_IMAGE", "x"),
+                ("JOBHERD_CHILD_INDEX", "0"),
+                ("JOBHERD_CHILD_COUNT", "1"),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn job_template_must_be_a_batch_v1_job() {
+        let msg = parse(&[
+            ("JOBHERD_IMAGE", "x"),
+            (
+                "JOBHERD_JOB_TEMPLATE",
+                r#"{"apiVersion":"v1","kind":"Pod"}"#,
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("JOBHERD_JOB_TEMPLATE") && msg.contains("found v1 Pod"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn step_settings_inherit_defaults_and_merge_env() {
+        let defaults = StepSettings {
+            image: Some("base".into()),
+            shell: Some("echo default".into()),
+            env: EnvMap::from([("A".into(), "1".into()), ("B".into(), "1".into())]),
+            backoff_limit: Some(2),
+            fan_out: FanOut::Count(4),
+            ..Default::default()
+        };
+        let step = StepSettings {
+            command: Some(vec!["run".into()]),
+            env: EnvMap::from([("B".into(), "2".into())]),
+            ..Default::default()
+        };
+        let s = step.inherit(&defaults);
+        assert_eq!(s.image.as_deref(), Some("base"));
+        assert_eq!(s.command, Some(vec!["run".to_string()]));
+        assert_eq!(s.shell, None, "a step's own command replaces the inherited shell");
+        assert_eq!(s.env["A"], "1");
+        assert_eq!(s.env["B"], "2");
+        assert_eq!(s.backoff_limit, Some(2));
+        assert_eq!(s.fan_out, FanOut::Single, "fan-out is never inherited");
+    }
+}

@@ -1,0 +1,1 @@
+//! Plans: steps with dependencies, phases, and Jobernetes files (being written).
