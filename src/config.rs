@@ -323,9 +323,9 @@ impl RawVars {
                     "give either a number of children or one parameter object per child",
                 ));
             }
-            (Some(c), None) => FanOut::Count(
-                parse_positive(c).map_err(|e| ConfigError::invalid("count", c, e))?,
-            ),
+            (Some(c), None) => {
+                FanOut::Count(parse_positive(c).map_err(|e| ConfigError::invalid("count", c, e))?)
+            }
             (None, Some(p)) => FanOut::Params(
                 parse_json(p)
                     .and_then(|j| params_from_json(&j))
@@ -367,7 +367,11 @@ impl RawVars {
                     .ok_or_else(|| "expected a whole number, 0 or more".to_string())
             })?,
             restart_policy: opt(&self.restart_policy, "restart_policy", RestartPolicy::parse)?,
-            child_timeout: opt(&self.child_timeout, "child_timeout", parse_positive_duration)?,
+            child_timeout: opt(
+                &self.child_timeout,
+                "child_timeout",
+                parse_positive_duration,
+            )?,
             ttl: opt(&self.ttl, "ttl", parse_duration)?,
             job,
         };
@@ -417,8 +421,12 @@ impl RawVars {
                 check_dns_label(s).map(|_| s.to_string())
             })?,
             plan,
-            stuck_timeout: opt(&self.stuck_timeout, "stuck_timeout", parse_positive_duration)?
-                .unwrap_or(Duration::from_secs(120)),
+            stuck_timeout: opt(
+                &self.stuck_timeout,
+                "stuck_timeout",
+                parse_positive_duration,
+            )?
+            .unwrap_or(Duration::from_secs(120)),
             logs: opt(&self.logs, "logs", |s| match s {
                 "failed" => Ok(LogsMode::Failed),
                 "all" => Ok(LogsMode::All),
@@ -444,7 +452,8 @@ impl RawVars {
 }
 
 fn is_known(key: &str) -> bool {
-    key.strip_prefix(PREFIX).is_some_and(|bare| KNOWN.contains(&bare))
+    key.strip_prefix(PREFIX)
+        .is_some_and(|bare| KNOWN.contains(&bare))
 }
 
 fn conflict(first: &str, second: &str, why: &str) -> ConfigError {
@@ -784,21 +793,30 @@ mod tests {
         let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_TIMEOUT", "soon")])
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("JOBHERD_TIMEOUT") && msg.contains("1h30m"), "{msg}");
+        assert!(
+            msg.contains("JOBHERD_TIMEOUT") && msg.contains("1h30m"),
+            "{msg}"
+        );
 
         let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_PARAMS", r#"[{"A":{}}]"#)])
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("JOBHERD_PARAMS") && msg.contains("element 0"), "{msg}");
+        assert!(
+            msg.contains("JOBHERD_PARAMS") && msg.contains("element 0"),
+            "{msg}"
+        );
 
         let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_RESTART_POLICY", "Always")])
             .unwrap_err()
             .to_string();
         assert!(msg.contains("OnFailure or Never"), "{msg}");
 
-        let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_NAME_PREFIX", "Nightly_Run")])
-            .unwrap_err()
-            .to_string();
+        let msg = parse(&[
+            ("JOBHERD_IMAGE", "x"),
+            ("JOBHERD_NAME_PREFIX", "Nightly_Run"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("DNS-1123"), "{msg}");
     }
 
@@ -825,13 +843,19 @@ mod tests {
         let msg = parse(&[("JOBHERD_PLAN", "{}"), ("JOBHERD_COUNT", "2")])
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("JOBHERD_PLAN") && msg.contains("count"), "{msg}");
+        assert!(
+            msg.contains("JOBHERD_PLAN") && msg.contains("count"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn image_is_required_without_plan_or_template() {
         let err = parse(&[]).unwrap_err();
-        assert!(err.to_string().contains("JOBHERD_IMAGE is required"), "{err}");
+        assert!(
+            err.to_string().contains("JOBHERD_IMAGE is required"),
+            "{err}"
+        );
         let template = r#"{"apiVersion":"batch/v1","kind":"Job","spec":{"template":{"spec":{"containers":[{"name":"c","image":"alpine"}]}}}}"#;
         assert!(parse(&[("JOBHERD_JOB_TEMPLATE", template)]).is_ok());
         assert!(parse(&[("JOBHERD_PLAN", "{}")]).is_ok());
@@ -890,7 +914,10 @@ mod tests {
         let s = step.inherit(&defaults);
         assert_eq!(s.image.as_deref(), Some("base"));
         assert_eq!(s.command, Some(vec!["run".to_string()]));
-        assert_eq!(s.shell, None, "a step's own command replaces the inherited shell");
+        assert_eq!(
+            s.shell, None,
+            "a step's own command replaces the inherited shell"
+        );
         assert_eq!(s.env["A"], "1");
         assert_eq!(s.env["B"], "2");
         assert_eq!(s.backoff_limit, Some(2));
