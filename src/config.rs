@@ -347,7 +347,7 @@ impl RawVars {
         let job = match &self.job_template {
             Some(v) => Some(
                 parse_json(v)
-                    .and_then(|j| job_from_json(j))
+                    .and_then(job_from_json)
                     .map_err(|e| ConfigError::invalid("job_template", v, e))?,
             ),
             None => None,
@@ -594,7 +594,8 @@ fn parse_positive(s: &str) -> Result<u32, String> {
         .ok_or_else(|| "expected a whole number greater than 0".into())
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+/// A duration that must not be zero (timeouts).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).and_then(|d| {
         if d.is_zero() {
             Err("expected a duration greater than 0".into())
@@ -665,9 +666,15 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
 
 /// The known variable nearest to a misspelt one, if it is close enough to be a typo.
 fn closest(bare: &str) -> Option<&'static str> {
-    KNOWN
-        .iter()
-        .map(|k| (edit_distance(bare, k), *k))
+    nearest(bare, KNOWN.iter().copied())
+}
+
+/// The candidate nearest to a misspelt word, if it is close enough to be a typo
+/// (shared by variable names, plan fields and step names so every "did you mean" agrees).
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|k| (edit_distance(word, k), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)

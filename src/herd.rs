@@ -381,7 +381,9 @@ async fn create(jobs: &Api<Job>, run_id: &str, job: &Job) -> Created {
                     }
                 },
                 Some(403) => {
-                    return Created::Fatal(ClusterError::from_kube("create", "jobs", &namespace, e));
+                    return Created::Fatal(ClusterError::from_kube(
+                        "create", "jobs", &namespace, e,
+                    ));
                 }
                 Some(400 | 422) => {
                     return Created::Failed {
@@ -396,7 +398,9 @@ async fn create(jobs: &Api<Job>, run_id: &str, job: &Job) -> Created {
                     tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(failures))).await;
                 }
                 _ => {
-                    return Created::Fatal(ClusterError::from_kube("create", "jobs", &namespace, e));
+                    return Created::Fatal(ClusterError::from_kube(
+                        "create", "jobs", &namespace, e,
+                    ));
                 }
             },
         }
@@ -518,11 +522,13 @@ async fn follow_logs(pods: Api<Pod>, pod: String, child: String) {
 /// `JOBHERD_CLEANUP`: deletes finished children (Background, so their pods go too).
 async fn cleanup(jobs: &Api<Job>, run: &Run, policy: Cleanup) {
     for (spec, state) in run.specs.iter().zip(&run.states) {
-        let delete = match (policy, state.phase.result()) {
-            (Cleanup::Always, Some(ChildResult::Succeeded | ChildResult::Failed)) => true,
-            (Cleanup::Succeeded, Some(ChildResult::Succeeded)) => true,
-            _ => false,
-        };
+        let delete = matches!(
+            (policy, state.phase.result()),
+            (
+                Cleanup::Always,
+                Some(ChildResult::Succeeded | ChildResult::Failed)
+            ) | (Cleanup::Succeeded, Some(ChildResult::Succeeded))
+        );
         if delete && let Err(e) = delete_child(jobs, &spec.name).await {
             tracing::warn!(child = %spec.name, "cleanup: {}", describe(&e));
         }

@@ -629,14 +629,12 @@ pub fn job_outcome(job: &Job) -> Option<Result<(), (String, String)>> {
     for c in conditions.iter().filter(|c| c.status == "True") {
         match c.type_.as_str() {
             "Complete" | "SuccessCriteriaMet" => return Some(Ok(())),
-            "Failed" | "FailureTarget" => {
-                // Prefer the final `Failed` over `FailureTarget` when both are there.
-                if failure.is_none() || c.type_ == "Failed" {
-                    failure = Some((
-                        c.reason.clone().unwrap_or_else(|| "Failed".into()),
-                        c.message.clone().unwrap_or_default(),
-                    ));
-                }
+            // Prefer the final `Failed` over `FailureTarget` when both are there.
+            "Failed" | "FailureTarget" if failure.is_none() || c.type_ == "Failed" => {
+                failure = Some((
+                    c.reason.clone().unwrap_or_else(|| "Failed".into()),
+                    c.message.clone().unwrap_or_default(),
+                ));
             }
             _ => {}
         }
