@@ -1,0 +1,192 @@
+//! What kube-apiserver does to an object before storing it: defaulting, the Job controller's
+//! selector and labels, and the validation rules jobherd can trip over.
+
+use serde_json::{Value, json};
+
+use super::meta::{self, ApiError, Kind};
+
+/// Defaults and validates a new object (its uid already set). `reset_status` mirrors the API
+/// ignoring a client's status on create; direct inserts from tests keep theirs.
+pub fn admit_create(kind: Kind, obj: &mut Value, reset_status: bool) -> Result<(), ApiError> {
+    let name = meta::name_of(obj).to_string();
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push((
+            "metadata.name".to_string(),
+            "Required value: name or generateName is required".to_string(),
+        ));
+        return Err(ApiError::invalid(kind, &name, causes));
+    }
+    meta::validate_meta(obj, "metadata", &mut causes);
+    match kind {
+        Kind::Job => admit_job(obj, &mut causes),
+        Kind::Pod => {
+            if reset_status || !obj["status"].is_object() {
+                obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+            }
+            if obj["spec"]["restartPolicy"].is_null() {
+                obj["spec"]["restartPolicy"] = json!("Always");
+            }
+            pod_spec_defaults(&mut obj["spec"], "spec", &mut causes);
+        }
+        Kind::Event => {
+            for (field, what) in [
+                ("eventTime", "Required value"),
+                ("reportingController", "Required value"),
+                ("reportingInstance", "Required value"),
+                ("action", "Required value"),
+                ("reason", "Required value"),
+            ] {
+                if obj[field].as_str().is_none_or(str::is_empty) {
+                    causes.push((field.to_string(), what.to_string()));
+                }
+            }
+            let ty = obj["type"].as_str().unwrap_or("");
+            if ty != "Normal" && ty != "Warning" {
+                causes.push((
+                    "type".into(),
+                    format!(
+                        "Unsupported value: \"{ty}\": supported values: \"Normal\", \"Warning\""
+                    ),
+                ));
+            }
+        }
+        Kind::CoreEvent => {
+            if !obj["involvedObject"].is_object() {
+                causes.push(("involvedObject".into(), "Required value".into()));
+            }
+        }
+        Kind::CronJob => {
+            if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
+                causes.push(("spec.schedule".into(), "Required value".into()));
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(kind, &name, causes))
+    }
+}
+
+fn admit_job(job: &mut Value, causes: &mut Vec<(String, String)>) {
+    let uid = meta::uid_of(job).to_string();
+    let name = meta::name_of(job).to_string();
+    let spec = &mut job["spec"];
+    if !spec.is_object() {
+        *spec = json!({});
+    }
+    if spec["completions"].is_null() && spec["parallelism"].is_null() {
+        spec["completions"] = json!(1);
+    }
+    for (field, default) in [
+        ("parallelism", json!(1)),
+        ("backoffLimit", json!(6)),
+        ("completionMode", json!("NonIndexed")),
+        ("suspend", json!(false)),
+        ("podReplacementPolicy", json!("TerminatingOrFailed")),
+    ] {
+        if spec[field].is_null() {
+            spec[field] = default;
+        }
+    }
+    if !spec["selector"].is_null() && spec["manualSelector"].as_bool() != Some(true) {
+        causes.push((
+            "spec.selector".into(),
+            "Invalid value: \"\": `selector` will be auto-generated".into(),
+        ));
+    }
+    spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let tmpl = &mut spec["template"];
+    if !tmpl["metadata"]["labels"].is_object() {
+        tmpl["metadata"]["labels"] = json!({});
+    }
+    let labels = &mut tmpl["metadata"]["labels"];
+    labels["batch.kubernetes.io/controller-uid"] = json!(uid);
+    labels["batch.kubernetes.io/job-name"] = json!(name);
+    labels["controller-uid"] = json!(uid);
+    labels["job-name"] = json!(name);
+    meta::validate_meta(&tmpl.clone(), "spec.template.metadata", causes);
+    match tmpl["spec"]["restartPolicy"].as_str() {
+        Some("Never" | "OnFailure") => {}
+        None => causes.push((
+            "spec.template.spec.restartPolicy".into(),
+            "Required value: valid values: \"OnFailure\", \"Never\"".into(),
+        )),
+        Some(other) => causes.push((
+            "spec.template.spec.restartPolicy".into(),
+            format!("Unsupported value: \"{other}\": supported values: \"OnFailure\", \"Never\""),
+        )),
+    }
+    pod_spec_defaults(&mut tmpl["spec"], "spec.template.spec", causes);
+}
+
+fn pod_spec_defaults(spec: &mut Value, path: &str, causes: &mut Vec<(String, String)>) {
+    for (field, default) in [
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+    ] {
+        if spec[field].is_null() {
+            spec[field] = default;
+        }
+    }
+    let Some(containers) = spec["containers"].as_array_mut().filter(|c| !c.is_empty()) else {
+        causes.push((format!("{path}.containers"), "Required value".into()));
+        return;
+    };
+    for (i, c) in containers.iter_mut().enumerate() {
+        let name = c["name"].as_str().unwrap_or("");
+        if !meta::is_dns1123_label(name) {
+            causes.push((format!("{path}.containers[{i}].name"), format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")));
+        }
+        let image = c["image"].as_str().unwrap_or("").to_string();
+        if image.is_empty() {
+            causes.push((
+                format!("{path}.containers[{i}].image"),
+                "Required value".into(),
+            ));
+        }
+        let tagged = image
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':') || last.contains('@'));
+        let pull = if !tagged || image.ends_with(":latest") {
+            "Always"
+        } else {
+            "IfNotPresent"
+        };
+        for (field, default) in [
+            ("terminationMessagePath", json!("/dev/termination-log")),
+            ("terminationMessagePolicy", json!("File")),
+            ("imagePullPolicy", json!(pull)),
+            ("resources", json!({})),
+        ] {
+            if c[field].is_null() {
+                c[field] = default;
+            }
+        }
+    }
+}
+
+/// Rules on update: immutable Job fields, as the real API enforces them.
+pub fn check_update(kind: Kind, old: &Value, new: &Value) -> Result<(), ApiError> {
+    if kind != Kind::Job {
+        return Ok(());
+    }
+    let mut causes = Vec::new();
+    for field in ["selector", "template", "completionMode"] {
+        if old["spec"][field] != new["spec"][field] {
+            causes.push((
+                format!("spec.{field}"),
+                "Invalid value: field is immutable".to_string(),
+            ));
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(kind, meta::name_of(old), causes))
+    }
+}

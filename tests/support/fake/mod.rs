@@ -1,0 +1,623 @@
+//! A fake Kubernetes cluster for tests: an HTTP API server speaking kube-apiserver's JSON API
+//! on 127.0.0.1, with a simulated Job controller, kubelet and garbage collector behind it.
+//!
+//! See the parent module for the child-fate convention. Everything here is usable from plain
+//! synchronous tests: the server and controllers run on their own tokio runtime.
+
+mod defaults;
+mod http;
+mod meta;
+mod sim;
+mod store;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use meta::ApiError;
+pub use meta::Kind;
+pub use sim::{Fate, UNMANAGED};
+pub use store::Propagation;
+use store::Store;
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not wedge the server.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One API request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Raw (still percent-encoded) query string.
+    pub query: String,
+    /// kube-apiserver's verb: get, list, watch, create, update, patch, delete, deletecollection.
+    pub verb: &'static str,
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+    pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
+}
+
+impl Request {
+    /// A decoded query parameter.
+    pub fn param(&self, key: &str) -> Option<String> {
+        meta::parse_query(&self.query).remove(key)
+    }
+
+    /// The `labelSelector` of a list, watch or deletecollection.
+    pub fn label_selector(&self) -> Option<String> {
+        self.param("labelSelector")
+    }
+}
+
+struct FailRule {
+    remaining: usize,
+    status: u16,
+    retry_after: Option<u64>,
+    filter: Option<(String, String)>,
+}
+
+#[derive(Default)]
+pub(crate) struct Faults {
+    fail: VecDeque<FailRule>,
+    stall: Option<(Duration, usize)>,
+    forbidden: HashSet<(String, String)>,
+}
+
+impl Faults {
+    /// Consumes the faults that apply to one request: a delay, and an error to answer instead.
+    fn take(
+        &mut self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        ns: Option<&str>,
+    ) -> (Option<Duration>, Option<ApiError>) {
+        let stall = match &mut self.stall {
+            Some((d, n)) if *n > 0 => {
+                *n -= 1;
+                Some(*d)
+            }
+            _ => None,
+        };
+        let full = if sub.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}/{sub}")
+        };
+        let forbidden = [(verb, full.as_str()), ("*", full.as_str()), (verb, "*")]
+            .iter()
+            .any(|(v, r)| self.forbidden.contains(&(v.to_string(), r.to_string())));
+        if forbidden {
+            return (stall, Some(ApiError::forbidden(verb, group, &full, ns)));
+        }
+        let rule = self.fail.iter_mut().find(|r| {
+            r.remaining > 0
+                && r.filter.as_ref().is_none_or(|(v, res)| {
+                    (v == verb || v == "*") && (res == &full || res == resource || res == "*")
+                })
+        });
+        let Some(rule) = rule else {
+            return (stall, None);
+        };
+        rule.remaining -= 1;
+        let mut err = match rule.status {
+            429 => ApiError::new(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            ),
+            500 => ApiError::new(
+                500,
+                "InternalError",
+                "Internal error occurred: injected by the fake cluster",
+            ),
+            503 => ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ),
+            504 => ApiError::new(
+                504,
+                "Timeout",
+                "the server was unable to return a response in the time allotted",
+            ),
+            code => ApiError::new(code, "InternalError", format!("injected status {code}")),
+        };
+        err.retry_after = rule.retry_after;
+        self.fail.retain(|r| r.remaining > 0);
+        (stall, Some(err))
+    }
+}
+
+pub(crate) struct Config {
+    pub pre_131_conditions: bool,
+    pub bookmark_interval: Duration,
+}
+
+pub(crate) struct Shared {
+    pub store: Mutex<Store>,
+    pub requests: Mutex<Vec<Request>>,
+    pub faults: Mutex<Faults>,
+    pub config: Config,
+}
+
+/// The parent jobherd believes it runs in: an unmanaged Job and its Running pod.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    pub job_name: String,
+    pub job_uid: String,
+    pub pod_name: String,
+    pub namespace: String,
+}
+
+/// Options of a [`FakeCluster`].
+pub struct Builder {
+    compaction_window: usize,
+    pre_131_conditions: bool,
+    bookmark_interval: Duration,
+}
+
+impl Builder {
+    /// How many resourceVersions of watch history are kept; resuming a watch from an older one
+    /// answers 410 Expired. Default 100 000.
+    pub fn compaction_window(mut self, events: usize) -> Self {
+        self.compaction_window = events;
+        self
+    }
+
+    /// Behave like Kubernetes before 1.31: only `Complete`/`Failed` conditions, no
+    /// `SuccessCriteriaMet`/`FailureTarget`.
+    pub fn pre_131_conditions(mut self, yes: bool) -> Self {
+        self.pre_131_conditions = yes;
+        self
+    }
+
+    /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK. Default 1 s.
+    pub fn bookmark_interval(mut self, every: Duration) -> Self {
+        self.bookmark_interval = every;
+        self
+    }
+
+    pub fn start(self) -> FakeCluster {
+        FakeCluster::start_with(self)
+    }
+}
+
+/// A running fake cluster. Dropping it stops the server and the controllers.
+pub struct FakeCluster {
+    shared: Arc<Shared>,
+    rt: Option<tokio::runtime::Runtime>,
+    addr: SocketAddr,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl FakeCluster {
+    /// Starts on a random port of 127.0.0.1 with default options.
+    pub fn start() -> FakeCluster {
+        Self::builder().start()
+    }
+
+    pub fn builder() -> Builder {
+        Builder {
+            compaction_window: 100_000,
+            pre_131_conditions: false,
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+
+    fn start_with(b: Builder) -> FakeCluster {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("fake-cluster")
+            .enable_all()
+            .build()
+            .expect("the fake cluster needs a tokio runtime");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new(b.compaction_window, tx)),
+            requests: Mutex::new(Vec::new()),
+            faults: Mutex::new(Faults::default()),
+            config: Config {
+                pre_131_conditions: b.pre_131_conditions,
+                bookmark_interval: b.bookmark_interval,
+            },
+        });
+        rt.spawn(sim::Sim::new(shared.clone()).run(rx));
+        let listener = bind(&rt, SocketAddr::from(([127, 0, 0, 1], 0)))
+            .expect("bind 127.0.0.1:0 for the fake cluster");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the fake cluster listener");
+        let server = rt.spawn(http::serve(shared.clone(), listener));
+        let dir = tempfile::tempdir().expect("temp dir for the kubeconfig");
+        let kubeconfig = dir.path().join("kubeconfig");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+             users:\n- name: fake\n  user:\n    token: fake-token\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\n\
+             current-context: fake\n"
+        );
+        std::fs::write(&kubeconfig, config).expect("write the kubeconfig");
+        FakeCluster {
+            shared,
+            rt: Some(rt),
+            addr,
+            server: Mutex::new(Some(server)),
+            dir,
+            kubeconfig,
+        }
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        // Only `Drop` takes the runtime out.
+        self.rt
+            .as_ref()
+            .expect("fake cluster runtime is alive until drop")
+    }
+
+    /// A kubeconfig whose current context points at this server, namespace `default`.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A scratch directory that lives as long as the cluster.
+    pub fn temp_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kube client for this server (for the fake's own tests and test arrangements). Must be
+    /// called inside a tokio runtime.
+    pub fn kube_config(&self) -> kube::Config {
+        let mut c = kube::Config::new(self.url().parse().expect("the fake's URL is a valid URI"));
+        c.default_namespace = "default".into();
+        c
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inspection
+
+    fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> T {
+        serde_json::from_value(v.clone())
+            .unwrap_or_else(|e| panic!("stored object does not deserialize: {e}: {v}"))
+    }
+
+    /// Raw objects of a kind in a namespace, in list order.
+    pub fn objects(&self, kind: Kind, ns: &str) -> Vec<Value> {
+        lock(&self.shared.store)
+            .list(kind, Some(ns))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn object(&self, kind: Kind, ns: &str, name: &str) -> Option<Value> {
+        lock(&self.shared.store)
+            .get(kind, &store::key(ns, name))
+            .cloned()
+    }
+
+    pub fn jobs(&self, ns: &str) -> Vec<Job> {
+        self.objects(Kind::Job, ns)
+            .iter()
+            .map(Self::typed)
+            .collect()
+    }
+
+    pub fn job(&self, ns: &str, name: &str) -> Option<Job> {
+        self.object(Kind::Job, ns, name).as_ref().map(Self::typed)
+    }
+
+    pub fn pods(&self, ns: &str) -> Vec<Pod> {
+        self.objects(Kind::Pod, ns)
+            .iter()
+            .map(Self::typed)
+            .collect()
+    }
+
+    pub fn pod(&self, ns: &str, name: &str) -> Option<Pod> {
+        self.object(Kind::Pod, ns, name).as_ref().map(Self::typed)
+    }
+
+    /// Pods whose controller is the named Job.
+    pub fn pods_of(&self, ns: &str, job: &str) -> Vec<Pod> {
+        let Some(uid) = self
+            .object(Kind::Job, ns, job)
+            .map(|j| meta::uid_of(&j).to_string())
+        else {
+            return Vec::new();
+        };
+        self.objects(Kind::Pod, ns)
+            .iter()
+            .filter(|p| meta::controller_uid(p) == Some(uid.as_str()))
+            .map(Self::typed)
+            .collect()
+    }
+
+    /// Events of both APIs (events.k8s.io/v1 first, then v1).
+    pub fn events(&self, ns: &str) -> Vec<Value> {
+        let mut all = self.objects(Kind::Event, ns);
+        all.extend(self.objects(Kind::CoreEvent, ns));
+        all
+    }
+
+    /// The current container log lines of a pod (None once the pod is gone or before it ran).
+    pub fn log_lines(&self, ns: &str, pod: &str) -> Option<Vec<String>> {
+        let st = lock(&self.shared.store);
+        let uid = meta::uid_of(st.get(Kind::Pod, &store::key(ns, pod))?).to_string();
+        st.logs
+            .get(&uid)?
+            .attempts
+            .last()
+            .map(|a| a.iter().map(|(_, l)| l.clone()).collect())
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.shared.store).resource_version()
+    }
+
+    /// Number of open watch streams.
+    pub fn watch_count(&self) -> usize {
+        lock(&self.shared.store).watch_count()
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.shared.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.requests).clear();
+    }
+
+    /// How many recorded requests had this verb on this resource (`pods/log` for subresources).
+    pub fn count_requests(&self, verb: &str, resource: &str) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| {
+                r.verb == verb
+                    && (r.resource == resource
+                        || format!("{}/{}", r.resource, r.subresource) == resource)
+            })
+            .count()
+    }
+
+    /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut cond: impl FnMut(&FakeCluster) -> bool,
+    ) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Arranging state (direct inserts, not recorded as requests)
+
+    fn insert(&self, kind: Kind, mut obj: Value) -> Value {
+        if obj["metadata"]["namespace"]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            obj["metadata"]["namespace"] = json!("default");
+        }
+        let mut st = lock(&self.shared.store);
+        if meta::name_of(&obj).is_empty() {
+            let generate = obj["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("obj-")
+                .to_string();
+            obj["metadata"]["name"] = json!(format!("{generate}{}", meta::random_suffix(5)));
+        }
+        obj["metadata"]["uid"] = json!(meta::new_uid());
+        let name = meta::name_of(&obj).to_string();
+        defaults::admit_create(kind, &mut obj, false)
+            .and_then(|()| st.create(kind, obj))
+            .unwrap_or_else(|e| {
+                panic!("fake cluster refused {} {name}: {}", kind.kind(), e.message)
+            })
+    }
+
+    /// Inserts a Job as the API would store it (defaults, selector, labels); panics if invalid.
+    pub fn create_job(&self, job: Job) -> Job {
+        let v = serde_json::to_value(job).expect("Job serializes");
+        Self::typed(&self.insert(Kind::Job, v))
+    }
+
+    /// Inserts a Pod; a given status is kept (the kubelet only picks up Pending pods).
+    pub fn create_pod(&self, pod: Pod) -> Pod {
+        let v = serde_json::to_value(pod).expect("Pod serializes");
+        Self::typed(&self.insert(Kind::Pod, v))
+    }
+
+    /// Inserts any object of a served kind from JSON.
+    pub fn create_raw(&self, kind: Kind, obj: Value) -> Value {
+        self.insert(kind, obj)
+    }
+
+    /// Deletes as `DELETE` with a propagation policy would (no request recorded).
+    pub fn delete(&self, kind: Kind, ns: &str, name: &str, policy: Propagation) -> bool {
+        lock(&self.shared.store)
+            .delete(kind, &store::key(ns, name), policy)
+            .is_some()
+    }
+
+    /// A parent Job that the Job controller leaves alone, and its Running pod: what jobherd
+    /// finds through `POD_NAME`/`POD_NAMESPACE` when it runs as a CronJob's Job.
+    pub fn create_parent(&self, ns: &str, name: &str) -> Parent {
+        let job = self.insert(
+            Kind::Job,
+            json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": name, "namespace": ns, "annotations": {UNMANAGED: "true"}},
+                "spec": {"backoffLimit": 0, "template": {"spec": {
+                    "restartPolicy": "Never", "serviceAccountName": "jobherd",
+                    "containers": [{"name": "jobherd", "image": "jobherd:test"}],
+                }}},
+                "status": {"active": 1, "ready": 1, "startTime": meta::now_time()},
+            }),
+        );
+        let mut st = lock(&self.shared.store);
+        let mut pod = sim::pod_from_template(&st, &job);
+        pod["metadata"]["annotations"] = json!({UNMANAGED: "true"});
+        pod["metadata"]["uid"] = json!(meta::new_uid());
+        pod["spec"]["nodeName"] = json!("fake-node-1");
+        let now = meta::now_time();
+        pod["status"] = json!({
+            "phase": "Running", "podIP": "10.244.0.2", "startTime": now, "qosClass": "BestEffort",
+            "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}],
+            "containerStatuses": [{"name": "jobherd", "image": "jobherd:test", "imageID": "", "ready": true,
+                "restartCount": 0, "started": true, "state": {"running": {"startedAt": now}}, "lastState": {}}],
+        });
+        let pod = st
+            .create(Kind::Pod, pod)
+            .unwrap_or_else(|e| panic!("parent pod: {}", e.message));
+        Parent {
+            job_name: name.to_string(),
+            job_uid: meta::uid_of(&job).to_string(),
+            pod_name: meta::name_of(&pod).to_string(),
+            namespace: ns.to_string(),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Faults
+
+    /// Cuts every open watch connection now (clients see the stream break).
+    pub fn drop_watches(&self) {
+        lock(&self.shared.store).drop_watches();
+    }
+
+    /// Answers the next `n` matching requests with `status` (429, 500, 503, 504), with a
+    /// `Retry-After` header when given. `filter` is `(verb, resource)`, `*` matches any.
+    pub fn fail_next(
+        &self,
+        n: usize,
+        status: u16,
+        retry_after_secs: Option<u64>,
+        filter: Option<(&str, &str)>,
+    ) {
+        lock(&self.shared.faults).fail.push_back(FailRule {
+            remaining: n,
+            status,
+            retry_after: retry_after_secs,
+            filter: filter.map(|(v, r)| (v.to_string(), r.to_string())),
+        });
+    }
+
+    /// Delays the next `n` responses by `delay`.
+    pub fn stall(&self, delay: Duration, n: usize) {
+        lock(&self.shared.faults).stall = Some((delay, n));
+    }
+
+    /// Answers `verb` on `resource` (`jobs`, `pods/log`, `*`) with 403, as RBAC does.
+    pub fn forbid(&self, verb: &str, resource: &str) {
+        lock(&self.shared.faults)
+            .forbidden
+            .insert((verb.to_string(), resource.to_string()));
+    }
+
+    pub fn allow(&self, verb: &str, resource: &str) {
+        lock(&self.shared.faults)
+            .forbidden
+            .remove(&(verb.to_string(), resource.to_string()));
+    }
+
+    /// Clears every pending fault (fail_next, stall, forbid).
+    pub fn clear_faults(&self) {
+        *lock(&self.shared.faults) = Faults::default();
+    }
+
+    /// Drops the watch history: every resourceVersion handed out so far becomes too old.
+    pub fn compact(&self) {
+        lock(&self.shared.store).compact();
+    }
+
+    /// Stops listening and cuts every connection; state and controllers keep going.
+    pub fn stop(&self) {
+        let handle = lock(&self.server).take();
+        if let Some(handle) = handle {
+            handle.abort();
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.rt().spawn(async move {
+                let _ = handle.await;
+                let _ = tx.send(());
+            });
+            // The listener closes when the aborted task is dropped; wait for it so the port is free.
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+        lock(&self.shared.store).drop_watches();
+    }
+
+    /// Listens again on the same port, with the state kept.
+    pub fn restart(&self) {
+        let mut server = lock(&self.server);
+        if server.is_some() {
+            return;
+        }
+        let end = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match bind(self.rt(), self.addr) {
+                Ok(l) => break l,
+                Err(e) if Instant::now() < end => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("fake cluster cannot listen on {} again: {e}", self.addr),
+            }
+        };
+        *server = Some(self.rt().spawn(http::serve(self.shared.clone(), listener)));
+    }
+}
+
+impl Drop for FakeCluster {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            // Not `drop(rt)`: that blocks, and panics when the test itself runs inside tokio.
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn bind(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let _guard = rt.enter();
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    // A restarted server must get its port back despite connections in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}

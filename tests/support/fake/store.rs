@@ -1,0 +1,513 @@
+//! The fake API server's state: objects, the resourceVersion counter, watch history and
+//! subscribers, the owner index the garbage collector walks, and pod logs.
+//!
+//! Everything lives behind one `std::sync::Mutex` so that a write, its resourceVersion and its
+//! delivery to every watcher happen atomically and in order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
+
+use super::meta::{self, ApiError, FieldSelector, Kind, LabelSelector};
+
+/// `(namespace, name)`.
+pub type Key = (String, String);
+
+pub fn key(ns: &str, name: &str) -> Key {
+    (ns.to_string(), name.to_string())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+struct HistoryEvent {
+    rv: u64,
+    kind: Kind,
+    ty: EventType,
+    prev: Option<Arc<Value>>,
+    obj: Arc<Value>,
+}
+
+/// What a watch stream receives: one encoded line, or the order to cut the connection.
+pub enum WatchMsg {
+    Line(Bytes),
+    Abort,
+}
+
+struct Watcher {
+    id: u64,
+    kind: Kind,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    bookmarks: bool,
+    tx: mpsc::UnboundedSender<WatchMsg>,
+}
+
+/// What a watch asks for.
+pub struct WatchSpec {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub bookmarks: bool,
+    /// `None` (or "0"): synthetic ADDED events for the current state first.
+    pub resource_version: Option<u64>,
+    /// `sendInitialEvents=true`: the initial state ends with a bookmark annotated
+    /// `k8s.io/initial-events-end`.
+    pub send_initial_events: bool,
+}
+
+/// A change the simulated controllers react to.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upsert { kind: Kind, key: Key },
+    Deleted { kind: Kind, obj: Arc<Value> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    Orphan,
+    Background,
+    Foreground,
+}
+
+impl Propagation {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Orphan" => Some(Propagation::Orphan),
+            "Background" => Some(Propagation::Background),
+            "Foreground" => Some(Propagation::Foreground),
+            _ => None,
+        }
+    }
+
+    /// batch/v1 Jobs still orphan their pods by default through the API; everything else cascades.
+    pub fn default_for(kind: Kind) -> Self {
+        if kind == Kind::Job {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        }
+    }
+}
+
+/// One container attempt's log lines. A pod keeps its current and previous attempts.
+#[derive(Default)]
+pub struct PodLogs {
+    pub attempts: Vec<Vec<(jiff::Timestamp, String)>>,
+    /// How many attempts have started in total (`attempts` keeps only the last two).
+    pub generation: usize,
+    /// The current attempt's container is running (more lines may come).
+    pub running: bool,
+    pub notify: Arc<Notify>,
+}
+
+pub const FOREGROUND: &str = "foregroundDeletion";
+
+pub struct Store {
+    rv: u64,
+    objects: [BTreeMap<Key, Value>; 5],
+    uids: HashMap<String, (Kind, Key)>,
+    /// owner uid -> objects naming it in `ownerReferences` (kept even after the owner is gone,
+    /// which is exactly what the garbage collector needs).
+    dependents: HashMap<String, BTreeSet<(Kind, Key)>>,
+    history: VecDeque<HistoryEvent>,
+    /// Watches from a resourceVersion older than this answer 410 Expired.
+    compacted_rv: u64,
+    window: usize,
+    watchers: Vec<Watcher>,
+    next_watcher: u64,
+    changes: mpsc::UnboundedSender<Change>,
+    /// pod uid -> logs; removed with the pod, so reading them afterwards is a 404.
+    pub logs: HashMap<String, PodLogs>,
+}
+
+impl Store {
+    pub fn new(window: usize, changes: mpsc::UnboundedSender<Change>) -> Self {
+        Store {
+            rv: 1,
+            objects: Default::default(),
+            uids: HashMap::new(),
+            dependents: HashMap::new(),
+            history: VecDeque::new(),
+            compacted_rv: 0,
+            window: window.max(1),
+            watchers: Vec::new(),
+            next_watcher: 0,
+            changes,
+            logs: HashMap::new(),
+        }
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn compacted_rv(&self) -> u64 {
+        self.compacted_rv
+    }
+
+    pub fn get(&self, kind: Kind, key: &Key) -> Option<&Value> {
+        self.objects[kind.index()].get(key)
+    }
+
+    pub fn by_uid(&self, uid: &str) -> Option<(Kind, &Value)> {
+        let (kind, key) = self.uids.get(uid)?;
+        self.get(*kind, key).map(|o| (*kind, o))
+    }
+
+    pub fn exists_uid(&self, uid: &str) -> bool {
+        self.uids.contains_key(uid)
+    }
+
+    /// Objects of a kind, in one namespace or all, ordered by namespace then name (list order).
+    pub fn list<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = (&'a Key, &'a Value)> + 'a> {
+        let map = &self.objects[kind.index()];
+        match namespace {
+            Some(ns) => Box::new(
+                map.range((ns.to_string(), String::new())..)
+                    .take_while(move |(k, _)| k.0 == ns),
+            ),
+            None => Box::new(map.iter()),
+        }
+    }
+
+    /// Objects of a kind after `after` (exclusive), for paginated lists.
+    pub fn list_after<'a>(
+        &'a self,
+        kind: Kind,
+        namespace: Option<&'a str>,
+        after: &Key,
+    ) -> Box<dyn Iterator<Item = (&'a Key, &'a Value)> + 'a> {
+        use std::ops::Bound;
+        let map = &self.objects[kind.index()];
+        let it = map.range((Bound::Excluded(after.clone()), Bound::Unbounded));
+        match namespace {
+            Some(ns) => Box::new(it.take_while(move |(k, _)| k.0 == ns)),
+            None => Box::new(it),
+        }
+    }
+
+    pub fn dependents(&self, owner_uid: &str) -> Vec<(Kind, Key)> {
+        self.dependents
+            .get(owner_uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stores a new object: uid, creationTimestamp, generation and resourceVersion are set here.
+    pub fn create(&mut self, kind: Kind, mut obj: Value) -> Result<Value, ApiError> {
+        let key = key(meta::namespace_of(&obj), meta::name_of(&obj));
+        if self.objects[kind.index()].contains_key(&key) {
+            return Err(ApiError::already_exists(kind, &key.1));
+        }
+        stamp_new(kind, &mut obj);
+        Ok(self.commit(kind, key, EventType::Added, obj))
+    }
+
+    /// Replaces an existing object. An object marked for deletion whose last finalizer is gone is
+    /// removed, as kube-apiserver does.
+    pub fn put(&mut self, kind: Kind, obj: Value) -> Value {
+        let key = key(meta::namespace_of(&obj), meta::name_of(&obj));
+        let finalized = !obj["metadata"]["deletionTimestamp"].is_null()
+            && obj["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        let stored = self.commit(kind, key.clone(), EventType::Modified, obj);
+        if finalized {
+            self.remove(kind, &key);
+        }
+        stored
+    }
+
+    pub fn remove(&mut self, kind: Kind, key: &Key) -> Option<Value> {
+        let obj = self.objects[kind.index()].get(key)?.clone();
+        Some(self.commit(kind, key.clone(), EventType::Deleted, obj))
+    }
+
+    /// Deletes with a propagation policy; returns the object as the DELETE call answers it.
+    pub fn delete(&mut self, kind: Kind, key: &Key, policy: Propagation) -> Option<Value> {
+        let obj = self.get(kind, key)?.clone();
+        let uid = meta::uid_of(&obj).to_string();
+        match policy {
+            Propagation::Orphan => {
+                for (dkind, dkey) in self.dependents(&uid) {
+                    if let Some(mut dep) = self.get(dkind, &dkey).cloned() {
+                        remove_owner_ref(&mut dep, &uid);
+                        self.put(dkind, dep);
+                    }
+                }
+                self.remove(kind, key)
+            }
+            Propagation::Background => self.remove(kind, key),
+            Propagation::Foreground => {
+                if self.dependents(&uid).is_empty() {
+                    return self.remove(kind, key);
+                }
+                let mut marked = obj;
+                let m = &mut marked["metadata"];
+                if m["deletionTimestamp"].is_null() {
+                    m["deletionTimestamp"] = json!(meta::now_time());
+                    m["deletionGracePeriodSeconds"] = json!(0);
+                }
+                let fins = m["finalizers"].as_array().cloned().unwrap_or_default();
+                if !fins.iter().any(|f| f == FOREGROUND) {
+                    let mut fins = fins;
+                    fins.push(json!(FOREGROUND));
+                    m["finalizers"] = json!(fins);
+                }
+                Some(self.put(kind, marked))
+            }
+        }
+    }
+
+    fn commit(&mut self, kind: Kind, key: Key, ty: EventType, mut obj: Value) -> Value {
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let uid = meta::uid_of(&obj).to_string();
+        let prev = match ty {
+            EventType::Deleted => {
+                self.objects[kind.index()].remove(&key);
+                self.uids.remove(&uid);
+                None
+            }
+            _ => self.objects[kind.index()].insert(key.clone(), obj.clone()),
+        };
+        // Keep the owner index in step with ownerReferences.
+        let old_owners = prev.as_ref().map(meta::owner_uids).unwrap_or_default();
+        let new_owners = if ty == EventType::Deleted {
+            Vec::new()
+        } else {
+            meta::owner_uids(&obj)
+        };
+        if ty == EventType::Deleted {
+            for o in meta::owner_uids(&obj) {
+                self.unindex(&o, kind, &key);
+            }
+            if kind == Kind::Pod {
+                if let Some(logs) = self.logs.remove(&uid) {
+                    logs.notify.notify_waiters();
+                }
+            }
+        } else {
+            self.uids.insert(uid, (kind, key.clone()));
+            for o in old_owners.iter().filter(|o| !new_owners.contains(o)) {
+                self.unindex(o, kind, &key);
+            }
+            for o in new_owners {
+                self.dependents
+                    .entry(o)
+                    .or_default()
+                    .insert((kind, key.clone()));
+            }
+        }
+        let obj = Arc::new(obj);
+        let prev = prev.map(Arc::new);
+        self.dispatch(kind, ty, prev.as_deref(), &obj);
+        let change = match ty {
+            EventType::Deleted => Change::Deleted {
+                kind,
+                obj: obj.clone(),
+            },
+            _ => Change::Upsert { kind, key },
+        };
+        // The simulation may be gone while the cluster shuts down; nothing to tell it then.
+        let _ = self.changes.send(change);
+        self.history.push_back(HistoryEvent {
+            rv: self.rv,
+            kind,
+            ty,
+            prev,
+            obj: obj.clone(),
+        });
+        while self.history.len() > self.window {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted_rv = old.rv;
+            }
+        }
+        Arc::unwrap_or_clone(obj)
+    }
+
+    fn unindex(&mut self, owner: &str, kind: Kind, key: &Key) {
+        if let Some(set) = self.dependents.get_mut(owner) {
+            set.remove(&(kind, key.clone()));
+            if set.is_empty() {
+                self.dependents.remove(owner);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, kind: Kind, ty: EventType, prev: Option<&Value>, obj: &Value) {
+        let mut closed = false;
+        for w in self.watchers.iter().filter(|w| w.kind == kind) {
+            if let Some(line) = event_for(w, ty, prev, obj) {
+                closed |= w.tx.send(WatchMsg::Line(line)).is_err();
+            }
+        }
+        if closed {
+            self.watchers.retain(|w| !w.tx.is_closed());
+        }
+    }
+
+    /// Registers a watch and queues what it must replay, atomically with respect to writes.
+    pub fn watch(
+        &mut self,
+        spec: WatchSpec,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<WatchMsg>), ApiError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let w = Watcher {
+            id: self.next_watcher,
+            kind: spec.kind,
+            namespace: spec.namespace,
+            labels: spec.labels,
+            fields: spec.fields,
+            bookmarks: spec.bookmarks,
+            tx,
+        };
+        self.next_watcher += 1;
+        match spec.resource_version.filter(|rv| *rv != 0) {
+            Some(rv) if rv < self.compacted_rv => {
+                return Err(ApiError::expired(format!(
+                    "too old resource version: {rv} ({})",
+                    self.compacted_rv + 1
+                )));
+            }
+            Some(rv) => {
+                for ev in self
+                    .history
+                    .iter()
+                    .filter(|e| e.rv > rv && e.kind == w.kind)
+                {
+                    if let Some(line) = event_for(&w, ev.ty, ev.prev.as_deref(), &ev.obj) {
+                        let _ = w.tx.send(WatchMsg::Line(line));
+                    }
+                }
+            }
+            None => {
+                let ns = w.namespace.clone();
+                for (_, obj) in self.list(w.kind, ns.as_deref()) {
+                    if let Some(line) = event_for(&w, EventType::Added, None, obj) {
+                        let _ = w.tx.send(WatchMsg::Line(line));
+                    }
+                }
+                if spec.send_initial_events {
+                    let _ = w.tx.send(WatchMsg::Line(bookmark(w.kind, self.rv, true)));
+                }
+            }
+        }
+        let id = w.id;
+        self.watchers.push(w);
+        Ok((id, rx))
+    }
+
+    pub fn unwatch(&mut self, id: u64) {
+        self.watchers.retain(|w| w.id != id);
+    }
+
+    /// Cuts every watch connection (the client sees the stream break, not a clean end).
+    pub fn drop_watches(&mut self) {
+        for w in self.watchers.drain(..) {
+            let _ = w.tx.send(WatchMsg::Abort);
+        }
+    }
+
+    pub fn watch_count(&self) -> usize {
+        self.watchers.len()
+    }
+
+    /// Sends a BOOKMARK with the current resourceVersion to every watch that asked for them.
+    pub fn send_bookmarks(&mut self) {
+        for w in self.watchers.iter().filter(|w| w.bookmarks) {
+            let _ = w.tx.send(WatchMsg::Line(bookmark(w.kind, self.rv, false)));
+        }
+    }
+
+    /// Forgets all history and moves past every resourceVersion handed out so far, so any watch
+    /// resuming from one of them gets 410 Expired.
+    pub fn compact(&mut self) {
+        self.rv += 1;
+        self.compacted_rv = self.rv;
+        self.history.clear();
+    }
+}
+
+/// Sets what kube-apiserver sets on create.
+fn stamp_new(kind: Kind, obj: &mut Value) {
+    obj["kind"] = json!(kind.kind());
+    obj["apiVersion"] = json!(kind.api_version());
+    let m = &mut obj["metadata"];
+    if m["uid"].as_str().is_none_or(str::is_empty) {
+        m["uid"] = json!(meta::new_uid());
+    }
+    m["creationTimestamp"] = json!(meta::now_time());
+    if kind != Kind::Event && kind != Kind::CoreEvent {
+        m["generation"] = json!(1);
+    }
+    if let Some(o) = m.as_object_mut() {
+        o.remove("deletionTimestamp");
+        o.remove("resourceVersion");
+    }
+}
+
+pub fn remove_owner_ref(obj: &mut Value, owner_uid: &str) {
+    if let Some(refs) = obj["metadata"]["ownerReferences"].as_array_mut() {
+        refs.retain(|r| r["uid"] != owner_uid);
+        if refs.is_empty() {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("ownerReferences");
+            }
+        }
+    }
+}
+
+fn matches(w: &Watcher, obj: &Value) -> bool {
+    w.namespace
+        .as_deref()
+        .is_none_or(|ns| meta::namespace_of(obj) == ns)
+        && w.labels.matches(meta::labels_of(obj))
+        && w.fields.matches(obj)
+}
+
+/// The event a watcher sees: an object entering its selector is ADDED, leaving it is DELETED.
+fn event_for(w: &Watcher, ty: EventType, prev: Option<&Value>, obj: &Value) -> Option<Bytes> {
+    let now = matches(w, obj);
+    let before = prev.is_some_and(|p| matches(w, p));
+    let name = match ty {
+        EventType::Added if now => "ADDED",
+        EventType::Deleted if now => "DELETED",
+        EventType::Modified if now && before => "MODIFIED",
+        EventType::Modified if now => "ADDED",
+        EventType::Modified if before => "DELETED",
+        _ => return None,
+    };
+    Some(encode_event(name, obj))
+}
+
+pub fn encode_event(ty: &str, obj: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Bytes {
+    let mut obj = json!({
+        "kind": kind.kind(), "apiVersion": kind.api_version(),
+        "metadata": {"resourceVersion": rv.to_string(), "creationTimestamp": null},
+    });
+    if initial_end {
+        obj["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    encode_event("BOOKMARK", &obj)
+}
