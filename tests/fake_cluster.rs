@@ -5,12 +5,18 @@ mod support;
 
 use std::future::Future;
 
-use futures::{StreamExt, TryStreamExt};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use support::*;
 
@@ -168,4 +174,875 @@ fn runner_starts_the_real_binary_with_a_clean_environment() {
         (parent.job_name.as_str(), parent.job_uid.as_str())
     );
     assert_eq!(pod.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+}
+
+fn job_with(name: &str, restart: &str, env: &[(&str, &str)], spec: serde_json::Value) -> Job {
+    let mut v = serde_json::to_value(job(name, restart, env)).expect("job value");
+    if let Some(extra) = spec.as_object() {
+        for (k, val) in extra {
+            v["spec"][k] = val.clone();
+        }
+    }
+    serde_json::from_value(v).expect("job json")
+}
+
+fn api_error(e: kube::Error) -> (u16, String, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn pod_names(cluster: &FakeCluster, job: &str) -> Vec<String> {
+    cluster
+        .pods_of("default", job)
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+fn phase(p: &Pod) -> String {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn list_and_watch_filter_by_label_selector() {
+    let cluster = FakeCluster::start();
+    let mut other = job("other", "Never", &[]);
+    other.metadata.labels = Some([("jobherd.io/run".to_string(), "r2".to_string())].into());
+    cluster.create_job(other);
+    cluster.create_job(job("mine", "Never", &[("FAKE_RUN_MS", "5000")]));
+    with_client(&cluster, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client.clone());
+        let mine = jobs
+            .list(&ListParams::default().labels("jobherd.io/run=r1"))
+            .await
+            .expect("list");
+        assert_eq!(mine.items.len(), 1);
+        assert_eq!(mine.items[0].metadata.name.as_deref(), Some("mine"));
+        for (sel, n) in [
+            ("jobherd.io/run in (r1,r2)", 2),
+            ("jobherd.io/run!=r1", 1),
+            ("!jobherd.io/run", 0),
+            ("app.kubernetes.io/managed-by", 1),
+        ] {
+            assert_eq!(
+                jobs.list(&ListParams::default().labels(sel))
+                    .await
+                    .expect("list")
+                    .items
+                    .len(),
+                n,
+                "{sel}"
+            );
+        }
+        let by_name = jobs
+            .list(&ListParams::default().fields("metadata.name=other"))
+            .await
+            .expect("list");
+        assert_eq!(by_name.items.len(), 1);
+        let paged = jobs
+            .list(&ListParams::default().limit(1))
+            .await
+            .expect("page 1");
+        let token = paged.metadata.continue_.clone().expect("continue token");
+        let rest = jobs
+            .list(&ListParams::default().limit(1).continue_token(&token))
+            .await
+            .expect("page 2");
+        assert_eq!((paged.items.len(), rest.items.len()), (1, 1));
+        assert_ne!(paged.items[0].metadata.name, rest.items[0].metadata.name);
+
+        let rv = mine.metadata.resource_version.clone().expect("list rv");
+        let pods: Api<Pod> = Api::default_namespaced(client);
+        let wp = WatchParams::default().labels("job-name=mine").timeout(5);
+        let mut stream = pods.watch(&wp, "0").await.expect("watch").boxed();
+        // rv 0: the current state first, as synthetic ADDED events.
+        match stream.try_next().await.expect("event") {
+            Some(WatchEvent::Added(p)) => {
+                assert!(p.metadata.name.expect("name").starts_with("mine-"))
+            }
+            other => panic!("expected ADDED, got {other:?}"),
+        }
+        let mut from_rv = jobs
+            .watch(
+                &WatchParams::default()
+                    .labels("jobherd.io/run=r1")
+                    .timeout(5),
+                &rv,
+            )
+            .await
+            .expect("watch")
+            .boxed();
+        cluster_patch_label(&jobs).await;
+        match from_rv.try_next().await.expect("event") {
+            Some(WatchEvent::Modified(j)) => assert_eq!(j.metadata.name.as_deref(), Some("mine")),
+            other => panic!("expected MODIFIED, got {other:?}"),
+        }
+    });
+}
+
+async fn cluster_patch_label(jobs: &Api<Job>) {
+    let patch = json!({"metadata": {"annotations": {"seen": "yes"}}});
+    jobs.patch("mine", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+}
+
+#[test]
+fn create_honours_generate_name_conflicts_dry_run_and_validation() {
+    let cluster = FakeCluster::start();
+    with_client(&cluster, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        let mut generated = job("", "Never", &[]);
+        generated.metadata.name = None;
+        generated.metadata.generate_name = Some("gen-".into());
+        let made = jobs
+            .create(&PostParams::default(), &generated)
+            .await
+            .expect("generateName");
+        let name = made.metadata.name.expect("name");
+        assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+
+        jobs.create(&PostParams::default(), &job("dup", "Never", &[]))
+            .await
+            .expect("first");
+        let (code, reason, message) = api_error(
+            jobs.create(&PostParams::default(), &job("dup", "Never", &[]))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (code, reason.as_str(), message.as_str()),
+            (409, "AlreadyExists", "jobs.batch \"dup\" already exists")
+        );
+
+        let dry = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        let echoed = jobs
+            .create(&dry, &job("dry", "Never", &[]))
+            .await
+            .expect("dry run");
+        assert_eq!(echoed.metadata.name.as_deref(), Some("dry"));
+        assert!(
+            jobs.get_opt("dry").await.expect("get").is_none(),
+            "dryRun=All must not store"
+        );
+
+        let (code, reason, _) = api_error(
+            jobs.create(&PostParams::default(), &job("Bad_Name", "Never", &[]))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!((code, reason.as_str()), (422, "Invalid"));
+        let long = "x".repeat(64);
+        let (code, _, message) = api_error(
+            jobs.create(&PostParams::default(), &job(&long, "Never", &[]))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(code, 422);
+        assert!(
+            message.contains("must be no more than 63 characters"),
+            "{message}"
+        );
+        let (code, _, message) = api_error(
+            jobs.create(&PostParams::default(), &job("always", "Always", &[]))
+                .await
+                .unwrap_err(),
+        );
+        assert!(
+            code == 422 && message.contains("restartPolicy"),
+            "{message}"
+        );
+        let (code, reason, message) = api_error(jobs.get("nope").await.unwrap_err());
+        assert_eq!(
+            (code, reason.as_str(), message.as_str()),
+            (404, "NotFound", "jobs.batch \"nope\" not found")
+        );
+    });
+    assert_eq!(cluster.jobs("default").len(), 2);
+}
+
+#[test]
+fn never_policy_retries_with_new_pods_until_backoff_limit() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job(
+        "flaky",
+        "Never",
+        &[
+            ("FAKE_EXIT", "1"),
+            ("FAKE_RUN_MS", "5"),
+            ("FAKE_PENDING_MS", "1"),
+        ],
+    ));
+    assert!(
+        cluster.wait_until(secs(10), |c| has_condition(c, "flaky", "Failed")),
+        "{:?}",
+        conditions(&cluster, "flaky")
+    );
+    assert_eq!(
+        conditions(&cluster, "flaky"),
+        [
+            (
+                "FailureTarget".to_string(),
+                "BackoffLimitExceeded".to_string()
+            ),
+            ("Failed".into(), "BackoffLimitExceeded".into())
+        ]
+    );
+    let status = cluster
+        .job("default", "flaky")
+        .and_then(|j| j.status)
+        .expect("status");
+    // backoffLimit 2: the third failed pod fails the Job.
+    assert_eq!(
+        (status.failed, status.active, status.completion_time),
+        (Some(3), None, None)
+    );
+    let pods = cluster.pods_of("default", "flaky");
+    assert_eq!(pods.len(), 3);
+    assert!(pods.iter().all(|p| phase(p) == "Failed"));
+    let name = pods[0].metadata.name.clone().expect("name");
+    assert_eq!(
+        cluster.log_lines("default", &name),
+        Some(vec![format!("hello from {name}"), "exit code 1".into()])
+    );
+}
+
+#[test]
+fn exit_codes_per_attempt_let_a_job_succeed_on_retry() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job(
+        "retry",
+        "Never",
+        &[("FAKE_EXIT", "3,0"), ("FAKE_RUN_MS", "5")],
+    ));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "retry", "Complete")));
+    let status = cluster
+        .job("default", "retry")
+        .and_then(|j| j.status)
+        .expect("status");
+    assert_eq!((status.failed, status.succeeded), (Some(1), Some(1)));
+}
+
+#[test]
+fn on_failure_restarts_in_place_then_deletes_the_pod() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job(
+        "crashy",
+        "OnFailure",
+        &[("FAKE_EXIT", "2"), ("FAKE_RUN_MS", "5")],
+    ));
+    let mut restarts_seen = 0;
+    assert!(cluster.wait_until(secs(10), |c| {
+        for p in c.pods_of("default", "crashy") {
+            let cs = &p
+                .status
+                .and_then(|s| s.container_statuses)
+                .unwrap_or_default()[..];
+            if let Some(cs) = cs.first() {
+                restarts_seen = restarts_seen.max(cs.restart_count);
+            }
+        }
+        has_condition(c, "crashy", "Failed")
+    }));
+    assert!(restarts_seen >= 1, "the container restarted in place");
+    assert_eq!(
+        conditions(&cluster, "crashy").last().map(|c| c.1.as_str()),
+        Some("BackoffLimitExceeded")
+    );
+    assert!(
+        cluster.pods_of("default", "crashy").is_empty(),
+        "the failed pod is deleted"
+    );
+    let status = cluster
+        .job("default", "crashy")
+        .and_then(|j| j.status)
+        .expect("status");
+    assert_eq!(status.failed, Some(1));
+}
+
+#[test]
+fn active_deadline_fails_the_job_and_kills_its_pod() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job_with(
+        "slow",
+        "Never",
+        &[("FAKE_RUN_MS", "60000")],
+        json!({"activeDeadlineSeconds": 1}),
+    ));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "slow", "Failed")));
+    assert_eq!(
+        conditions(&cluster, "slow"),
+        [
+            ("FailureTarget".to_string(), "DeadlineExceeded".to_string()),
+            ("Failed".into(), "DeadlineExceeded".into())
+        ]
+    );
+    assert!(cluster.pods_of("default", "slow").is_empty());
+}
+
+#[test]
+fn parallelism_and_completions() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job_with(
+        "fan",
+        "Never",
+        &[("FAKE_RUN_MS", "100")],
+        json!({"completions": 4, "parallelism": 2}),
+    ));
+    assert!(cluster.wait_until(secs(5), |c| {
+        c.job("default", "fan")
+            .and_then(|j| j.status)
+            .and_then(|s| s.active)
+            == Some(2)
+    }));
+    assert_eq!(
+        cluster.pods_of("default", "fan").len(),
+        2,
+        "never more than parallelism at once"
+    );
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "fan", "Complete")));
+    assert_eq!(cluster.pods_of("default", "fan").len(), 4);
+    assert_eq!(
+        cluster
+            .job("default", "fan")
+            .and_then(|j| j.status)
+            .and_then(|s| s.succeeded),
+        Some(4)
+    );
+}
+
+#[test]
+fn suspend_holds_pods_until_resumed() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job_with("later", "Never", &[], json!({"suspend": true})));
+    assert!(cluster.wait_until(secs(5), |c| has_condition(c, "later", "Suspended")));
+    std::thread::sleep(millis(50));
+    assert!(cluster.pods_of("default", "later").is_empty());
+    with_client(&cluster, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        let patch = json!({"spec": {"suspend": false}});
+        jobs.patch("later", &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+            .expect("resume");
+    });
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "later", "Complete")));
+    assert!(!has_condition(&cluster, "later", "Suspended"));
+}
+
+#[test]
+fn ttl_after_finished_deletes_job_and_pods() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job_with(
+        "brief",
+        "Never",
+        &[("FAKE_RUN_MS", "5")],
+        json!({"ttlSecondsAfterFinished": 0}),
+    ));
+    assert!(
+        cluster.wait_until(secs(10), |c| c.job("default", "brief").is_none()
+            && c.pods("default").is_empty())
+    );
+}
+
+#[test]
+fn deletion_orphans_by_default_and_cascades_in_background_or_foreground() {
+    let cluster = FakeCluster::start();
+    for name in ["orphan", "bg", "fg"] {
+        cluster.create_job(job(name, "Never", &[("FAKE_RUN_MS", "60000")]));
+    }
+    assert!(cluster.wait_until(secs(5), |c| {
+        ["orphan", "bg", "fg"]
+            .iter()
+            .all(|n| pod_names(c, n).len() == 1)
+    }));
+    let orphan_pod = pod_names(&cluster, "orphan")[0].clone();
+    let fg_job_uid = cluster
+        .job("default", "fg")
+        .and_then(|j| j.metadata.uid)
+        .expect("uid");
+    let fg_seen = with_client(&cluster, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        jobs.delete("orphan", &DeleteParams::default())
+            .await
+            .expect("delete orphan");
+        jobs.delete("bg", &DeleteParams::background())
+            .await
+            .expect("delete bg");
+        let fg = jobs
+            .delete("fg", &DeleteParams::foreground())
+            .await
+            .expect("delete fg");
+        fg.left().map(|j| {
+            (
+                j.metadata.deletion_timestamp.is_some(),
+                j.metadata.finalizers.unwrap_or_default(),
+            )
+        })
+    });
+    let (marked, finalizers) = fg_seen.expect("foreground delete answers the marked Job");
+    assert!(
+        marked && finalizers == ["foregroundDeletion"],
+        "{finalizers:?}"
+    );
+    assert!(cluster.wait_until(secs(5), |c| c.jobs("default").is_empty()));
+    assert!(cluster.wait_until(secs(5), |c| c.pods("default").len() == 1));
+    let left = cluster
+        .pod("default", &orphan_pod)
+        .expect("the orphan pod stays");
+    assert!(
+        left.metadata.owner_references.is_none(),
+        "orphaned pods lose their ownerReference"
+    );
+    assert!(cluster.pods("default").iter().all(|p| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .all(|o| o.uid != fg_job_uid)
+    }));
+}
+
+#[test]
+fn deleting_the_parent_cascades_to_children_and_their_pods() {
+    let cluster = FakeCluster::start();
+    let parent = cluster.create_parent("default", "nightly-1");
+    let mut child = job("nightly-1-0", "Never", &[("FAKE_RUN_MS", "60000")]);
+    child.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: parent.job_name.clone(),
+            uid: parent.job_uid.clone(),
+            ..Default::default()
+        },
+    ]);
+    cluster.create_job(child);
+    assert!(cluster.wait_until(secs(5), |c| pod_names(c, "nightly-1-0").len() == 1));
+    assert!(cluster.delete(Kind::Job, "default", "nightly-1", Propagation::Background));
+    assert!(cluster.wait_until(secs(5), |c| c.jobs("default").is_empty()
+        && c.pods("default").is_empty()));
+}
+
+#[test]
+fn pod_logs_tail_timestamps_follow_and_404_when_gone() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job(
+        "talk",
+        "Never",
+        &[
+            ("FAKE_LOG", "one\\ntwo\\nthree"),
+            ("FAKE_RUN_MS", "300"),
+            ("FAKE_EXIT", "4"),
+        ],
+    ));
+    assert!(cluster.wait_until(secs(5), |c| {
+        c.pods_of("default", "talk")
+            .iter()
+            .any(|p| phase(p) == "Running")
+    }));
+    let pod = pod_names(&cluster, "talk")[0].clone();
+    let p = pod.clone();
+    let (tail, stamped, followed) = with_client(&cluster, |client| async move {
+        let pods: Api<Pod> = Api::default_namespaced(client);
+        let tail = pods
+            .logs(
+                &p,
+                &LogParams {
+                    tail_lines: Some(2),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("tail");
+        let stamped = pods
+            .logs(
+                &p,
+                &LogParams {
+                    timestamps: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("ts");
+        let follow = LogParams {
+            follow: true,
+            ..Default::default()
+        };
+        let lines: Vec<String> = pods
+            .log_stream(&p, &follow)
+            .await
+            .expect("follow")
+            .lines()
+            .try_collect()
+            .await
+            .expect("lines");
+        (tail, stamped, lines)
+    });
+    assert_eq!(tail, "two\nthree\n");
+    let first = stamped.lines().next().expect("a line");
+    let (ts, text) = first.split_once(' ').expect("timestamp prefix");
+    assert!(
+        ts.parse::<jiff::Timestamp>().is_ok() && text == "one",
+        "{first}"
+    );
+    // follow ends when the container terminates, after its last line.
+    assert_eq!(followed, ["one", "two", "three", "exit code 4"]);
+
+    cluster.delete(Kind::Pod, "default", &pod, Propagation::Background);
+    let gone = with_client(&cluster, |client| async move {
+        Api::<Pod>::default_namespaced(client)
+            .logs(&pod, &LogParams::default())
+            .await
+    });
+    assert_eq!(api_error(gone.unwrap_err()).0, 404);
+}
+
+#[test]
+fn stuck_pods_show_waiting_reasons_and_unschedulable() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job("pull", "Never", &[("FAKE_WAITING", "ErrImagePull")]));
+    cluster.create_job(job(
+        "config",
+        "Never",
+        &[("FAKE_WAITING", "CreateContainerConfigError")],
+    ));
+    cluster.create_job(job("nowhere", "Never", &[("FAKE_UNSCHEDULABLE", "1")]));
+    let mut missing = job("missing", "Never", &[]);
+    if let Some(spec) = missing.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.containers[0].image = Some("fake-missing/nothing:1".into());
+    }
+    cluster.create_job(missing);
+    let waiting = |c: &FakeCluster, job: &str| -> Vec<String> {
+        c.pods_of("default", job)
+            .into_iter()
+            .filter_map(|p| {
+                p.status?
+                    .container_statuses?
+                    .first()?
+                    .state
+                    .clone()?
+                    .waiting?
+                    .reason
+            })
+            .collect()
+    };
+    assert!(cluster.wait_until(secs(5), |c| waiting(c, "config")
+        == ["CreateContainerConfigError"]));
+    assert!(
+        cluster.wait_until(secs(5), |c| waiting(c, "missing") == ["ErrImagePull"]
+            || waiting(c, "missing") == ["ImagePullBackOff"])
+    );
+    assert!(
+        cluster.wait_until(secs(5), |c| waiting(c, "pull") == ["ImagePullBackOff"]),
+        "ErrImagePull alternates with ImagePullBackOff"
+    );
+    let unscheduled = |c: &FakeCluster| {
+        c.pods_of("default", "nowhere").iter().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default()
+                .iter()
+                .any(|cond| {
+                    cond.type_ == "PodScheduled"
+                        && cond.status == "False"
+                        && cond.reason.as_deref() == Some("Unschedulable")
+                })
+        })
+    };
+    assert!(cluster.wait_until(secs(5), unscheduled));
+    assert!(
+        cluster
+            .pods("default")
+            .iter()
+            .all(|p| phase(p) == "Pending")
+    );
+    let pod = pod_names(&cluster, "config")[0].clone();
+    let logs = with_client(&cluster, |client| async move {
+        Api::<Pod>::default_namespaced(client)
+            .logs(&pod, &LogParams::default())
+            .await
+    });
+    let (code, _, message) = api_error(logs.unwrap_err());
+    assert!(
+        code == 400 && message.contains("is waiting to start"),
+        "{message}"
+    );
+}
+
+#[test]
+fn pre_131_clusters_only_set_complete_and_failed() {
+    let cluster = FakeCluster::builder().pre_131_conditions(true).start();
+    cluster.create_job(job("ok", "Never", &[("FAKE_RUN_MS", "5")]));
+    cluster.create_job(job(
+        "bad",
+        "Never",
+        &[("FAKE_RUN_MS", "5"), ("FAKE_EXIT", "1")],
+    ));
+    assert!(
+        cluster.wait_until(secs(10), |c| has_condition(c, "ok", "Complete")
+            && has_condition(c, "bad", "Failed"))
+    );
+    assert_eq!(
+        conditions(&cluster, "ok"),
+        [("Complete".to_string(), String::new())]
+    );
+    assert_eq!(
+        conditions(&cluster, "bad"),
+        [("Failed".to_string(), "BackoffLimitExceeded".to_string())]
+    );
+}
+
+#[test]
+fn watcher_resumes_after_410_by_listing_again() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job("first", "Never", &[("FAKE_RUN_MS", "60000")]));
+    let c = &cluster;
+    with_client(c, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        let cfg = watcher::Config::default().labels("jobherd.io/run=r1");
+        let mut names = std::pin::pin!(watcher(jobs, cfg).default_backoff().applied_objects());
+        let first = names.try_next().await.expect("event").expect("object");
+        assert_eq!(first.metadata.name.as_deref(), Some("first"));
+        let lists_before = c.count_requests("list", "jobs");
+        c.compact();
+        c.drop_watches();
+        c.create_job(job("second", "Never", &[("FAKE_RUN_MS", "60000")]));
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            // The watcher surfaces the interruption as an error item, then recovers.
+            while let Some(item) = names.next().await {
+                let Ok(j) = item else { continue };
+                if j.metadata.name.as_deref() == Some("second") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(found, Ok(true));
+        assert!(
+            c.count_requests("list", "jobs") > lists_before,
+            "the watcher re-listed after 410 Expired"
+        );
+    });
+}
+
+#[test]
+fn watch_from_compacted_version_gets_an_expired_error_event() {
+    let cluster = FakeCluster::builder().compaction_window(3).start();
+    let old_rv = cluster.resource_version().to_string();
+    for i in 0..5 {
+        cluster.create_raw(Kind::CronJob, json!({"metadata": {"name": format!("c{i}")}, "spec": {"schedule": "* * * * *", "jobTemplate": {}}}));
+    }
+    let ev = with_client(&cluster, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        let mut s = jobs
+            .watch(&WatchParams::default().timeout(2), &old_rv)
+            .await
+            .expect("watch")
+            .boxed();
+        s.try_next().await
+    });
+    match ev {
+        Ok(Some(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+}
+
+#[test]
+fn too_many_requests_with_retry_after_is_retried_by_kube() {
+    let cluster = FakeCluster::start();
+    cluster.fail_next(1, 429, Some(1), Some(("list", "jobs")));
+    let started = Instant::now();
+    let listed = with_client(&cluster, |client| async move {
+        Api::<Job>::default_namespaced(client)
+            .list(&ListParams::default())
+            .await
+    });
+    assert!(listed.is_ok(), "{listed:?}");
+    assert!(
+        started.elapsed() >= millis(900),
+        "kube waited for Retry-After"
+    );
+    let statuses: Vec<u16> = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "list")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [429, 200]);
+    cluster.fail_next(1, 500, None, None);
+    let failed = with_client(&cluster, |client| async move {
+        Api::<Job>::default_namespaced(client).get_opt("x").await
+    });
+    assert_eq!(api_error(failed.unwrap_err()).0, 500);
+}
+
+#[test]
+fn forbidden_verbs_answer_403_like_rbac() {
+    let cluster = FakeCluster::start();
+    cluster.forbid("create", "jobs");
+    let refused = with_client(&cluster, |client| async move {
+        Api::<Job>::default_namespaced(client)
+            .create(&PostParams::default(), &job("x", "Never", &[]))
+            .await
+    });
+    let (code, reason, message) = api_error(refused.unwrap_err());
+    assert_eq!((code, reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        message,
+        "jobs.batch is forbidden: User \"system:serviceaccount:default:jobherd\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"default\""
+    );
+    cluster.allow("create", "jobs");
+    let ok = with_client(&cluster, |client| async move {
+        Api::<Job>::default_namespaced(client)
+            .create(&PostParams::default(), &job("x", "Never", &[]))
+            .await
+    });
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn stall_delays_responses() {
+    let cluster = FakeCluster::start();
+    cluster.stall(millis(300), 1);
+    let started = Instant::now();
+    with_client(&cluster, |client| async move {
+        Api::<Job>::default_namespaced(client)
+            .list(&ListParams::default())
+            .await
+            .expect("list");
+    });
+    assert!(started.elapsed() >= millis(300));
+}
+
+#[test]
+fn restart_on_the_same_port_keeps_state_and_watchers_recover() {
+    let cluster = FakeCluster::start();
+    let c = &cluster;
+    with_client(c, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        jobs.create(
+            &PostParams::default(),
+            &job("before", "Never", &[("FAKE_RUN_MS", "60000")]),
+        )
+        .await
+        .expect("create");
+        let mut names = std::pin::pin!(
+            watcher(jobs.clone(), watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+        );
+        assert!(names.try_next().await.expect("event").is_some());
+        c.stop();
+        assert!(
+            jobs.get("before").await.is_err(),
+            "nothing listens while stopped"
+        );
+        c.create_job(job("during", "Never", &[("FAKE_RUN_MS", "60000")]));
+        c.restart();
+        assert!(
+            jobs.get("before").await.is_ok(),
+            "state kept across the restart"
+        );
+        let seen = tokio::time::timeout(Duration::from_secs(10), async {
+            // The watcher surfaces the interruption as an error item, then recovers.
+            while let Some(item) = names.next().await {
+                let Ok(j) = item else { continue };
+                if j.metadata.name.as_deref() == Some("during") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(seen, Ok(true));
+    });
+}
+
+#[test]
+fn requests_are_recorded_with_verb_resource_and_status() {
+    let cluster = FakeCluster::start();
+    let parent = cluster.create_parent("default", "p");
+    let pod = parent.pod_name.clone();
+    with_client(&cluster, |client| async move {
+        let pods: Api<Pod> = Api::default_namespaced(client.clone());
+        pods.get(&pod).await.expect("own pod");
+        let jobs: Api<Job> = Api::default_namespaced(client.clone());
+        let patch = json!({"metadata": {"annotations": {"jobherd.io/summary": "3/3 succeeded"}}});
+        jobs.patch("p", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("annotate parent");
+        let events: Api<Event> = Api::default_namespaced(client);
+        let ev: Event = serde_json::from_value(json!({
+            "metadata": {"generateName": "p."}, "eventTime": "2024-01-01T00:00:00.000000Z",
+            "reportingController": "jobherd.io/jobherd", "reportingInstance": "p", "action": "Run",
+            "reason": "Succeeded", "type": "Normal", "note": "3/3 succeeded",
+            "regarding": {"kind": "Job", "name": "p", "namespace": "default"},
+        }))
+        .expect("event");
+        events
+            .create(&PostParams::default(), &ev)
+            .await
+            .expect("event");
+    });
+    let reqs = cluster.requests();
+    let summary: Vec<(&str, &str, &str, u16)> = reqs
+        .iter()
+        .map(|r| (r.verb, r.resource.as_str(), r.name.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("get", "pods", parent.pod_name.as_str(), 200),
+            ("patch", "jobs", "p", 200),
+            ("create", "events", "", 201)
+        ]
+    );
+    assert_eq!(reqs[2].group, "events.k8s.io");
+    assert!(reqs.windows(2).all(|w| w[0].at <= w[1].at));
+    let annotated = cluster
+        .job("default", "p")
+        .and_then(|j| j.metadata.annotations)
+        .unwrap_or_default();
+    assert_eq!(
+        annotated.get("jobherd.io/summary").map(String::as_str),
+        Some("3/3 succeeded")
+    );
+    assert_eq!(cluster.events("default").len(), 1);
+    cluster.clear_requests();
+    assert!(cluster.requests().is_empty());
+}
+
+#[test]
+fn two_thousand_jobs_complete_without_the_fake_being_the_bottleneck() {
+    let cluster = FakeCluster::start();
+    let started = Instant::now();
+    for i in 0..2000 {
+        cluster.create_job(job(
+            &format!("bulk-{i}"),
+            "Never",
+            &[("FAKE_RUN_MS", "20"), ("FAKE_PENDING_MS", "5")],
+        ));
+    }
+    let done = |c: &FakeCluster| {
+        c.jobs("default")
+            .iter()
+            .filter(|j| j.status.as_ref().and_then(|s| s.succeeded) == Some(1))
+            .count()
+    };
+    assert!(
+        cluster.wait_until(secs(60), |c| done(c) == 2000),
+        "{} done",
+        done(&cluster)
+    );
+    eprintln!("2000 jobs created and completed in {:?}", started.elapsed());
 }
