@@ -879,7 +879,8 @@ fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
             Err(json) => yaml_documents(text).map_err(|_| json),
         };
     }
-    yaml_documents(text).map_err(|e| format!("not valid YAML: {e}"))
+    // The snippet form spans several lines; jobherd's log is one event per line.
+    yaml_documents(text).map_err(|e| format!("not valid YAML: {}", e.without_snippet()))
 }
 
 fn yaml_documents(text: &str) -> Result<Vec<Value>, serde_saphyr::Error> {
@@ -1489,8 +1490,11 @@ steps:
         assert!(msg.starts_with("plan.yaml: not valid JSON ("), "{msg}");
         assert!(msg.contains("line 1"), "{msg}");
         let msg = error("steps:\n  - name: a\n   bad: [\n");
-        assert!(msg.starts_with("plan.yaml: not valid YAML: "), "{msg}");
-        assert!(msg.contains('3'), "{msg}");
+        assert!(
+            msg.starts_with("plan.yaml: not valid YAML: ") && msg.ends_with(" at line 3, column 4"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "one line for the log: {msg}");
     }
 
     #[test]
@@ -1702,8 +1706,10 @@ steps:
             "steps: [{name: a, job_file: a.yaml}]",
             &[("a.yaml", "apiVersion: batch/v1\nkind: Job\n  spec: [\n")],
         );
-        assert!(msg.contains("a.yaml is not valid YAML: "), "{msg}");
-        assert!(msg.contains("line") || msg.contains(":3"), "{msg}");
+        assert!(
+            msg.contains("a.yaml is not valid YAML: ") && msg.contains(" at line 3, column "),
+            "{msg}"
+        );
         let (msg, _dir) = error_in_dir(
             "steps: [{name: a, job_file: a.json}]",
             &[("a.json", "{\"apiVersion\": \"batch/v1\"")],
