@@ -1033,16 +1033,32 @@ fn two_thousand_jobs_complete_without_the_fake_being_the_bottleneck() {
             &[("FAKE_RUN_MS", "20"), ("FAKE_PENDING_MS", "5")],
         ));
     }
-    let done = |c: &FakeCluster| {
-        c.jobs("default")
-            .iter()
-            .filter(|j| j.status.as_ref().and_then(|s| s.succeeded) == Some(1))
-            .count()
-    };
+    eprintln!("created in {:?}", started.elapsed());
+    let done = |c: &FakeCluster| c.count(Kind::Job, "default", |j| j["status"]["succeeded"] == 1);
     assert!(
         cluster.wait_until(secs(60), |c| done(c) == 2000),
         "{} done",
         done(&cluster)
     );
     eprintln!("2000 jobs created and completed in {:?}", started.elapsed());
+}
+
+#[test]
+fn watches_send_bookmarks_and_end_at_timeout_seconds() {
+    let cluster = FakeCluster::builder().bookmark_interval(millis(50)).start();
+    let events = with_client(&cluster, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        let wp = WatchParams::default().timeout(1);
+        let stream = jobs.watch(&wp, "0").await.expect("watch");
+        stream.try_collect::<Vec<_>>().await.expect("events")
+    });
+    assert!(
+        events.iter().any(|e| matches!(e, WatchEvent::Bookmark(_))),
+        "{events:?}"
+    );
+    assert_eq!(
+        cluster.watch_count(),
+        0,
+        "the stream ended at timeoutSeconds"
+    );
 }

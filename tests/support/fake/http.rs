@@ -163,10 +163,10 @@ fn json_response(code: u16, v: &Value) -> Response<Body> {
 
 pub fn error(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_status());
-    if let Some(secs) = e.retry_after {
-        if let Ok(v) = secs.to_string().parse() {
-            r.headers_mut().insert("retry-after", v);
-        }
+    if let Some(secs) = e.retry_after
+        && let Ok(v) = secs.to_string().parse()
+    {
+        r.headers_mut().insert("retry-after", v);
     }
     r
 }
@@ -409,18 +409,17 @@ pub fn create(
         _ => obj["metadata"]["namespace"] = json!(ns),
     }
     let mut st = lock(&shared.store);
-    if meta::name_of(&obj).is_empty() {
-        if let Some(generate) = obj["metadata"]["generateName"]
+    if meta::name_of(&obj).is_empty()
+        && let Some(generate) = obj["metadata"]["generateName"]
             .as_str()
             .filter(|g| !g.is_empty())
-        {
-            let generate = generate.to_string();
-            let mut name = format!("{generate}{}", meta::random_suffix(5));
-            while st.get(kind, &store::key(ns, &name)).is_some() {
-                name = format!("{generate}{}", meta::random_suffix(5));
-            }
-            obj["metadata"]["name"] = json!(name);
+    {
+        let generate = generate.to_string();
+        let mut name = format!("{generate}{}", meta::random_suffix(5));
+        while st.get(kind, &store::key(ns, &name)).is_some() {
+            name = format!("{generate}{}", meta::random_suffix(5));
         }
+        obj["metadata"]["name"] = json!(name);
     }
     obj["metadata"]["uid"] = json!(meta::new_uid());
     defaults::admit_create(kind, &mut obj, true)?;
@@ -456,10 +455,9 @@ fn write_existing(
     if let Some(rv) = new["metadata"]["resourceVersion"]
         .as_str()
         .filter(|rv| !rv.is_empty())
+        && Some(rv) != old["metadata"]["resourceVersion"].as_str()
     {
-        if Some(rv) != old["metadata"]["resourceVersion"].as_str() {
-            return Err(ApiError::conflict(kind, &key.1));
-        }
+        return Err(ApiError::conflict(kind, &key.1));
     }
     if meta::name_of(&new) != key.1 || meta::namespace_of(&new).is_empty() && !key.0.is_empty() {
         new["metadata"]["name"] = json!(key.1);
@@ -794,10 +792,10 @@ fn logs(
     drop(st);
     let stream = futures::stream::unfold(state, move |mut s| async move {
         loop {
-            if let Some(first) = s.first.take() {
-                if !first.is_empty() {
-                    return Some((Ok::<Bytes, std::io::Error>(Bytes::from(first)), s));
-                }
+            if let Some(first) = s.first.take()
+                && !first.is_empty()
+            {
+                return Some((Ok::<Bytes, std::io::Error>(Bytes::from(first)), s));
             }
             if s.done {
                 return None;

@@ -314,6 +314,14 @@ impl FakeCluster {
             .collect()
     }
 
+    /// Counts objects matching `pred` without copying them (cheap enough to poll at scale).
+    pub fn count(&self, kind: Kind, ns: &str, pred: impl Fn(&Value) -> bool) -> usize {
+        lock(&self.shared.store)
+            .list(kind, Some(ns))
+            .filter(|(_, v)| pred(v))
+            .count()
+    }
+
     pub fn object(&self, kind: Kind, ns: &str, name: &str) -> Option<Value> {
         lock(&self.shared.store)
             .get(kind, &store::key(ns, name))

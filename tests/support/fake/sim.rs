@@ -359,18 +359,16 @@ impl Sim {
         });
 
         if finished(&status) {
-            if let Some(ttl) = spec["ttlSecondsAfterFinished"].as_u64() {
-                if !track.ttl_armed {
-                    track.ttl_armed = true;
-                    drop(st);
-                    self.after(
-                        Duration::from_secs(ttl),
-                        Timer::Ttl {
-                            key: key.clone(),
-                            uid,
-                        },
-                    );
-                }
+            if let Some(ttl) = spec["ttlSecondsAfterFinished"].as_u64()
+                && !track.ttl_armed
+            {
+                track.ttl_armed = true;
+                drop(st);
+                let timer = Timer::Ttl {
+                    key: key.clone(),
+                    uid,
+                };
+                self.after(Duration::from_secs(ttl), timer);
             }
             return;
         }
@@ -569,10 +567,10 @@ impl Sim {
         status["terminating"] = json!(0);
         status["uncountedTerminatedPods"] = json!({});
         for zero in ["active", "succeeded", "failed"] {
-            if status[zero] == 0 {
-                if let Some(s) = status.as_object_mut() {
-                    s.remove(zero);
-                }
+            if status[zero] == 0
+                && let Some(s) = status.as_object_mut()
+            {
+                s.remove(zero);
             }
         }
         if status != job["status"] {
@@ -712,10 +710,10 @@ impl Sim {
         let fate = Fate::of(&pod);
         let code = fate.exit_code(attempt);
         if let Some(logs) = st.logs.get_mut(uid) {
-            if code != 0 {
-                if let Some(cur) = logs.attempts.last_mut() {
-                    cur.push((meta::now_nanos(), format!("exit code {code}")));
-                }
+            if code != 0
+                && let Some(cur) = logs.attempts.last_mut()
+            {
+                cur.push((meta::now_nanos(), format!("exit code {code}")));
             }
             logs.running = false;
             logs.notify.notify_waiters();

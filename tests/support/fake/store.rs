@@ -296,10 +296,10 @@ impl Store {
             for o in meta::owner_uids(&obj) {
                 self.unindex(&o, kind, &key);
             }
-            if kind == Kind::Pod {
-                if let Some(logs) = self.logs.remove(&uid) {
-                    logs.notify.notify_waiters();
-                }
+            if kind == Kind::Pod
+                && let Some(logs) = self.logs.remove(&uid)
+            {
+                logs.notify.notify_waiters();
             }
         } else {
             self.uids.insert(uid, (kind, key.clone()));
@@ -464,10 +464,10 @@ fn stamp_new(kind: Kind, obj: &mut Value) {
 pub fn remove_owner_ref(obj: &mut Value, owner_uid: &str) {
     if let Some(refs) = obj["metadata"]["ownerReferences"].as_array_mut() {
         refs.retain(|r| r["uid"] != owner_uid);
-        if refs.is_empty() {
-            if let Some(m) = obj["metadata"].as_object_mut() {
-                m.remove("ownerReferences");
-            }
+        if refs.is_empty()
+            && let Some(m) = obj["metadata"].as_object_mut()
+        {
+            m.remove("ownerReferences");
         }
     }
 }
