@@ -955,6 +955,7 @@ fn build(
             });
         }
     }
+    check_unique_child_names(ctx, &steps)?;
     let steps = topological(steps).map_err(|cycle| PlanError::Cycle {
         origin: ctx.origin.to_string(),
         cycle,
@@ -979,6 +980,34 @@ fn check_unique_names(ctx: &Ctx, entries: &[Entry]) -> Result<(), PlanError> {
                     k8s_name(name)
                 )
             }));
+        }
+    }
+    Ok(())
+}
+
+/// A step that fans out names its children `<k8s_name>-<index>` (see `child.rs`), which must
+/// not be another step's name: both would map to the same child Job.
+fn check_unique_child_names(ctx: &Ctx, steps: &[Step]) -> Result<(), PlanError> {
+    let mut owners: HashMap<String, &str> = HashMap::new();
+    for step in steps {
+        let children = match &step.settings.fan_out {
+            FanOut::Single => 0,
+            FanOut::Count(n) => *n as usize,
+            FanOut::Params(p) => p.len(),
+        };
+        let base = k8s_name(&step.name);
+        let names: Vec<String> = if children == 0 {
+            vec![base]
+        } else {
+            (0..children).map(|i| format!("{base}-{i}")).collect()
+        };
+        for name in names {
+            if let Some(other) = owners.insert(name.clone(), &step.name) {
+                return Err(ctx.name(format!(
+                    "steps {other:?} and {:?} would both have a child Job named {name:?} (a step that fans out names its children <step>-<index>); rename one",
+                    step.name
+                )));
+            }
         }
     }
     Ok(())
@@ -1587,6 +1616,18 @@ steps:
         assert_eq!(
             error("steps: [{name: a_b}, {name: A-b}]"),
             "plan.yaml: steps \"a_b\" and \"A-b\" would both be \"a-b\" in child Job names (lowercased, '_' and '.' become '-'); rename one"
+        );
+    }
+
+    #[test]
+    fn fanned_out_children_cannot_take_another_steps_name() {
+        assert_eq!(
+            error("steps: [{name: a, count: 2}, {name: a-1}]"),
+            "plan.yaml: steps \"a\" and \"a-1\" would both have a child Job named \"a-1\" (a step that fans out names its children <step>-<index>); rename one"
+        );
+        assert_eq!(
+            names(&plan("steps: [{name: a, count: 2}, {name: a-2}]")),
+            ["a", "a-2"]
         );
     }
 
