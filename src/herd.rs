@@ -29,8 +29,12 @@ const CREATE_QPS: f64 = 20.0;
 const CREATE_BURST: f64 = 40.0;
 /// How long the API may stay unusable during a run before jobherd gives up (exit 4).
 const API_GIVE_UP: Duration = Duration::from_secs(300);
+/// Tries of the first request before jobherd reports the API unreachable (about 15 s).
+const PREFLIGHT_TRIES: u32 = 5;
 /// Lines of a failed child's log printed with `JOBHERD_LOGS=failed`.
 const TAIL_LINES: i64 = 20;
+/// How long a failed child's logs are waited for when its pods are already gone.
+const LOG_WAIT: Duration = Duration::from_secs(3);
 
 pub struct Settings {
     pub timeout: Option<Duration>,
@@ -67,6 +71,7 @@ pub async fn execute(
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let selector = format!("{RUN_LABEL}={}", identity.run_id);
+    preflight(&jobs, &selector, &namespace).await?;
     let watch_config = watcher::Config::default().labels(&selector);
     let mut job_events = watcher(jobs.clone(), watch_config.clone())
         .default_backoff()
@@ -89,6 +94,8 @@ pub async fn execute(
     ));
     let (logs_tx, mut logs_rx) = mpsc::unbounded_channel::<(usize, String)>();
     let mut log_stash: HashMap<usize, String> = HashMap::new();
+    // Failed children whose logs may still arrive (the pod watch can lag the Job watch).
+    let mut awaiting_logs: HashMap<usize, Instant> = HashMap::new();
     let mut logs_fetched: HashSet<(String, i32)> = HashSet::new();
     let mut followed: HashSet<String> = HashSet::new();
     let mut followers = Vec::new();
@@ -105,7 +112,7 @@ pub async fn execute(
     let mut api_down_since: Option<Instant> = None;
     let mut stopped = false;
 
-    while !run.is_done() {
+    while !run.is_done() || !awaiting_logs.is_empty() {
         let mut changes: Vec<Transition> = Vec::new();
         tokio::select! {
             event = job_events.next() => match event {
@@ -172,14 +179,26 @@ pub async fn execute(
                 changes.extend(handle_created(&mut run, index, created)?);
             }
             Some((index, text)) = logs_rx.recv() => {
-                log_stash.insert(index, text);
+                if awaiting_logs.remove(&index).is_some() {
+                    print_logs(&run.specs[index].name, &text);
+                } else {
+                    log_stash.insert(index, text);
+                }
             }
-            _ = sleep_until(deadline), if !stopped => {
+            _ = sleep_until(deadline), if !stopped && !run.is_done() => {
                 changes.extend(begin_stop(&mut run, Stop::Timeout));
             }
             _ = sigterm.recv() => changes.extend(begin_stop(&mut run, Stop::Terminate)),
             _ = sigint.recv() => changes.extend(begin_stop(&mut run, Stop::Interrupt)),
             _ = tick.tick() => {
+                let now = Instant::now();
+                awaiting_logs.retain(|index, deadline| {
+                    let waiting = *deadline > now;
+                    if !waiting {
+                        println!("{} left no logs to show (its pods are gone or printed nothing)", run.specs[*index].name);
+                    }
+                    waiting
+                });
                 for index in run.stuck(Instant::now(), settings.stuck_timeout) {
                     changes.extend(run.fail_stuck(index, settings.stuck_timeout));
                     if let Err(e) = delete_child(&jobs, &run.specs[index].name).await {
@@ -191,7 +210,13 @@ pub async fn execute(
         for t in &changes {
             println!("{}", report::progress_line(&run, t));
             if t.change == Change::Done(ChildResult::Failed) && settings.logs != LogsMode::None {
-                print_failure_logs(&pods, &run, t.index, &mut log_stash).await;
+                let name = &run.specs[t.index].name;
+                match current_logs(&pods, name).await.or_else(|| log_stash.remove(&t.index)) {
+                    Some(text) => print_logs(name, &text),
+                    None => {
+                        awaiting_logs.insert(t.index, Instant::now() + LOG_WAIT);
+                    }
+                }
             }
         }
         if run.stop.is_some() && !stopped {
@@ -243,6 +268,27 @@ pub async fn execute(
     }
     cleanup(&jobs, &run, settings.cleanup).await;
     Ok(run)
+}
+
+/// One list before anything else, so that an unreachable API or a missing RBAC rule ends the
+/// run at once (exit 4) instead of after the watch's patient retries.
+async fn preflight(jobs: &Api<Job>, selector: &str, namespace: &str) -> Result<(), ClusterError> {
+    let params = ListParams::default().labels(selector).limit(1);
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1.. {
+        match jobs.list(&params).await {
+            Ok(_) => return Ok(()),
+            Err(e) if status_code(&e) == Some(403) || attempt == PREFLIGHT_TRIES => {
+                return Err(ClusterError::from_kube("list", "jobs", namespace, e));
+            }
+            Err(e) => {
+                tracing::warn!("the API is not answering ({}); retrying in {}s", describe(&e), delay.as_secs_f32());
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -455,50 +501,43 @@ fn stash_failure_logs(
                 previous: use_previous,
                 ..Default::default()
             };
-            if let Ok(text) = pods.logs(&name, &params).await
-                && !text.trim().is_empty()
-            {
-                let _ = out.send((index, text));
+            match pods.logs(&name, &params).await {
+                Ok(text) if !text.trim().is_empty() => {
+                    let _ = out.send((index, text));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(pod = name, "fetching logs: {}", describe(&e)),
             }
         });
     }
 }
 
-async fn print_failure_logs(
-    pods: &Api<Pod>,
-    run: &Run,
-    index: usize,
-    stash: &mut HashMap<usize, String>,
-) {
-    let name = &run.specs[index].name;
-    let params = ListParams::default().labels(&format!("job-name={name}"));
-    let mut text = None;
-    if let Ok(Ok(list)) = tokio::time::timeout(Duration::from_secs(5), pods.list(&params)).await {
-        let newest = list
-            .items
-            .into_iter()
-            .max_by_key(|p| p.creation_timestamp().map(|t| t.0));
-        if let Some(pod) = newest {
-            let lp = LogParams {
-                tail_lines: Some(TAIL_LINES),
-                ..Default::default()
-            };
-            if let Ok(Ok(t)) =
-                tokio::time::timeout(Duration::from_secs(5), pods.logs(&pod.name_any(), &lp)).await
-                && !t.trim().is_empty()
-            {
-                text = Some(t);
-            }
-        }
-    }
-    match text.or_else(|| stash.remove(&index)) {
-        Some(t) => {
-            println!("{name} last log lines:");
-            for line in t.lines() {
-                println!("{name} | {line}");
-            }
-        }
-        None => println!("{name} left no logs to show (its pods are gone or printed nothing)"),
+/// The log tail of a child's newest pod, if it still has one.
+async fn current_logs(pods: &Api<Pod>, child: &str) -> Option<String> {
+    let params = ListParams::default().labels(&format!("job-name={child}"));
+    let list = tokio::time::timeout(Duration::from_secs(5), pods.list(&params))
+        .await
+        .ok()?
+        .ok()?;
+    let newest = list
+        .items
+        .into_iter()
+        .max_by_key(|p| p.creation_timestamp().map(|t| t.0))?;
+    let lp = LogParams {
+        tail_lines: Some(TAIL_LINES),
+        ..Default::default()
+    };
+    let text = tokio::time::timeout(Duration::from_secs(5), pods.logs(&newest.name_any(), &lp))
+        .await
+        .ok()?
+        .ok()?;
+    (!text.trim().is_empty()).then_some(text)
+}
+
+fn print_logs(child: &str, text: &str) {
+    println!("{child} last log lines:");
+    for line in text.lines() {
+        println!("{child} | {line}");
     }
 }
 

@@ -296,13 +296,22 @@ impl Run {
             Some(Ok(())) => {
                 out.extend(self.finish(index, ChildResult::Succeeded, None, None, finished))
             }
-            Some(Err((reason, message))) => out.extend(self.finish(
-                index,
-                ChildResult::Failed,
-                Some(&reason),
-                Some(&message),
-                finished,
-            )),
+            Some(Err((reason, message))) => {
+                if reason == "BackoffLimitExceeded" {
+                    // The pod that made the last attempt may be deleted before we saw it; by
+                    // definition the Job used backoffLimit + 1 attempts.
+                    let limit = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
+                    let state = &mut self.states[index];
+                    state.attempts = state.attempts.max(limit.max(0) as u32 + 1);
+                }
+                out.extend(self.finish(
+                    index,
+                    ChildResult::Failed,
+                    Some(&reason),
+                    Some(&message),
+                    finished,
+                ));
+            }
             None => {
                 let running = status.active.unwrap_or(0) > 0 && status.ready.unwrap_or(0) > 0;
                 let state = &mut self.states[index];
@@ -906,10 +915,14 @@ mod tests {
         assert_eq!(run.states[0].attempts, 3);
         let mut failed = job("a", &[("Failed", "BackoffLimitExceeded")], 0);
         failed.status.as_mut().unwrap().failed = Some(1);
+        failed.spec = Some(k8s_openapi::api::batch::v1::JobSpec {
+            backoff_limit: Some(2),
+            ..Default::default()
+        });
         run.observe_job(&failed);
         assert_eq!(
             run.states[0].attempts, 3,
-            "the pod's restarts, though the pod is gone"
+            "backoffLimit + 1, though the last pod is gone"
         );
     }
 }
