@@ -60,26 +60,63 @@ fn all_children_succeed_with_spec_labels_and_owner() {
         .into_iter()
         .filter(|j| label(j, "jobherd.io/run").is_some())
         .collect();
-    let mut names: Vec<_> = jobs.iter().map(|j| j.metadata.name.clone().unwrap()).collect();
+    let mut names: Vec<_> = jobs
+        .iter()
+        .map(|j| j.metadata.name.clone().unwrap())
+        .collect();
     names.sort();
-    assert_eq!(names, ["nightly-28434560-0", "nightly-28434560-1", "nightly-28434560-2"]);
+    assert_eq!(
+        names,
+        [
+            "nightly-28434560-0",
+            "nightly-28434560-1",
+            "nightly-28434560-2"
+        ]
+    );
     for job in &jobs {
         assert_eq!(label(job, "app.kubernetes.io/managed-by"), Some("jobherd"));
         assert_eq!(label(job, "jobherd.io/run"), Some(parent.job_uid.as_str()));
         let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Job", parent.job_uid.as_str()));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Job", parent.job_uid.as_str())
+        );
         assert_eq!(owner.block_owner_deletion, None);
         let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("OnFailure"));
-        let tmpl_labels = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.as_ref().unwrap();
-        assert_eq!(tmpl_labels["jobherd.io/step"], label(job, "jobherd.io/step").unwrap());
+        let tmpl_labels = job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            tmpl_labels["jobherd.io/step"],
+            label(job, "jobherd.io/step").unwrap()
+        );
     }
     assert_eq!(creates(&cluster).len(), 3);
 
-    assert_eq!(count_lines(&out.stdout, " succeeded after 1 attempt"), 3, "{out}");
+    assert_eq!(
+        count_lines(&out.stdout, " succeeded after 1 attempt"),
+        3,
+        "{out}"
+    );
     assert!(out.stdout.contains("[3/3]"), "{out}");
-    assert!(out.stdout.lines().any(|l| l.starts_with("CHILD")), "final table: {out}");
-    assert!(out.stdout.contains("jobherd succeeded: 3 succeeded of 3 children"), "{out}");
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("CHILD")),
+        "final table: {out}"
+    );
+    assert!(
+        out.stdout
+            .contains("jobherd succeeded: 3 succeeded of 3 children"),
+        "{out}"
+    );
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
@@ -92,7 +129,9 @@ fn all_children_succeed_with_spec_labels_and_owner() {
     assert!(summary.starts_with("jobherd succeeded"), "{summary}");
     let events = cluster.events(NS);
     assert!(
-        events.iter().any(|e| e.to_string().contains("RunSucceeded")),
+        events
+            .iter()
+            .any(|e| e.to_string().contains("RunSucceeded")),
         "an Event on the parent: {events:?}"
     );
 }
@@ -119,10 +158,20 @@ fn failed_child_reports_reason_and_attempts_after_retries() {
         .lines()
         .find(|l| l.starts_with("pi-1 failed"))
         .unwrap_or_else(|| panic!("no failure line: {out}"));
-    assert!(failed_line.contains("BackoffLimitExceeded"), "{failed_line}");
+    assert!(
+        failed_line.contains("BackoffLimitExceeded"),
+        "{failed_line}"
+    );
     assert!(failed_line.contains("after 3 attempts"), "{failed_line}");
-    assert!(out.stdout.contains("pi-1 | connection refused by db"), "log tail: {out}");
-    assert!(out.stdout.contains("first failure: pi-1 BackoffLimitExceeded"), "{out}");
+    assert!(
+        out.stdout.contains("pi-1 | connection refused by db"),
+        "log tail: {out}"
+    );
+    assert!(
+        out.stdout
+            .contains("first failure: pi-1 BackoffLimitExceeded"),
+        "{out}"
+    );
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
@@ -148,10 +197,16 @@ fn on_failure_child_logs_survive_the_pod_being_deleted() {
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_NAME_PREFIX", "etl")
         .env("JOBHERD_BACKOFF_LIMIT", "2")
-        .env("JOBHERD_ENV", r#"{"FAKE_EXIT":"3","FAKE_LOG":"disk full","FAKE_RUN_MS":"300"}"#)
+        .env(
+            "JOBHERD_ENV",
+            r#"{"FAKE_EXIT":"3","FAKE_LOG":"disk full","FAKE_RUN_MS":"300"}"#,
+        )
         .run();
     assert_eq!(out.code, Some(1), "{out}");
-    assert!(out.stdout.contains("etl-0 failed: BackoffLimitExceeded"), "{out}");
+    assert!(
+        out.stdout.contains("etl-0 failed: BackoffLimitExceeded"),
+        "{out}"
+    );
     assert!(out.stdout.contains("etl-0 | disk full"), "{out}");
     assert!(out.stdout.contains("after 3 attempts"), "{out}");
     assert!(cluster.pods(NS).is_empty(), "the pod really is gone");
@@ -198,9 +253,16 @@ fn fail_fast_deletes_active_children_and_creates_no_more() {
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(creates(&cluster).len(), 2, "{out}");
     assert!(out.stdout.contains("ff-1 cancelled"), "{out}");
-    let skipped = out.stdout.lines().filter(|l| l.contains(" skipped: NotStarted") && l.ends_with(']')).count();
+    let skipped = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" skipped: NotStarted") && l.ends_with(']'))
+        .count();
     assert_eq!(skipped, 2, "{out}");
-    assert!(cluster.job(NS, "ff-1").is_none(), "the active child was deleted");
+    assert!(
+        cluster.job(NS, "ff-1").is_none(),
+        "the active child was deleted"
+    );
     let deletes: Vec<_> = cluster
         .requests()
         .into_iter()
@@ -210,7 +272,12 @@ fn fail_fast_deletes_active_children_and_creates_no_more() {
     // The fake orphans pods of a Job deleted without propagationPolicy, as the API does:
     // their disappearance shows the delete asked for Background propagation.
     assert!(cluster.wait_until(LONG, |c| c.pods(NS).iter().all(|p| {
-        p.metadata.labels.as_ref().and_then(|l| l.get("job-name")).map(String::as_str) != Some("ff-1")
+        p.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("job-name"))
+            .map(String::as_str)
+            != Some("ff-1")
     })));
 }
 
@@ -227,7 +294,10 @@ fn timeout_deletes_active_children_and_exits_3() {
     assert_eq!(out.code, Some(3), "{out}");
     assert!(out.stdout.contains("JOBHERD_TIMEOUT passed"), "{out}");
     assert!(active_jobs(&cluster).is_empty(), "children deleted");
-    assert!(cluster.wait_until(LONG, |c| c.pods(NS).is_empty()), "their pods go too");
+    assert!(
+        cluster.wait_until(LONG, |c| c.pods(NS).is_empty()),
+        "their pods go too"
+    );
     assert!(out.stdout.contains("jobherd timed out"), "{out}");
 }
 
@@ -246,7 +316,11 @@ fn sigterm_deletes_children_and_exits_143() {
     let out = h.wait();
     assert_eq!(out.code, Some(143), "{out}");
     assert!(active_jobs(&cluster).is_empty(), "{out}");
-    assert_eq!(creates(&cluster).len(), 2, "the pending child is not created");
+    assert_eq!(
+        creates(&cluster).len(),
+        2,
+        "the pending child is not created"
+    );
     assert!(out.stdout.contains("terminated (SIGTERM)"), "{out}");
 }
 
@@ -293,7 +367,14 @@ fn restarted_parent_adopts_children_without_duplicates() {
     let pods_of_0 = cluster
         .pods(NS)
         .iter()
-        .filter(|p| p.metadata.labels.as_ref().and_then(|l| l.get("job-name")).map(String::as_str) == Some("nightly-7-0"))
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("job-name"))
+                .map(String::as_str)
+                == Some("nightly-7-0")
+        })
         .count();
     assert_eq!(pods_of_0, 1, "the succeeded child is not run again");
     assert!(out.stdout.contains("3 succeeded of 3"), "{out}");
@@ -316,8 +397,15 @@ fn dropped_watches_lose_and_double_no_transition() {
         let name = format!("-{i} succeeded");
         assert_eq!(count_lines(&out.stdout, &name), 1, "{out}");
     }
-    let watches = cluster.requests().iter().filter(|r| r.verb == "watch").count();
-    assert!(watches >= 4, "jobherd re-watched after the drop ({watches} watches)");
+    let watches = cluster
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "watch")
+        .count();
+    assert!(
+        watches >= 4,
+        "jobherd re-watched after the drop ({watches} watches)"
+    );
 }
 
 #[test]
@@ -336,7 +424,10 @@ fn expired_watch_relists_and_finishes() {
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(count_lines(&out.stdout, " succeeded after"), 3, "{out}");
     assert!(
-        cluster.requests().iter().any(|r| r.verb == "list" && r.resource == "jobs" && r.at > cluster.requests()[0].at),
+        cluster
+            .requests()
+            .iter()
+            .any(|r| r.verb == "list" && r.resource == "jobs" && r.at > cluster.requests()[0].at),
         "re-listed"
     );
 }
@@ -346,13 +437,54 @@ fn config_errors_exit_2_and_create_nothing() {
     let cluster = FakeCluster::start();
     let cases: &[(&[(&str, &str)], &[&str])] = &[
         (&[("JOBHERD_COUNT", "2")], &["JOBHERD_IMAGE is required"]),
-        (&[("JOBHERD_IMAGE", "x"), ("JOBHERD_COUNT", "-1")], &["JOBHERD_COUNT", "\"-1\"", "whole number"]),
-        (&[("JOBHERD_IMAGE", "x"), ("JOBHERD_COUNT", "2"), ("JOBHERD_PARAMS", "[{}]")], &["JOBHERD_COUNT", "JOBHERD_PARAMS"]),
-        (&[("JOBHERD_IMAGE", "x"), ("JOBHERD_SHELL", "echo"), ("JOBHERD_COMMAND", r#"["a"]"#)], &["JOBHERD_SHELL", "JOBHERD_COMMAND"]),
-        (&[("JOBHERD_IMAGE", "x"), ("JOBHERD_TIMOUT", "5m")], &["unknown variable JOBHERD_TIMOUT", "JOBHERD_TIMEOUT"]),
-        (&[("JOBHERD_IMAGE", "x"), ("JOBHERD_ENV", "A=1")], &["JOBHERD_ENV", "A=1", "JSON"]),
-        (&[("JOBHERD_IMAGE", "x"), ("JOBHERD_JOB_TEMPLATE", r#"{"apiVersion":"apps/v1","kind":"Deployment"}"#)], &["JOBHERD_JOB_TEMPLATE", "apps/v1 Deployment"]),
-        (&[("JOBHERD_PLAN", r#"{"steps":[{"name":"a","depends_on":["b"]},{"name":"b","depends_on":["a"]}]}"#), ("JOBHERD_IMAGE", "x")], &["cycle", "a -> b -> a"]),
+        (
+            &[("JOBHERD_IMAGE", "x"), ("JOBHERD_COUNT", "-1")],
+            &["JOBHERD_COUNT", "\"-1\"", "whole number"],
+        ),
+        (
+            &[
+                ("JOBHERD_IMAGE", "x"),
+                ("JOBHERD_COUNT", "2"),
+                ("JOBHERD_PARAMS", "[{}]"),
+            ],
+            &["JOBHERD_COUNT", "JOBHERD_PARAMS"],
+        ),
+        (
+            &[
+                ("JOBHERD_IMAGE", "x"),
+                ("JOBHERD_SHELL", "echo"),
+                ("JOBHERD_COMMAND", r#"["a"]"#),
+            ],
+            &["JOBHERD_SHELL", "JOBHERD_COMMAND"],
+        ),
+        (
+            &[("JOBHERD_IMAGE", "x"), ("JOBHERD_TIMOUT", "5m")],
+            &["unknown variable JOBHERD_TIMOUT", "JOBHERD_TIMEOUT"],
+        ),
+        (
+            &[("JOBHERD_IMAGE", "x"), ("JOBHERD_ENV", "A=1")],
+            &["JOBHERD_ENV", "A=1", "JSON"],
+        ),
+        (
+            &[
+                ("JOBHERD_IMAGE", "x"),
+                (
+                    "JOBHERD_JOB_TEMPLATE",
+                    r#"{"apiVersion":"apps/v1","kind":"Deployment"}"#,
+                ),
+            ],
+            &["JOBHERD_JOB_TEMPLATE", "apps/v1 Deployment"],
+        ),
+        (
+            &[
+                (
+                    "JOBHERD_PLAN",
+                    r#"{"steps":[{"name":"a","depends_on":["b"]},{"name":"b","depends_on":["a"]}]}"#,
+                ),
+                ("JOBHERD_IMAGE", "x"),
+            ],
+            &["cycle", "a -> b -> a"],
+        ),
     ];
     for (env, expected) in cases {
         let mut cmd = cluster.jobherd();
@@ -377,7 +509,10 @@ fn forbidden_create_exits_4_naming_verb_and_resource() {
     cluster.forbid("create", "jobs");
     let out = cluster.jobherd().env("JOBHERD_IMAGE", "busybox").run();
     assert_eq!(out.code, Some(4), "{out}");
-    assert!(out.stderr.contains("forbidden: cannot create jobs"), "{out}");
+    assert!(
+        out.stderr.contains("forbidden: cannot create jobs"),
+        "{out}"
+    );
     assert!(cluster.jobs(NS).is_empty());
 }
 
@@ -385,7 +520,11 @@ fn forbidden_create_exits_4_naming_verb_and_resource() {
 fn unreachable_api_exits_4() {
     let cluster = FakeCluster::start();
     cluster.stop();
-    let out = cluster.jobherd().env("JOBHERD_IMAGE", "busybox").timeout(Duration::from_secs(60)).run();
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .timeout(Duration::from_secs(60))
+        .run();
     assert_eq!(out.code, Some(4), "{out}");
     assert!(out.stderr.contains("list jobs"), "{out}");
 }
@@ -433,9 +572,19 @@ fn unpullable_image_fails_the_child_after_stuck_timeout() {
         .run();
     assert_eq!(out.code, Some(1), "{out}");
     assert!(out.stdout.contains("img-0 pending: ErrImagePull"), "{out}");
-    let line = out.stdout.lines().find(|l| l.starts_with("img-0 failed")).unwrap();
-    assert!(line.contains("ErrImagePull") || line.contains("ImagePullBackOff"), "{line}");
-    assert!(cluster.job(NS, "img-0").is_none(), "the stuck child is deleted");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("img-0 failed"))
+        .unwrap();
+    assert!(
+        line.contains("ErrImagePull") || line.contains("ImagePullBackOff"),
+        "{line}"
+    );
+    assert!(
+        cluster.job(NS, "img-0").is_none(),
+        "the stuck child is deleted"
+    );
 }
 
 #[test]
@@ -476,7 +625,10 @@ fn dry_run_server_submits_with_dry_run_and_stores_nothing() {
     assert_eq!(dry.len(), 2);
     assert!(cluster.jobs(NS).is_empty());
     let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert!(list["items"][0]["metadata"]["uid"].is_string(), "server-filled objects");
+    assert!(
+        list["items"][0]["metadata"]["uid"].is_string(),
+        "server-filled objects"
+    );
 }
 
 #[test]
@@ -507,7 +659,10 @@ fn logs_all_prefixes_every_line_with_the_child() {
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_NAME_PREFIX", "logs")
         .env("JOBHERD_LOGS", "all")
-        .env("JOBHERD_PARAMS", r#"[{"FAKE_LOG":"alpha","FAKE_RUN_MS":"300"},{"FAKE_LOG":"beta","FAKE_RUN_MS":"300"}]"#)
+        .env(
+            "JOBHERD_PARAMS",
+            r#"[{"FAKE_LOG":"alpha","FAKE_RUN_MS":"300"},{"FAKE_LOG":"beta","FAKE_RUN_MS":"300"}]"#,
+        )
         .run();
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("logs-0 | alpha"), "{out}");
@@ -527,7 +682,10 @@ fn api_calls_stay_constant_per_child() {
         .run();
     assert_eq!(out.code, Some(0), "{out}");
     let requests = cluster.requests();
-    let job_gets = requests.iter().filter(|r| r.verb == "get" && r.resource == "jobs").count();
+    let job_gets = requests
+        .iter()
+        .filter(|r| r.verb == "get" && r.resource == "jobs")
+        .count();
     let watches = requests.iter().filter(|r| r.verb == "watch").count();
     assert_eq!(job_gets, 0, "no polling of children");
     assert!(watches <= 4, "{watches} watches for 20 children");

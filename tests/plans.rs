@@ -1,0 +1,298 @@
+//! End-to-end behaviour of plans (SPEC §4): dependencies, phases, skips, and Jobernetes files
+//! run unchanged, with the real binary against the fake cluster.
+
+mod support;
+
+use support::{FakeCluster, Output};
+
+const NS: &str = "default";
+
+fn fixture(path: &str) -> String {
+    format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The line number of the first stdout line starting with `child` and containing `what`.
+fn line_of(out: &Output, child: &str, what: &str) -> usize {
+    out.stdout
+        .lines()
+        .position(|l| l.starts_with(&format!("{child} ")) && l.contains(what))
+        .unwrap_or_else(|| panic!("no line `{child} ... {what}`: {out}"))
+}
+
+/// Asserts that `child` was created only after every one of `deps` succeeded.
+fn created_after(out: &Output, child: &str, deps: &[&str]) {
+    let created = line_of(out, child, " created");
+    for dep in deps {
+        assert!(
+            line_of(out, dep, " succeeded") < created,
+            "{child} created before {dep} succeeded: {out}"
+        );
+    }
+}
+
+/// Successful Job creates, from the fake's request log.
+fn creates(cluster: &FakeCluster) -> usize {
+    cluster
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "create" && r.resource == "jobs" && r.status < 300)
+        .count()
+}
+
+fn job_names(cluster: &FakeCluster) -> Vec<String> {
+    let mut names: Vec<String> = cluster
+        .jobs(NS)
+        .into_iter()
+        .map(|j| j.metadata.name.unwrap_or_default())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn jobernetes_simple_example_runs_unchanged() {
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env(
+            "JOBHERD_PLAN_FILE",
+            fixture("jobernetes/simple/jobermodel.yaml"),
+        )
+        .env("JOBHERD_NAME_PREFIX", "simple")
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let (a, b, c) = ("simple-sleep-one", "simple-dream-a", "simple-dream-b");
+    created_after(&out, b, &[a]);
+    created_after(&out, c, &[a]);
+    let wakeups: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("simple-wakeup-") && l.contains(" created"))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        wakeups.len(),
+        2,
+        "type: directory runs every manifest: {out}"
+    );
+    for w in &wakeups {
+        created_after(&out, w, &[b, c]);
+    }
+    assert_eq!(creates(&cluster), 5);
+    // jobernetes_config.cleanup: true
+    assert!(cluster.jobs(NS).is_empty(), "cleanup deleted the children");
+    assert!(out.stdout.contains("5 succeeded of 5"), "{out}");
+}
+
+#[test]
+fn jobernetes_tree_starts_each_job_as_soon_as_its_dependencies_succeed() {
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env(
+            "JOBHERD_PLAN_FILE",
+            fixture("jobernetes/tree/jobermodel.yaml"),
+        )
+        .env("JOBHERD_NAME_PREFIX", "tree")
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    created_after(&out, "tree-dream-a", &["tree-sleep-one"]);
+    created_after(&out, "tree-dream-b", &["tree-sleep-one"]);
+    created_after(&out, "tree-sleep-hickup-a", &["tree-dream-a"]);
+    created_after(&out, "tree-sleep-hickup-b", &["tree-dream-b"]);
+    // Not phase by phase: B's short follow-up starts while the long A is still running, and
+    // both branches of the phase run at once.
+    assert!(
+        line_of(&out, "tree-sleep-hickup-b", " created")
+            < line_of(&out, "tree-dream-a", " succeeded"),
+        "{out}"
+    );
+    assert!(
+        line_of(&out, "tree-dream-b", " created") < line_of(&out, "tree-dream-a", " succeeded"),
+        "{out}"
+    );
+    for w in [
+        "tree-wakeup-phase-three-sleep-2a",
+        "tree-wakeup-phase-three-sleep-3b",
+    ] {
+        created_after(
+            &out,
+            w,
+            &[
+                "tree-sleep-hickup-a",
+                "tree-sleep-hickup-b",
+                "tree-dream-a",
+                "tree-dream-b",
+            ],
+        );
+    }
+    assert_eq!(creates(&cluster), 7, "{out}");
+    assert!(
+        out.stdout.contains("DEPENDS ON"),
+        "the table shows dependencies: {out}"
+    );
+}
+
+#[test]
+fn failed_step_skips_its_dependants_and_independent_branches_go_on() {
+    let cluster = FakeCluster::start();
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let plan = r#"{"steps": [
+        {"name": "extract", "env": {"FAKE_EXIT": "1"}, "backoff_limit": 0},
+        {"name": "transform", "depends_on": ["extract"]},
+        {"name": "load", "depends_on": ["transform"]},
+        {"name": "audit", "env": {"FAKE_RUN_MS": "300"}}
+    ]}"#;
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "etl")
+        .env("JOBHERD_PLAN", plan)
+        .env("JOBHERD_REPORT_FILE", report.path().to_str().unwrap())
+        .run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout
+            .contains("etl-transform skipped: DependencyFailed (dependency etl-extract failed)"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("etl-load skipped: DependencyFailed (dependency etl-transform skipped)"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("etl-audit succeeded"), "{out}");
+    assert_eq!(creates(&cluster), 2);
+    assert_eq!(
+        job_names(&cluster),
+        ["etl-audit", "etl-extract"],
+        "skipped steps are never created"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    let load = report["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "load")
+        .unwrap();
+    assert_eq!(load["result"], "skipped");
+    assert_eq!(load["depends_on"], serde_json::json!(["transform"]));
+}
+
+#[test]
+fn fail_fast_stops_independent_branches_too() {
+    let cluster = FakeCluster::start();
+    let plan = r#"{"steps": [
+        {"name": "a", "env": {"FAKE_EXIT": "1"}, "backoff_limit": 0},
+        {"name": "b", "env": {"FAKE_RUN_MS": "20000"}},
+        {"name": "c", "depends_on": ["b"]}
+    ]}"#;
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "ff")
+        .env("JOBHERD_PLAN", plan)
+        .env("JOBHERD_FAIL_FAST", "true")
+        .run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stdout.contains("ff-b cancelled"), "{out}");
+    assert!(out.stdout.contains("ff-c skipped"), "{out}");
+    assert!(cluster.job(NS, "ff-b").is_none());
+}
+
+#[test]
+fn fanned_out_step_must_fully_succeed_before_its_dependants() {
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "ph")
+        .env("JOBHERD_PLAN_FILE", fixture("plans/phases.json"))
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let fetchers = [
+        "ph-fetch-regions-0",
+        "ph-fetch-regions-1",
+        "ph-fetch-shards-0",
+        "ph-fetch-shards-1",
+        "ph-fetch-shards-2",
+    ];
+    for f in fetchers {
+        created_after(&out, f, &["ph-setup"]);
+    }
+    created_after(&out, "ph-report", &fetchers);
+    assert_eq!(creates(&cluster), 7);
+}
+
+#[test]
+fn invalid_plans_exit_2_and_create_nothing() {
+    let cluster = FakeCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pod = dir.path().join("pod.yaml");
+    std::fs::write(&pod, "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n").unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, "steps:\n  - name: a\n    job_file: pod.yaml\n").unwrap();
+    let cases = [
+        (
+            r#"{"steps":[{"name":"a"},{"name":"b","depends_on":["c"]}]}"#.to_string(),
+            "depends on \"c\", which is not in the plan",
+        ),
+        (r#"{"steps":[{"name":"a"},{"name":"a"}]}"#.to_string(), "a"),
+        (
+            r#"{"steps":[{"name":"a","job_file":"/nonexistent/job.yaml"}]}"#.to_string(),
+            "/nonexistent/job.yaml",
+        ),
+    ];
+    for (inline, needle) in &cases {
+        let out = cluster
+            .jobherd()
+            .env("JOBHERD_IMAGE", "busybox")
+            .env("JOBHERD_PLAN", inline)
+            .run();
+        assert_eq!(out.code, Some(2), "{inline}: {out}");
+        assert!(out.stderr.contains(needle), "{inline}: {out}");
+    }
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_PLAN_FILE", plan.to_str().unwrap())
+        .run();
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(
+        out.stderr.contains("pod.yaml") && out.stderr.contains("v1 Pod"),
+        "{out}"
+    );
+    assert!(cluster.requests().iter().all(|r| r.verb != "create"));
+}
+
+#[test]
+fn dry_run_prints_plan_jobs_in_topological_order() {
+    let out = FakeCluster::start()
+        .jobherd()
+        .env("JOBHERD_DRY_RUN", "client")
+        .env("JOBHERD_NAME_PREFIX", "tree")
+        .env(
+            "JOBHERD_PLAN_FILE",
+            fixture("jobernetes/tree/jobermodel.yaml"),
+        )
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["metadata"]["name"].as_str().unwrap())
+        .collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("tree-sleep-one") < pos("tree-dream-a"));
+    assert!(pos("tree-dream-a") < pos("tree-sleep-hickup-a"));
+    assert!(pos("tree-dream-b") < pos("tree-sleep-hickup-b"));
+    assert!(pos("tree-sleep-hickup-b") < pos("tree-wakeup-phase-three-sleep-2a"));
+    // The Jobernetes manifests keep their own image and command.
+    let c = &list["items"][0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "busybox:1.36");
+    assert_eq!(c["command"][0], "sleep");
+}
