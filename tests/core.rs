@@ -690,3 +690,63 @@ fn api_calls_stay_constant_per_child() {
     assert_eq!(job_gets, 0, "no polling of children");
     assert!(watches <= 4, "{watches} watches for 20 children");
 }
+
+#[test]
+fn clusters_before_1_31_are_read_from_complete_and_failed_only() {
+    let cluster = FakeCluster::builder().pre_131_conditions(true).start();
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "old")
+        .env("JOBHERD_BACKOFF_LIMIT", "0")
+        .env("JOBHERD_RESTART_POLICY", "Never")
+        .env("JOBHERD_PARAMS", r#"[{},{"FAKE_EXIT":"2"}]"#)
+        .run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(out.stdout.contains("old-0 succeeded"), "{out}");
+    assert!(
+        out.stdout.contains("old-1 failed: BackoffLimitExceeded"),
+        "{out}"
+    );
+    assert!(cluster.jobs(NS).iter().all(|j| {
+        let conditions = j
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        conditions
+            .iter()
+            .all(|c| c.type_ != "SuccessCriteriaMet" && c.type_ != "FailureTarget")
+    }));
+}
+
+#[test]
+fn log_format_json_makes_jobherds_own_lines_json() {
+    // A Jobernetes setting jobherd does not need is explained in an info line.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("jobermodel.yaml");
+    let job = format!(
+        "{}/tests/fixtures/jobernetes/simple/test-dir/0-prepare/phase-one-sleep-5.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::write(
+        &model,
+        format!("jobernetes_config:\n  refresh_time: 5\njobernetes:\n  - phase_name: one\n    jobs:\n      - name: a\n        job_path: {job}\n"),
+    )
+    .unwrap();
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_LOG_FORMAT", "json")
+        .env("JOBHERD_DRY_RUN", "client")
+        .env("JOBHERD_PLAN_FILE", model.to_str().unwrap())
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(!lines.is_empty(), "the plan note is logged: {out}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+}
