@@ -211,7 +211,10 @@ pub async fn execute(
             println!("{}", report::progress_line(&run, t));
             if t.change == Change::Done(ChildResult::Failed) && settings.logs != LogsMode::None {
                 let name = &run.specs[t.index].name;
-                match current_logs(&pods, name).await.or_else(|| log_stash.remove(&t.index)) {
+                match current_logs(&pods, name)
+                    .await
+                    .or_else(|| log_stash.remove(&t.index))
+                {
                     Some(text) => print_logs(name, &text),
                     None => {
                         awaiting_logs.insert(t.index, Instant::now() + LOG_WAIT);
@@ -282,7 +285,11 @@ async fn preflight(jobs: &Api<Job>, selector: &str, namespace: &str) -> Result<(
                 return Err(ClusterError::from_kube("list", "jobs", namespace, e));
             }
             Err(e) => {
-                tracing::warn!("the API is not answering ({}); retrying in {}s", describe(&e), delay.as_secs_f32());
+                tracing::warn!(
+                    "the API is not answering ({}); retrying in {}s",
+                    describe(&e),
+                    delay.as_secs_f32()
+                );
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }

@@ -435,7 +435,9 @@ fn expired_watch_relists_and_finishes() {
 #[test]
 fn config_errors_exit_2_and_create_nothing() {
     let cluster = FakeCluster::start();
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    // (variables, what the message must say)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         (&[("JOBHERD_COUNT", "2")], &["JOBHERD_IMAGE is required"]),
         (
             &[("JOBHERD_IMAGE", "x"), ("JOBHERD_COUNT", "-1")],
