@@ -28,6 +28,10 @@ import yaml
 K8S_VERSION = "1.33.0"
 KUBERNETES_VALIDATE = (shutil.which("kubernetes-validate", path=os.path.dirname(sys.executable))
                        or "kubernetes-validate")
+# The binary the README's dry-run command just built (.ci/run passes its path);
+# `cargo run` when run by hand.
+JOBHERD = ([os.environ["DRY_RUN_BINARY"]] if os.environ.get("DRY_RUN_BINARY")
+           else ["cargo", "run", "--release", "--quiet"])
 REQUIRED_LABELS = ("app.kubernetes.io/managed-by", "jobherd.io/run", "jobherd.io/step")
 
 
@@ -134,8 +138,7 @@ def examples(manifests):
                         if not k.startswith(("JOBHERD_", "POD_", "KUBERNETES_"))}
                 base.update(env)
                 base["JOBHERD_DRY_RUN"] = "client"
-                r = subprocess.run(["cargo", "run", "--release", "--quiet"], env=base,
-                                   stdout=subprocess.PIPE, text=True)
+                r = subprocess.run(JOBHERD, env=base, stdout=subprocess.PIPE, text=True)
                 if r.returncode != 0:
                     ok = fail(name, f"jobherd exited {r.returncode} in client dry-run")
                     continue
