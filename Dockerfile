@@ -19,12 +19,15 @@ WORKDIR /src
 ENV CARGO_INCREMENTAL=0 \
     CARGO_TERM_COLOR=never
 
-# 1. Dependencies only: this layer is rebuilt only when Cargo.toml or
-#    Cargo.lock change, not on every source edit. The dummy targets give cargo
-#    something to compile; a real lib.rs or main.rs replaces them below.
-#    (A build.rs, if one is ever added, must be copied here and allowed in
-#    .dockerignore.)
+# 1. Dependencies only: this layer is rebuilt only when Cargo.toml, Cargo.lock
+#    or the benches change, not on every source edit. The dummy targets give
+#    cargo something to compile; a real lib.rs or main.rs replaces them below.
+#    Cargo.toml declares a [[bench]] target, and cargo needs its file to read
+#    the manifest (benches are not built here). Any other file the manifest
+#    names (a build.rs, a [[test]] with harness = false) must be copied here
+#    too and allowed in .dockerignore.
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
