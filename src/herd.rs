@@ -373,25 +373,51 @@ async fn creator(
     results: mpsc::UnboundedSender<(usize, Created)>,
     stopping: Arc<AtomicBool>,
 ) {
-    let mut tokens = CREATE_BURST;
-    let mut last = tokio::time::Instant::now();
+    let mut limit = RateLimit::new(CREATE_QPS, CREATE_BURST, Instant::now());
     while let Some((index, job)) = queue.recv().await {
         if stopping.load(Ordering::SeqCst) {
             let _ = results.send((index, Created::NotStarted));
             continue;
         }
-        let now = tokio::time::Instant::now();
-        tokens = (tokens + now.duration_since(last).as_secs_f64() * CREATE_QPS).min(CREATE_BURST);
-        last = now;
-        if tokens < 1.0 {
-            tokio::time::sleep(Duration::from_secs_f64((1.0 - tokens) / CREATE_QPS)).await;
-            tokens = 1.0;
-            last = tokio::time::Instant::now();
+        let wait = limit.take(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
-        tokens -= 1.0;
         let created = create(&jobs, &run_id, &job).await;
         if results.send((index, created)).is_err() {
             return;
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, then `per_second`. Pure, so it is unit-tested.
+struct RateLimit {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(per_second: f64, burst: f64, now: Instant) -> Self {
+        RateLimit {
+            per_second,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes a token for a request made at `now`; returns how long to wait before sending it.
+    fn take(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_second)
         }
     }
 }
@@ -609,4 +635,35 @@ pub async fn server_dry_run(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_burst_then_follow_the_rate() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(20.0, 40.0, t0);
+        for _ in 0..40 {
+            assert_eq!(limit.take(t0), Duration::ZERO);
+        }
+        // The 41st and 42nd requests at the same instant wait 1/20 s and 2/20 s.
+        assert_eq!(limit.take(t0), Duration::from_millis(50));
+        assert_eq!(limit.take(t0), Duration::from_millis(100));
+        // A second later 20 tokens came back; 2 were owed.
+        let t1 = t0 + Duration::from_secs(1);
+        let waits: Vec<Duration> = (0..19).map(|_| limit.take(t1)).collect();
+        assert!(waits[..18].iter().all(Duration::is_zero), "{waits:?}");
+        assert_eq!(waits[18], Duration::from_millis(50));
+    }
+
+    #[test]
+    fn an_idle_limiter_refills_only_up_to_the_burst() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(20.0, 40.0, t0);
+        let later = t0 + Duration::from_secs(3600);
+        let free = (0..100).take_while(|_| limit.take(later).is_zero()).count();
+        assert_eq!(free, 40);
+    }
 }
