@@ -84,7 +84,7 @@ pub enum FanOut {
 }
 
 /// What makes up a child: the variables give the defaults, a plan step may override each field.
-/// `None` means "not set here", so layers can be merged (see `StepSettings::inherit`).
+/// `None` means "not set here", so layers can be merged (see `child::build_job`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepSettings {
     pub image: Option<String>,
@@ -99,40 +99,6 @@ pub struct StepSettings {
     pub ttl: Option<Duration>,
     /// A full batch/v1 Job used as the base of the child.
     pub job: Option<Job>,
-}
-
-impl StepSettings {
-    /// Fills what this layer leaves unset from `defaults`; env maps are merged, this layer winning.
-    /// `fan_out` is never inherited: a count or parameter list belongs to the layer that sets it.
-    pub fn inherit(&self, defaults: &StepSettings) -> StepSettings {
-        let mut env = defaults.env.clone();
-        env.extend(self.env.clone());
-        // A step's own command form replaces the inherited one as a whole: a step with `shell`
-        // must not also carry the variables' COMMAND/ARGS, and the reverse.
-        let own_exec = self.shell.is_some() || self.command.is_some() || self.args.is_some();
-        let (command, args, shell) = if own_exec {
-            (self.command.clone(), self.args.clone(), self.shell.clone())
-        } else {
-            (
-                defaults.command.clone(),
-                defaults.args.clone(),
-                defaults.shell.clone(),
-            )
-        };
-        StepSettings {
-            image: self.image.clone().or_else(|| defaults.image.clone()),
-            command,
-            args,
-            shell,
-            env,
-            fan_out: self.fan_out.clone(),
-            backoff_limit: self.backoff_limit.or(defaults.backoff_limit),
-            restart_policy: self.restart_policy.or(defaults.restart_policy),
-            child_timeout: self.child_timeout.or(defaults.child_timeout),
-            ttl: self.ttl.or(defaults.ttl),
-            job: self.job.clone().or_else(|| defaults.job.clone()),
-        }
-    }
 }
 
 /// `JOBHERD_CLEANUP`: which finished children are deleted at the end.
@@ -901,33 +867,5 @@ mod tests {
             msg.contains("JOBHERD_JOB_TEMPLATE") && msg.contains("found v1 Pod"),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn step_settings_inherit_defaults_and_merge_env() {
-        let defaults = StepSettings {
-            image: Some("base".into()),
-            shell: Some("echo default".into()),
-            env: EnvMap::from([("A".into(), "1".into()), ("B".into(), "1".into())]),
-            backoff_limit: Some(2),
-            fan_out: FanOut::Count(4),
-            ..Default::default()
-        };
-        let step = StepSettings {
-            command: Some(vec!["run".into()]),
-            env: EnvMap::from([("B".into(), "2".into())]),
-            ..Default::default()
-        };
-        let s = step.inherit(&defaults);
-        assert_eq!(s.image.as_deref(), Some("base"));
-        assert_eq!(s.command, Some(vec!["run".to_string()]));
-        assert_eq!(
-            s.shell, None,
-            "a step's own command replaces the inherited shell"
-        );
-        assert_eq!(s.env["A"], "1");
-        assert_eq!(s.env["B"], "2");
-        assert_eq!(s.backoff_limit, Some(2));
-        assert_eq!(s.fan_out, FanOut::Single, "fan-out is never inherited");
     }
 }
