@@ -259,9 +259,55 @@ fn steps_plan(ctx: &Ctx, steps: &Value) -> Result<Vec<Entry>, PlanError> {
 
 /// Steps of every phase, each tagged with its phase index.
 fn phases_plan(ctx: &Ctx, phases: &Value) -> Result<(Vec<Entry>, Vec<String>), PlanError> {
+    phase_list(ctx, phases, &PHASES, |ctx, step, position, p| {
+        step_entry(ctx, step, position, Some(p))
+    })
+}
+
+/// The two phase-list formats differ only in their words.
+struct PhaseShape {
+    /// The top-level key holding the list.
+    list_key: &'static str,
+    name_key: &'static str,
+    items_key: &'static str,
+    /// What one item is called in messages: `step` or `job`.
+    item: &'static str,
+    fields: &'static [&'static str],
+    /// What one phase is called in messages.
+    what: &'static str,
+}
+
+const PHASES: PhaseShape = PhaseShape {
+    list_key: "phases",
+    name_key: "name",
+    items_key: "steps",
+    item: "step",
+    fields: PHASE_FIELDS,
+    what: "a phase",
+};
+
+const JOBERNETES_PHASES: PhaseShape = PhaseShape {
+    list_key: "jobernetes",
+    name_key: "phase_name",
+    items_key: "jobs",
+    item: "job",
+    fields: JOBERNETES_PHASE_FIELDS,
+    what: "a Jobernetes phase",
+};
+
+/// Walks a list of phases, checking each phase's shape, and turns every item into an entry
+/// tagged with its phase index. Returns the entries and the phase names.
+fn phase_list(
+    ctx: &Ctx,
+    phases: &Value,
+    shape: &PhaseShape,
+    entry: impl Fn(&Ctx, &Value, &str, usize) -> Result<Entry, PlanError>,
+) -> Result<(Vec<Entry>, Vec<String>), PlanError> {
+    let (name_key, items_key, item) = (shape.name_key, shape.items_key, shape.item);
     let items = list(phases).ok_or_else(|| {
         ctx.format(format!(
-            "`phases` must be a list of {{name, steps}}, found {}",
+            "`{}` must be a list of phases ({{{name_key}, {items_key}}}), found {}",
+            shape.list_key,
             kind_of(phases)
         ))
     })?;
@@ -271,31 +317,31 @@ fn phases_plan(ctx: &Ctx, phases: &Value) -> Result<(Vec<Entry>, Vec<String>), P
         let position = format!("phase {}", p + 1);
         let fields = mapping(phase).ok_or_else(|| {
             ctx.format(format!(
-                "{position} must be a mapping with name and steps, found {}",
+                "{position} must be a mapping with {name_key} and {items_key}, found {}",
                 kind_of(phase)
             ))
         })?;
-        let name = phase_name(ctx, &fields, "name", &position, &names)?;
+        let name = phase_name(ctx, &fields, name_key, &position, &names)?;
         check_fields(
             ctx,
             &fields,
-            PHASE_FIELDS,
+            shape.fields,
             &format!("phase {name:?}"),
-            "a phase",
+            shape.what,
         )?;
-        let steps = fields.get("steps").unwrap_or(&Value::Null);
-        let steps = list(steps).ok_or_else(|| {
+        let members = fields.get(items_key).unwrap_or(&Value::Null);
+        let members = list(members).ok_or_else(|| {
             ctx.format(format!(
-                "phase {name:?}: `steps` must be a list of steps, found {}",
-                kind_of(steps)
+                "phase {name:?}: `{items_key}` must be a list of {item}s, found {}",
+                kind_of(members)
             ))
         })?;
-        if steps.is_empty() {
-            return Err(ctx.format(format!("phase {name:?} has no steps")));
+        if members.is_empty() {
+            return Err(ctx.format(format!("phase {name:?} has no {items_key}")));
         }
-        for (i, step) in steps.iter().enumerate() {
-            let position = format!("step {} of phase {name:?}", i + 1);
-            entries.push(step_entry(ctx, step, &position, Some(p))?);
+        for (i, member) in members.iter().enumerate() {
+            let position = format!("{item} {} of phase {name:?}", i + 1);
+            entries.push(entry(ctx, member, &position, p)?);
         }
         names.push(name);
     }
@@ -561,46 +607,7 @@ fn jobernetes_plan(
 ) -> Result<(Vec<Entry>, Vec<String>, PlanOptions), PlanError> {
     let options = jobernetes_config(ctx, top.get("jobernetes_config").unwrap_or(&Value::Null))?;
     let phases = top.get("jobernetes").unwrap_or(&Value::Null);
-    let items = list(phases).ok_or_else(|| {
-        ctx.format(format!(
-            "`jobernetes` must be a list of phases ({{phase_name, jobs}}), found {}",
-            kind_of(phases)
-        ))
-    })?;
-    let mut entries = Vec::new();
-    let mut names = Vec::new();
-    for (p, phase) in items.iter().enumerate() {
-        let position = format!("phase {}", p + 1);
-        let fields = mapping(phase).ok_or_else(|| {
-            ctx.format(format!(
-                "{position} must be a mapping with phase_name and jobs, found {}",
-                kind_of(phase)
-            ))
-        })?;
-        let name = phase_name(ctx, &fields, "phase_name", &position, &names)?;
-        check_fields(
-            ctx,
-            &fields,
-            JOBERNETES_PHASE_FIELDS,
-            &format!("phase {name:?}"),
-            "a Jobernetes phase",
-        )?;
-        let jobs = fields.get("jobs").unwrap_or(&Value::Null);
-        let jobs = list(jobs).ok_or_else(|| {
-            ctx.format(format!(
-                "phase {name:?}: `jobs` must be a list of jobs, found {}",
-                kind_of(jobs)
-            ))
-        })?;
-        if jobs.is_empty() {
-            return Err(ctx.format(format!("phase {name:?} has no jobs")));
-        }
-        for (i, job) in jobs.iter().enumerate() {
-            let position = format!("job {} of phase {name:?}", i + 1);
-            entries.push(jobernetes_job(ctx, job, &position, p)?);
-        }
-        names.push(name);
-    }
+    let (entries, names) = phase_list(ctx, phases, &JOBERNETES_PHASES, jobernetes_job)?;
     Ok((entries, names, options))
 }
 
