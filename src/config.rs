@@ -13,6 +13,9 @@ pub const PREFIX: &str = "JOBHERD_";
 /// Variables a parent sets on its children; a nested jobherd must not reject them.
 pub const CHILD_PREFIX: &str = "JOBHERD_CHILD_";
 
+/// Kubernetes' default `terminationMessagePath`.
+const TERMINATION_LOG: &str = "/dev/termination-log";
+
 /// Environment variables for a child, in a stable order.
 pub type EnvMap = BTreeMap<String, String>;
 
@@ -170,6 +173,9 @@ pub struct Config {
     pub junit_file: Option<PathBuf>,
     pub dry_run: Option<DryRun>,
     pub log_format: LogFormat,
+    /// Where the summary goes for `kubectl describe pod`: the container's
+    /// `terminationMessagePath`, `/dev/termination-log` unless the pod changes it.
+    pub termination_log: PathBuf,
 }
 
 /// The variables as strings, exactly as envy reads them (the field name is the variable
@@ -203,6 +209,7 @@ struct RawVars {
     junit_file: Option<String>,
     dry_run: Option<String>,
     log_format: Option<String>,
+    termination_log: Option<String>,
 }
 
 /// The variables jobherd knows, without the prefix. Keep in step with `RawVars`.
@@ -233,6 +240,7 @@ const KNOWN: &[&str] = &[
     "JUNIT_FILE",
     "DRY_RUN",
     "LOG_FORMAT",
+    "TERMINATION_LOG",
 ];
 
 impl Config {
@@ -413,6 +421,9 @@ impl RawVars {
                 _ => Err("expected text or json".to_string()),
             })?
             .unwrap_or_default(),
+            termination_log: self
+                .termination_log
+                .map_or_else(|| PathBuf::from(TERMINATION_LOG), PathBuf::from),
         })
     }
 }
@@ -697,6 +708,7 @@ mod tests {
         assert!(!c.fail_fast);
         assert_eq!(c.dry_run, None);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.termination_log, PathBuf::from("/dev/termination-log"));
     }
 
     #[test]
@@ -723,6 +735,7 @@ mod tests {
             ("JOBHERD_JUNIT_FILE", "/tmp/j.xml"),
             ("JOBHERD_DRY_RUN", "server"),
             ("JOBHERD_LOG_FORMAT", "json"),
+            ("JOBHERD_TERMINATION_LOG", "/tmp/message"),
         ])
         .unwrap();
         let d = &c.defaults;
@@ -745,6 +758,7 @@ mod tests {
         assert_eq!(c.logs, LogsMode::All);
         assert_eq!(c.dry_run, Some(DryRun::Server));
         assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.termination_log, PathBuf::from("/tmp/message"));
     }
 
     #[test]

@@ -39,8 +39,6 @@ impl Error {
     }
 }
 
-const TERMINATION_LOG: &str = "/dev/termination-log";
-
 /// Runs jobherd with a parsed configuration; returns the exit code of a run that happened.
 pub async fn run(config: Config) -> Result<i32, Error> {
     let started = Instant::now();
@@ -109,7 +107,7 @@ pub async fn run(config: Config) -> Result<i32, Error> {
             .map_or(identity.prefix.as_str(), |p| p.name.as_str());
         write_file(path, &report::junit(&run, suite, elapsed));
     }
-    cluster::write_termination_log(Path::new(TERMINATION_LOG), &summary);
+    cluster::write_termination_log(&config.termination_log, &summary);
     if let Some(parent) = &parent {
         let failed = run.exit_code() != 0;
         let reason = if failed { "RunFailed" } else { "RunSucceeded" };
