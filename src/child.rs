@@ -1,7 +1,8 @@
 //! The children of a run: which ones there are (steps fanned out by count or params) and the
 //! batch/v1 Job each one is, built the way `kubectl create job NAME --image=IMAGE -- CMD` would.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::ops::Range;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
@@ -31,105 +32,211 @@ pub struct Identity {
     pub owner: Option<OwnerReference>,
 }
 
-/// One child of the run, fully decided before anything is created.
+/// One child of the run. Its Job is built on demand from its step's template
+/// ([`Children::job`]), so a herd of thousands keeps names, not Job objects, in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildSpec {
     /// The Job's name.
     pub name: String,
     /// Value of `jobherd.io/step`: the index without a plan, else the step (and index).
-    pub step: String,
-    /// The plan step it comes from (`None` without a plan).
-    pub plan_step: Option<String>,
-    /// Indices (into the run's children) that must succeed before this one is created.
+    pub label: String,
+    /// Index of its step in [`Children::steps`].
+    pub step: usize,
+}
+
+/// A step of the run (a plan step, or the whole run without a plan). Its children share one
+/// Job template and differ only in name, step label and fan-out env.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSpec {
+    /// The plan step's name; `None` without a plan.
+    pub name: Option<String>,
+    /// Steps (indices into [`Children::steps`]) that must succeed before this one starts.
     pub depends_on: Vec<usize>,
     /// The plan steps it depends on, for the report.
-    pub depends_on_steps: Vec<String>,
-    pub job: Job,
+    pub depends_on_names: Vec<String>,
+    /// Its children, as indices into the run's children.
+    pub children: Range<usize>,
+    template: Job,
+    fan_out: FanOut,
+}
+
+/// Every child of a run, in creation order (dependencies before dependants), and their steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Children {
+    specs: Vec<ChildSpec>,
+    steps: Vec<StepSpec>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Children {
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    pub fn get(&self, index: usize) -> &ChildSpec {
+        &self.specs[index]
+    }
+
+    pub fn name(&self, index: usize) -> &str {
+        &self.specs[index].name
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ChildSpec> {
+        self.specs.iter()
+    }
+
+    pub fn steps(&self) -> &[StepSpec] {
+        &self.steps
+    }
+
+    pub fn step_of(&self, index: usize) -> &StepSpec {
+        &self.steps[self.specs[index].step]
+    }
+
+    /// What the report shows as a child's step: the plan step, or the index without a plan.
+    pub fn step_name(&self, index: usize) -> &str {
+        let spec = &self.specs[index];
+        self.steps[spec.step].name.as_deref().unwrap_or(&spec.label)
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The batch/v1 Job of one child, ready to create.
+    pub fn job(&self, index: usize) -> Job {
+        let spec = &self.specs[index];
+        let step = &self.steps[spec.step];
+        let position = index - step.children.start;
+        instantiate(
+            &step.template,
+            &spec.name,
+            &spec.label,
+            &fan_out_env(&step.fan_out, position),
+        )
+    }
 }
 
 /// Expands the configuration (and plan, if any) into the run's children, in creation order.
-/// Fails on a child without an image, the only thing that can be missing after parsing.
+/// Every step's Job is built and checked here, so a child without an image (the only thing
+/// that can be missing after parsing) is an error before anything is created.
 pub fn children(
     defaults: &StepSettings,
     plan: Option<&Plan>,
     id: &Identity,
-) -> Result<Vec<ChildSpec>, ConfigError> {
-    let mut out: Vec<ChildSpec> = Vec::new();
+) -> Result<Children, ConfigError> {
+    let mut out = Children {
+        specs: Vec::new(),
+        steps: Vec::new(),
+        by_name: HashMap::new(),
+    };
     let Some(plan) = plan else {
-        let own = StepSettings {
-            fan_out: defaults.fan_out.clone(),
-            ..Default::default()
-        };
-        for (i, extra_env) in fan_out_env(&defaults.fan_out).into_iter().enumerate() {
-            let suffix = i.to_string();
-            let name = child_name(&id.prefix, &suffix);
-            let job = build_job(&name, &suffix, defaults, &own, &extra_env, id)
-                .map_err(|e| ConfigError::Plan(format!("child {name}: {e}")))?;
-            out.push(ChildSpec {
-                name,
-                step: suffix,
-                plan_step: None,
-                depends_on: vec![],
-                depends_on_steps: vec![],
-                job,
-            });
-        }
+        let own = StepSettings::default();
+        let first = child_name(&id.prefix, "0");
+        let template = build_template(defaults, &own, id)
+            .map_err(|e| ConfigError::Plan(format!("child {first}: {e}")))?;
+        let count = fan_out_len(&defaults.fan_out);
+        out.push_step(
+            None,
+            vec![],
+            vec![],
+            template,
+            defaults.fan_out.clone(),
+            |i| {
+                let suffix = i.to_string();
+                (child_name(&id.prefix, &suffix), suffix)
+            },
+        );
+        debug_assert_eq!(out.len(), count);
         return Ok(out);
     };
-    let mut by_step: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut step_ids: HashMap<&str, usize> = HashMap::new();
     for step in &plan.steps {
-        let envs = fan_out_env(&step.settings.fan_out);
-        let many = envs.len() > 1 || !matches!(step.settings.fan_out, FanOut::Single);
-        let depends_on: Vec<usize> = step
+        let template = build_template(defaults, &step.settings, id)
+            .map_err(|e| ConfigError::Plan(format!("step {}: {e}", step.name)))?;
+        // Plans come in topological order, so every dependency already has its id.
+        let depends_on = step
             .depends_on
             .iter()
-            .flat_map(|d| by_step.get(d.as_str()).cloned().unwrap_or_default())
+            .filter_map(|d| step_ids.get(d.as_str()).copied())
             .collect();
-        let mut indices = Vec::new();
-        for (i, extra_env) in envs.into_iter().enumerate() {
-            let (suffix, label) = if many {
-                (
-                    format!("{}-{i}", plan::k8s_name(&step.name)),
-                    format!("{}-{i}", step.name),
-                )
-            } else {
-                (plan::k8s_name(&step.name), step.name.clone())
-            };
-            let name = child_name(&id.prefix, &suffix);
-            let label = shorten(&label, MAX_NAME);
-            let job = build_job(&name, &label, defaults, &step.settings, &extra_env, id)
-                .map_err(|e| ConfigError::Plan(format!("step {}: {e}", step.name)))?;
-            indices.push(out.len());
-            out.push(ChildSpec {
-                name,
-                step: label,
-                plan_step: Some(step.name.clone()),
-                depends_on: depends_on.clone(),
-                depends_on_steps: step.depends_on.clone(),
-                job,
-            });
-        }
-        by_step.insert(step.name.as_str(), indices);
+        let many = !matches!(step.settings.fan_out, FanOut::Single);
+        let base = plan::k8s_name(&step.name);
+        out.push_step(
+            Some(step.name.clone()),
+            depends_on,
+            step.depends_on.clone(),
+            template,
+            step.settings.fan_out.clone(),
+            |i| {
+                let (suffix, label) = if many {
+                    (format!("{base}-{i}"), format!("{}-{i}", step.name))
+                } else {
+                    (base.clone(), step.name.clone())
+                };
+                (child_name(&id.prefix, &suffix), shorten(&label, MAX_NAME))
+            },
+        );
+        step_ids.insert(step.name.as_str(), out.steps.len() - 1);
     }
     Ok(out)
 }
 
-/// The env each child of a fan-out adds: one empty map for a single child.
-fn fan_out_env(fan_out: &FanOut) -> Vec<EnvMap> {
+impl Children {
+    /// Adds a step and its children, named by `name_of(position)` -> (Job name, step label).
+    fn push_step(
+        &mut self,
+        name: Option<String>,
+        depends_on: Vec<usize>,
+        depends_on_names: Vec<String>,
+        template: Job,
+        fan_out: FanOut,
+        name_of: impl Fn(usize) -> (String, String),
+    ) {
+        let step = self.steps.len();
+        let start = self.specs.len();
+        for position in 0..fan_out_len(&fan_out) {
+            let (child, label) = name_of(position);
+            self.by_name.insert(child.clone(), self.specs.len());
+            self.specs.push(ChildSpec {
+                name: child,
+                label,
+                step,
+            });
+        }
+        self.steps.push(StepSpec {
+            name,
+            depends_on,
+            depends_on_names,
+            children: start..self.specs.len(),
+            template,
+            fan_out,
+        });
+    }
+}
+
+fn fan_out_len(fan_out: &FanOut) -> usize {
     match fan_out {
-        FanOut::Single => vec![EnvMap::new()],
-        FanOut::Count(n) => (0..*n)
-            .map(|i| index_env(i as usize, *n as usize))
-            .collect(),
-        FanOut::Params(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, params)| {
-                let mut env = index_env(i, list.len());
-                env.extend(params.clone());
-                env
-            })
-            .collect(),
+        FanOut::Single => 1,
+        FanOut::Count(n) => *n as usize,
+        FanOut::Params(list) => list.len(),
+    }
+}
+
+/// The env the child at `position` of a fan-out adds: nothing for a single child.
+fn fan_out_env(fan_out: &FanOut, position: usize) -> EnvMap {
+    match fan_out {
+        FanOut::Single => EnvMap::new(),
+        FanOut::Count(n) => index_env(position, *n as usize),
+        FanOut::Params(list) => {
+            let mut env = index_env(position, list.len());
+            env.extend(list[position].clone());
+            env
+        }
     }
 }
 
@@ -174,14 +281,12 @@ enum Layer {
     Fill,
 }
 
-/// Builds one child Job. Layers, lowest first: `JOBHERD_JOB_TEMPLATE`, the variables, the
-/// step's own manifest (which replaces the template and beats the variables), the step's fields.
-fn build_job(
-    name: &str,
-    step_label: &str,
+/// Builds a step's Job template. Layers, lowest first: `JOBHERD_JOB_TEMPLATE`, the variables,
+/// the step's own manifest (which replaces the template and beats the variables), the step's
+/// fields. Name, step label and fan-out env are per child: see `instantiate`.
+fn build_template(
     defaults: &StepSettings,
     own: &StepSettings,
-    extra_env: &EnvMap,
     id: &Identity,
 ) -> Result<Job, String> {
     let (mut job, inherited) = match &own.job {
@@ -191,7 +296,6 @@ fn build_job(
     scrub(&mut job);
     apply(&mut job, defaults, inherited);
     apply(&mut job, own, Layer::Override);
-    set_env(container(&mut job), extra_env, Layer::Override);
 
     let spec = job.spec.get_or_insert_with(Default::default);
     spec.backoff_limit.get_or_insert(DEFAULT_BACKOFF_LIMIT);
@@ -204,41 +308,53 @@ fn build_job(
             "restartPolicy {policy:?} is not allowed for a Job (OnFailure or Never)"
         ));
     }
-    let first = container(&mut job);
-    if first.name.is_empty() {
-        // As `kubectl create job`: the container is named after the Job.
-        first.name = shorten(name, MAX_NAME);
-    }
-    if first.image.as_deref().is_none_or(str::is_empty) {
+    if container(&mut job)
+        .image
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
         return Err(
             "no image: set JOBHERD_IMAGE, the step's `image`, or an image in its Job manifest"
                 .into(),
         );
     }
-
-    let labels = BTreeMap::from([
+    let labels = [
         (MANAGED_BY.to_string(), "jobherd".to_string()),
         (RUN_LABEL.to_string(), id.run_id.clone()),
-        (STEP_LABEL.to_string(), step_label.to_string()),
-    ]);
-    let meta = &mut job.metadata;
-    meta.name = Some(name.to_string());
-    meta.namespace = id.namespace.clone();
-    meta.labels
-        .get_or_insert_with(Default::default)
-        .extend(labels.clone());
-    meta.owner_references = id.owner.clone().map(|o| vec![o]);
-    let template_meta = job
-        .spec
-        .get_or_insert_with(Default::default)
-        .template
-        .metadata
-        .get_or_insert_with(Default::default);
-    template_meta
-        .labels
-        .get_or_insert_with(Default::default)
-        .extend(labels);
+    ];
+    job.metadata.namespace = id.namespace.clone();
+    job.metadata.owner_references = id.owner.clone().map(|o| vec![o]);
+    for meta in metadata_with_labels(&mut job) {
+        meta.labels
+            .get_or_insert_with(Default::default)
+            .extend(labels.clone());
+    }
     Ok(job)
+}
+
+/// One child's Job from its step's template.
+fn instantiate(template: &Job, name: &str, step_label: &str, extra_env: &EnvMap) -> Job {
+    let mut job = template.clone();
+    job.metadata.name = Some(name.to_string());
+    let first = container(&mut job);
+    if first.name.is_empty() {
+        // As `kubectl create job`: the container is named after the Job.
+        first.name = shorten(name, MAX_NAME);
+    }
+    set_env(first, extra_env, Layer::Override);
+    for meta in metadata_with_labels(&mut job) {
+        meta.labels
+            .get_or_insert_with(Default::default)
+            .insert(STEP_LABEL.to_string(), step_label.to_string());
+    }
+    job
+}
+
+/// The Job's metadata and its pod template's: both carry jobherd's labels.
+fn metadata_with_labels(job: &mut Job) -> [&mut ObjectMeta; 2] {
+    let spec = job.spec.get_or_insert_with(Default::default);
+    let template = spec.template.metadata.get_or_insert_with(Default::default);
+    [&mut job.metadata, template]
 }
 
 /// Drops what a server sets, so that `kubectl get job -o json` output works as a template.
@@ -356,7 +472,20 @@ fn set_env(c: &mut Container, env: &EnvMap, layer: Layer) {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use std::collections::BTreeMap;
     use std::time::Duration;
+
+    /// One child's Job as `Children::job` builds it.
+    fn build_job(
+        name: &str,
+        label: &str,
+        defaults: &StepSettings,
+        own: &StepSettings,
+        extra_env: &EnvMap,
+        id: &Identity,
+    ) -> Result<Job, String> {
+        build_template(defaults, own, id).map(|t| instantiate(&t, name, label, extra_env))
+    }
 
     fn id() -> Identity {
         Identity {
@@ -391,7 +520,7 @@ mod tests {
         ]);
         let kids = children(&c.defaults, None, &id()).unwrap();
         assert_eq!(kids.len(), 1);
-        let j = json(&kids[0].job);
+        let j = json(&kids.job(0));
         assert_eq!(j["apiVersion"], "batch/v1");
         assert_eq!(j["kind"], "Job");
         assert_eq!(j["metadata"]["name"], "nightly-0");
@@ -421,7 +550,7 @@ mod tests {
         let kids = children(&c.defaults, None, &id()).unwrap();
         let names: Vec<_> = kids.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(names, ["nightly-0", "nightly-1", "nightly-2"]);
-        let env = json(&kids[2].job)["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+        let env = json(&kids.job(2))["spec"]["template"]["spec"]["containers"][0]["env"].clone();
         assert_eq!(
             env,
             serde_json::json!([
@@ -448,7 +577,7 @@ mod tests {
         ]);
         let kids = children(&c.defaults, None, &id()).unwrap();
         assert_eq!(kids.len(), 2);
-        let j = json(&kids[1].job);
+        let j = json(&kids.job(1));
         let c0 = &j["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(
             c0["command"],
@@ -488,7 +617,7 @@ mod tests {
                 "containers":[{"name":"main","image":"old","resources":{"limits":{"cpu":"1"}}}]}}},
           "status":{"succeeded":1}}"#;
         let c = config(&[("JOBHERD_IMAGE", "new"), ("JOBHERD_JOB_TEMPLATE", template)]);
-        let j = json(&children(&c.defaults, None, &id()).unwrap()[0].job);
+        let j = json(&children(&c.defaults, None, &id()).unwrap().job(0));
         assert_eq!(j["metadata"]["name"], "nightly-0");
         assert!(j["metadata"].get("uid").is_none());
         assert!(j.get("status").is_none());

@@ -13,6 +13,10 @@ pub const PREFIX: &str = "JOBHERD_";
 /// Variables a parent sets on its children; a nested jobherd must not reject them.
 pub const CHILD_PREFIX: &str = "JOBHERD_CHILD_";
 
+/// `JOBHERD_HEARTBEAT` when unset: a quiet run shows it lives once a minute, often enough
+/// for idle-connection timeouts of `kubectl logs -f` and CI consoles.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
+
 /// Kubernetes' default `terminationMessagePath`.
 const TERMINATION_LOG: &str = "/dev/termination-log";
 
@@ -141,6 +145,34 @@ pub enum DryRun {
     Server,
 }
 
+/// `JOBHERD_PROGRESS`: a line per child state change, or counts lines and a line per failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Progress {
+    /// Lines up to `report::LINES_UP_TO` children, counts above.
+    #[default]
+    Auto,
+    Lines,
+    Counts,
+}
+
+/// Client-side limit on jobherd's own writes (creates, deletes): kube has none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub qps: f64,
+    /// Requests that may go at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            qps: 20.0,
+            burst: 40,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
     #[default]
@@ -173,6 +205,10 @@ pub struct Config {
     pub junit_file: Option<PathBuf>,
     pub dry_run: Option<DryRun>,
     pub log_format: LogFormat,
+    pub rate: RateLimit,
+    /// After this long with nothing printed, a line of counts; `None` turns it off.
+    pub heartbeat: Option<Duration>,
+    pub progress: Progress,
     /// Where the summary goes for `kubectl describe pod`: the container's
     /// `terminationMessagePath`, `/dev/termination-log` unless the pod changes it.
     pub termination_log: PathBuf,
@@ -210,6 +246,10 @@ struct RawVars {
     dry_run: Option<String>,
     log_format: Option<String>,
     termination_log: Option<String>,
+    qps: Option<String>,
+    burst: Option<String>,
+    heartbeat: Option<String>,
+    progress: Option<String>,
 }
 
 /// The variables jobherd knows, without the prefix. Keep in step with `RawVars`.
@@ -241,6 +281,10 @@ const KNOWN: &[&str] = &[
     "DRY_RUN",
     "LOG_FORMAT",
     "TERMINATION_LOG",
+    "QPS",
+    "BURST",
+    "HEARTBEAT",
+    "PROGRESS",
 ];
 
 impl Config {
@@ -421,6 +465,20 @@ impl RawVars {
                 _ => Err("expected text or json".to_string()),
             })?
             .unwrap_or_default(),
+            rate: RateLimit {
+                qps: opt(&self.qps, "qps", parse_qps)?.unwrap_or(RateLimit::default().qps),
+                burst: opt(&self.burst, "burst", parse_positive)?
+                    .unwrap_or(RateLimit::default().burst),
+            },
+            heartbeat: opt(&self.heartbeat, "heartbeat", parse_duration)?
+                .map_or(Some(DEFAULT_HEARTBEAT), |d| (!d.is_zero()).then_some(d)),
+            progress: opt(&self.progress, "progress", |s| match s {
+                "auto" => Ok(Progress::Auto),
+                "lines" => Ok(Progress::Lines),
+                "counts" => Ok(Progress::Counts),
+                _ => Err("expected auto, lines or counts".to_string()),
+            })?
+            .unwrap_or_default(),
             termination_log: self
                 .termination_log
                 .map_or_else(|| PathBuf::from(TERMINATION_LOG), PathBuf::from),
@@ -562,6 +620,14 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
         "false" | "0" | "no" => Ok(false),
         _ => Err("expected true or false".into()),
     }
+}
+
+/// Requests per second: a positive number, fractions allowed (`0.5` is one every two seconds).
+fn parse_qps(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|q| q.is_finite() && *q > 0.0 && *q <= 10_000.0)
+        .ok_or_else(|| "expected requests per second, a number greater than 0 (e.g. 20 or 0.5) and at most 10000".into())
 }
 
 fn parse_positive(s: &str) -> Result<u32, String> {
@@ -709,6 +775,56 @@ mod tests {
         assert_eq!(c.dry_run, None);
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.termination_log, PathBuf::from("/dev/termination-log"));
+        assert_eq!(
+            c.rate,
+            RateLimit {
+                qps: 20.0,
+                burst: 40
+            }
+        );
+        assert_eq!(c.heartbeat, Some(Duration::from_secs(60)));
+        assert_eq!(c.progress, Progress::Auto);
+    }
+
+    #[test]
+    fn rate_heartbeat_and_progress_are_parsed() {
+        let c = parse(&[
+            ("JOBHERD_IMAGE", "x"),
+            ("JOBHERD_QPS", "0.5"),
+            ("JOBHERD_BURST", "200"),
+            ("JOBHERD_HEARTBEAT", "5m"),
+            ("JOBHERD_PROGRESS", "counts"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.rate,
+            RateLimit {
+                qps: 0.5,
+                burst: 200
+            }
+        );
+        assert_eq!(c.heartbeat, Some(Duration::from_secs(300)));
+        assert_eq!(c.progress, Progress::Counts);
+        let off = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_HEARTBEAT", "0")]).unwrap();
+        assert_eq!(off.heartbeat, None, "0 turns the heartbeat off");
+        for (var, bad, expected) in [
+            ("JOBHERD_QPS", "0", "greater than 0"),
+            ("JOBHERD_QPS", "-5", "greater than 0"),
+            ("JOBHERD_QPS", "fast", "requests per second"),
+            ("JOBHERD_QPS", "inf", "greater than 0"),
+            ("JOBHERD_BURST", "0", "whole number greater than 0"),
+            ("JOBHERD_BURST", "1.5", "whole number"),
+            ("JOBHERD_HEARTBEAT", "often", "duration"),
+            ("JOBHERD_PROGRESS", "all", "auto, lines or counts"),
+        ] {
+            let msg = parse(&[("JOBHERD_IMAGE", "x"), (var, bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(var) && msg.contains(bad) && msg.contains(expected),
+                "{var}={bad}: {msg}"
+            );
+        }
     }
 
     #[test]

@@ -13,10 +13,11 @@ pub mod plan;
 pub mod report;
 pub mod run;
 
-use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use config::{Config, DryRun};
+use report::Reporter;
 
 /// Everything that ends a run early, and the one place that maps it to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -51,84 +52,76 @@ pub async fn run(config: Config) -> Result<i32, Error> {
     // Children are built once before connecting, so a bad plan or template exits 2 with
     // nothing created, with or without a cluster.
     let offline = cluster::offline_identity(&config, &here, plan_options.namespace.clone());
-    let specs = child::children(&config.defaults, plan.as_ref(), &offline)?;
+    let children = child::children(&config.defaults, plan.as_ref(), &offline)?;
     if config.dry_run == Some(DryRun::Client) {
-        print_list(specs.iter().map(|s| &s.job));
+        print_list((0..children.len()).map(|i| children.job(i)));
         return Ok(0);
     }
 
     let client = cluster::connect().await?;
     let (identity, parent) =
         cluster::identify(&client, &config, &here, plan_options.namespace.clone()).await?;
-    let specs = child::children(&config.defaults, plan.as_ref(), &identity)?;
+    let children = Arc::new(child::children(&config.defaults, plan.as_ref(), &identity)?);
     let namespace = identity.namespace.clone().unwrap_or_default();
-    let run = run::Run::new(
-        specs,
-        config.parallelism,
-        config.fail_fast,
-        &identity.run_id,
-    );
     if config.dry_run == Some(DryRun::Server) {
-        let jobs = herd::server_dry_run(client, &namespace, &run).await?;
-        print_list(jobs.iter());
+        let jobs = herd::server_dry_run(client, &namespace, &children).await?;
+        print_list(jobs.into_iter());
         return Ok(0);
     }
 
     let parent_text = parent.as_ref().map_or("no parent".to_string(), |p| {
         format!("parent {} {}", p.kind, p.name)
     });
-    println!(
+    let mut reporter = Reporter::new(
+        std::io::stdout(),
+        config.progress,
+        config.heartbeat,
+        children.len(),
+        Instant::now(),
+    );
+    reporter.start(&format!(
         "jobherd run {}: {} children in namespace {namespace} ({parent_text})",
         identity.run_id,
-        run.total()
-    );
-    let settings = herd::Settings {
-        timeout: config.timeout,
+        children.len()
+    ));
+    let rules = run::Rules {
+        parallelism: config.parallelism,
+        fail_fast: config.fail_fast,
         stuck_timeout: config.stuck_timeout,
         logs: config.logs,
+    };
+    let run = run::Run::new(children, &rules, &identity.run_id, Instant::now());
+    let settings = herd::Settings {
+        timeout: config.timeout,
+        rate: config.rate,
         cleanup: config.cleanup.or(plan_options.cleanup).unwrap_or_default(),
     };
-    let run = herd::execute(client.clone(), &identity, run, &settings).await?;
+    let api = herd::ChildApi::new(client.clone(), &identity);
+    let run = herd::execute(api, run, &mut reporter, &settings).await?;
 
     let elapsed = started.elapsed();
-    let summary = report::summary(&run, elapsed);
-    println!();
-    print!("{}", report::table(&run));
-    println!("{summary}");
-    if let Some(path) = &config.report_file {
-        write_file(
-            path,
-            &report::json(&run, &identity.run_id, Some(&namespace), elapsed),
-        );
-    }
-    if let Some(path) = &config.junit_file {
-        let suite = parent
-            .as_ref()
-            .map_or(identity.prefix.as_str(), |p| p.name.as_str());
-        write_file(path, &report::junit(&run, suite, elapsed));
-    }
-    cluster::write_termination_log(&config.termination_log, &summary);
-    if let Some(parent) = &parent {
-        let failed = run.exit_code() != 0;
-        let reason = if failed { "RunFailed" } else { "RunSucceeded" };
-        if let Err(e) = cluster::event_on_parent(&client, parent, failed, reason, &summary).await {
-            tracing::warn!(
-                "could not post an Event on the parent: {}",
-                cluster::describe(&e)
-            );
-        }
-        if let Err(e) = cluster::annotate_parent(&client, parent, &summary).await {
-            tracing::warn!("could not annotate the parent: {}", cluster::describe(&e));
-        }
-    }
+    let summary = reporter.finish(&run, elapsed);
+    let ending = report::Ending {
+        elapsed,
+        run_id: &identity.run_id,
+        namespace: &namespace,
+        parent: parent.as_ref(),
+        suite: &identity.prefix,
+        report_file: config.report_file.as_deref(),
+        junit_file: config.junit_file.as_deref(),
+        termination_log: &config.termination_log,
+    };
+    reporter
+        .publish(&run, &summary, Some(&client), &ending)
+        .await;
     Ok(run.exit_code())
 }
 
 /// Prints Jobs as a `v1` `List`, as `kubectl create --dry-run=client -o json` does for many.
-fn print_list<'a>(jobs: impl Iterator<Item = &'a k8s_openapi::api::batch::v1::Job>) {
+fn print_list(jobs: impl Iterator<Item = k8s_openapi::api::batch::v1::Job>) {
     let items: Vec<serde_json::Value> = jobs
         .map(|j| {
-            let mut v = serde_json::to_value(j).unwrap_or_default();
+            let mut v = serde_json::to_value(&j).unwrap_or_default();
             // Lists from the API omit these on items; kubectl and validators want them.
             v["apiVersion"] = "batch/v1".into();
             v["kind"] = "Job".into();
@@ -140,10 +133,4 @@ fn print_list<'a>(jobs: impl Iterator<Item = &'a k8s_openapi::api::batch::v1::Jo
         "{}",
         serde_json::to_string_pretty(&list).unwrap_or_default()
     );
-}
-
-fn write_file(path: &Path, text: &str) {
-    if let Err(e) = std::fs::write(path, text) {
-        tracing::warn!(path = %path.display(), "could not write report: {e}");
-    }
 }

@@ -1,20 +1,247 @@
-//! What the user sees: a line per child state change, the final table, the summary line, and
-//! the JSON and JUnit reports. Only reads the run; never decides anything.
+//! What the user sees. The [`Reporter`] consumes the run's transitions and owns every line on
+//! stdout (progress, heartbeat, logs, table, summary) and everything a run leaves behind (JSON
+//! and JUnit files, termination message, Event and annotation on the parent). It only reads
+//! the run; it never decides anything.
 
+mod documents;
+
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde::Serialize;
+use kube::Client;
 
+use crate::cluster::{self, Parent};
+use crate::config::Progress;
 use crate::run::{Change, ChildResult, Phase, Run, Transition};
+pub use documents::{json, junit};
+
+/// `JOBHERD_PROGRESS=auto` prints a line per child state change up to this many children, and
+/// counts above: past that, a console scrolled by a person is read by its counts and failures.
+pub const LINES_UP_TO: usize = 100;
+/// How often a counts line is printed while things change (`JOBHERD_PROGRESS=counts`).
+const COUNTS_EVERY: Duration = Duration::from_secs(10);
+/// Rows of skipped or cancelled children the final table shows in counts mode.
+const QUIET_ROWS: usize = 20;
+
+/// Where a finished run's reports go.
+pub struct Ending<'a> {
+    pub elapsed: Duration,
+    pub run_id: &'a str,
+    pub namespace: &'a str,
+    pub parent: Option<&'a Parent>,
+    /// The JUnit suite's name without a parent.
+    pub suite: &'a str,
+    pub report_file: Option<&'a Path>,
+    pub junit_file: Option<&'a Path>,
+    pub termination_log: &'a Path,
+}
+
+pub struct Reporter<W: Write> {
+    out: W,
+    /// A line per failure and counts lines, instead of a line per state change.
+    counts_only: bool,
+    heartbeat: Option<Duration>,
+    now: Instant,
+    last_output: Instant,
+    next_counts: Instant,
+    changed: bool,
+    /// Pending reasons already told (counts mode tells each once).
+    pending_told: HashSet<String>,
+}
+
+impl<W: Write> Reporter<W> {
+    pub fn new(
+        out: W,
+        progress: Progress,
+        heartbeat: Option<Duration>,
+        children: usize,
+        now: Instant,
+    ) -> Self {
+        let counts_only = match progress {
+            Progress::Auto => children > LINES_UP_TO,
+            Progress::Lines => false,
+            Progress::Counts => true,
+        };
+        Reporter {
+            out,
+            counts_only,
+            heartbeat,
+            now,
+            last_output: now,
+            next_counts: now + COUNTS_EVERY,
+            changed: false,
+            pending_told: HashSet::new(),
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        // stdout going away (a closed pipe) must not stop the run.
+        let _ = writeln!(self.out, "{text}");
+        let _ = self.out.flush();
+        self.last_output = self.now;
+    }
+
+    /// The first line of a run.
+    pub fn start(&mut self, header: &str) {
+        self.line(header);
+        if self.counts_only {
+            self.line("progress: a counts line every 10s while things change, and a line per failure (JOBHERD_PROGRESS=lines for a line per child)");
+        }
+    }
+
+    /// Prints what happened, then a counts line or a heartbeat when one is due.
+    pub fn report(&mut self, run: &Run, transitions: &[Transition], now: Instant) {
+        self.now = now;
+        for t in transitions {
+            self.transition(run, t);
+        }
+        if self.counts_only && self.changed && now >= self.next_counts {
+            self.line(&counts_line(run, "progress"));
+            self.next_counts = now + COUNTS_EVERY;
+            self.changed = false;
+        }
+        if let Some(every) = self.heartbeat
+            && now.duration_since(self.last_output) >= every
+        {
+            self.line(&counts_line(run, "heartbeat"));
+        }
+    }
+
+    fn transition(&mut self, run: &Run, t: &Transition) {
+        let (index, change) = match t {
+            Transition::Stopping(why) => {
+                let text = format!(
+                    "jobherd stopping: {}; deleting active children",
+                    why.as_str()
+                );
+                return self.line(&text);
+            }
+            Transition::Child { index, change } => (*index, change),
+        };
+        let name = run.children().name(index);
+        match change {
+            Change::Logs(text) => {
+                let mut block = format!("{name} last log lines:");
+                for line in text.lines() {
+                    let _ = write!(block, "\n{name} | {line}");
+                }
+                self.line(&block);
+            }
+            Change::NoLogs => self.line(&format!(
+                "{name} left no logs to show (its pods are gone or printed nothing)"
+            )),
+            Change::LogLine(line) => self.line(&format!("{name} | {line}")),
+            change => {
+                self.changed = true;
+                if !self.counts_only || self.worth_a_line(change) {
+                    self.line(&progress_line(run, index, change));
+                }
+            }
+        }
+    }
+
+    /// In counts mode: every failure, and the first child pending for each reason.
+    fn worth_a_line(&mut self, change: &Change) -> bool {
+        match change {
+            Change::Done(ChildResult::Failed) => true,
+            Change::Pending { reason, .. } => self.pending_told.insert(reason.clone()),
+            _ => false,
+        }
+    }
+
+    /// The table and the summary line; returns the summary.
+    pub fn finish(&mut self, run: &Run, elapsed: Duration) -> String {
+        if self.counts_only {
+            self.line(&counts_line(run, "progress"));
+        }
+        let _ = writeln!(self.out);
+        let rows = self.table_rows(run);
+        let text = table(run, &rows);
+        let _ = write!(self.out, "{text}");
+        let listed = rows.len();
+        if listed < run.total() {
+            let _ = writeln!(
+                self.out,
+                "({} more children not listed; JOBHERD_REPORT_FILE and JOBHERD_JUNIT_FILE list every child)",
+                run.total() - listed
+            );
+        }
+        let summary = summary(run, elapsed);
+        self.line(&summary);
+        summary
+    }
+
+    /// Every child, or in counts mode the failed ones and a few skipped or cancelled ones.
+    fn table_rows(&self, run: &Run) -> Vec<usize> {
+        if !self.counts_only {
+            return (0..run.total()).collect();
+        }
+        let result = |i: usize| run.state(i).phase.result();
+        let mut rows: Vec<usize> = (0..run.total())
+            .filter(|i| result(*i) == Some(ChildResult::Failed))
+            .collect();
+        rows.extend(
+            (0..run.total())
+                .filter(|i| {
+                    matches!(
+                        result(*i),
+                        Some(ChildResult::Skipped | ChildResult::Cancelled)
+                    )
+                })
+                .take(QUIET_ROWS),
+        );
+        rows.sort_unstable();
+        rows
+    }
+
+    /// Writes the reports, the termination message, and the Event and annotation on the parent.
+    pub async fn publish(
+        &self,
+        run: &Run,
+        summary: &str,
+        client: Option<&Client>,
+        end: &Ending<'_>,
+    ) {
+        if let Some(path) = end.report_file {
+            let text = json(run, end.run_id, Some(end.namespace), end.elapsed);
+            write_file(path, &text);
+        }
+        if let Some(path) = end.junit_file {
+            let suite = end.parent.map_or(end.suite, |p| p.name.as_str());
+            write_file(path, &junit(run, suite, end.elapsed));
+        }
+        cluster::write_termination_log(end.termination_log, summary);
+        let (Some(parent), Some(client)) = (end.parent, client) else {
+            return;
+        };
+        let failed = run.exit_code() != 0;
+        let reason = if failed { "RunFailed" } else { "RunSucceeded" };
+        if let Err(e) = cluster::event_on_parent(client, parent, failed, reason, summary).await {
+            tracing::warn!(
+                "could not post an Event on the parent: {}",
+                cluster::describe(&e)
+            );
+        }
+        if let Err(e) = cluster::annotate_parent(client, parent, summary).await {
+            tracing::warn!("could not annotate the parent: {}", cluster::describe(&e));
+        }
+    }
+}
+
+fn write_file(path: &Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        tracing::warn!(path = %PathBuf::from(path).display(), "could not write report: {e}");
+    }
+}
 
 /// One progress line, the child's name first, with done/total counts.
-pub fn progress_line(run: &Run, t: &Transition) -> String {
-    let spec = &run.specs[t.index];
-    let state = &run.states[t.index];
-    let counts = format!("[{}/{}]", run.done_count(), run.total());
-    let what = match &t.change {
+pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
+    let state = run.state(index);
+    let what = match change {
         Change::Created => "created".to_string(),
         Change::Adopted => "adopted (created by an earlier attempt of this run)".to_string(),
         Change::Running => "running".to_string(),
@@ -41,8 +268,42 @@ pub fn progress_line(run: &Run, t: &Transition) -> String {
             }
             s
         }
+        Change::Logs(_) | Change::NoLogs | Change::LogLine(_) => String::new(),
     };
-    format!("{} {what} {counts}", spec.name)
+    let tally = run.tally();
+    format!(
+        "{} {what} [{}/{}]",
+        run.children().name(index),
+        tally.done(),
+        run.total()
+    )
+}
+
+/// The counts of a run on one line, for heartbeats and counts mode:
+/// `heartbeat: 12/300 done, 40 running, 3 pending, 245 waiting, 1 failed; longest running: x (5m0s)`.
+pub fn counts_line(run: &Run, label: &str) -> String {
+    let t = run.tally();
+    let mut line = format!(
+        "{label}: {}/{} done, {} running, {} pending, {} waiting, {} failed",
+        t.done(),
+        run.total(),
+        t.running,
+        t.pending(),
+        t.waiting,
+        t.failed
+    );
+    for (n, what) in [(t.skipped, "skipped"), (t.cancelled, "cancelled")] {
+        if n > 0 {
+            let _ = write!(line, ", {n} {what}");
+        }
+    }
+    if let Some((index, since)) = run.longest_running() {
+        let _ = write!(line, "; longest running: {}", run.children().name(index));
+        if let Some(d) = duration(Some(since), Some(Timestamp::now())) {
+            let _ = write!(line, " ({})", human(d));
+        }
+    }
+    line
 }
 
 fn attempts(n: u32) -> String {
@@ -73,18 +334,21 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-/// The final table: one row per child.
-pub fn table(run: &Run) -> String {
-    let with_deps = run.specs.iter().any(|s| !s.depends_on_steps.is_empty());
-    let mut rows = vec![{
-        let mut h = vec!["CHILD", "STEP", "RESULT", "ATTEMPTS", "DURATION"];
-        if with_deps {
-            h.push("DEPENDS ON");
-        }
-        h.push("REASON");
-        h.into_iter().map(String::from).collect::<Vec<_>>()
-    }];
-    for (spec, state) in run.specs.iter().zip(&run.states) {
+/// The final table: one row per listed child.
+pub fn table(run: &Run, rows: &[usize]) -> String {
+    let children = run.children();
+    let with_deps = children
+        .steps()
+        .iter()
+        .any(|s| !s.depends_on_names.is_empty());
+    let mut header = vec!["CHILD", "STEP", "RESULT", "ATTEMPTS", "DURATION"];
+    if with_deps {
+        header.push("DEPENDS ON");
+    }
+    header.push("REASON");
+    let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for &i in rows {
+        let state = run.state(i);
         let (result, reason) = match &state.phase {
             Phase::Done {
                 result,
@@ -101,8 +365,8 @@ pub fn table(run: &Run) -> String {
             other => (format!("{other:?}").to_lowercase(), String::new()),
         };
         let mut row = vec![
-            spec.name.clone(),
-            spec.plan_step.clone().unwrap_or_else(|| spec.step.clone()),
+            children.name(i).to_string(),
+            children.step_name(i).to_string(),
             result,
             if state.attempts == 0 {
                 "-".into()
@@ -112,15 +376,21 @@ pub fn table(run: &Run) -> String {
             duration(state.started, state.finished).map_or("-".into(), human),
         ];
         if with_deps {
-            row.push(if spec.depends_on_steps.is_empty() {
+            let deps = &children.step_of(i).depends_on_names;
+            row.push(if deps.is_empty() {
                 "-".into()
             } else {
-                spec.depends_on_steps.join(",")
+                deps.join(",")
             });
         }
         row.push(reason);
-        rows.push(row);
+        table.push(row);
     }
+    align(table)
+}
+
+/// Columns padded to their widest cell; the last one is not padded.
+fn align(rows: Vec<Vec<String>>) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -152,6 +422,7 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         130 | 143 => "interrupted",
         _ => "failed",
     };
+    let tally = run.tally();
     let mut parts = Vec::new();
     for r in [
         ChildResult::Succeeded,
@@ -159,7 +430,7 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         ChildResult::Skipped,
         ChildResult::Cancelled,
     ] {
-        let n = run.count(r);
+        let n = tally.of(r);
         if n > 0 || r == ChildResult::Succeeded {
             parts.push(format!("{n} {}", r.as_str()));
         }
@@ -170,254 +441,23 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         run.total(),
         human(elapsed)
     );
-    let first_failure = run
-        .specs
-        .iter()
-        .zip(&run.states)
-        .find_map(|(spec, s)| match &s.phase {
-            Phase::Done {
-                result: ChildResult::Failed,
-                reason,
-                ..
-            } => Some(format!(
-                "{} {}",
-                spec.name,
-                reason.as_deref().unwrap_or("Failed")
-            )),
-            _ => None,
-        });
+    let first_failure = (0..run.total()).find_map(|i| match &run.state(i).phase {
+        Phase::Done {
+            result: ChildResult::Failed,
+            reason,
+            ..
+        } => Some(format!(
+            "{} {}",
+            run.children().name(i),
+            reason.as_deref().unwrap_or("Failed")
+        )),
+        _ => None,
+    });
     if let Some(f) = first_failure {
         let _ = write!(line, "; first failure: {f}");
     }
     line
 }
 
-#[derive(Serialize)]
-struct JsonReport<'a> {
-    result: &'a str,
-    exit_code: i32,
-    run: &'a str,
-    namespace: Option<&'a str>,
-    summary: String,
-    children: Vec<JsonChild<'a>>,
-}
-
-#[derive(Serialize)]
-struct JsonChild<'a> {
-    name: &'a str,
-    step: &'a str,
-    result: &'a str,
-    reason: Option<&'a str>,
-    message: Option<&'a str>,
-    attempts: u32,
-    started: Option<String>,
-    finished: Option<String>,
-    depends_on: &'a [String],
-}
-
-/// The JSON report of SPEC §6.
-pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration) -> String {
-    let result = match run.exit_code() {
-        0 => "succeeded",
-        3 => "timeout",
-        130 | 143 => "interrupted",
-        _ => "failed",
-    };
-    let children = run
-        .specs
-        .iter()
-        .zip(&run.states)
-        .map(|(spec, s)| {
-            let (result, reason, message) = match &s.phase {
-                Phase::Done {
-                    result,
-                    reason,
-                    message,
-                } => (result.as_str(), reason.as_deref(), message.as_deref()),
-                _ => ("unknown", None, None),
-            };
-            JsonChild {
-                name: &spec.name,
-                step: spec.plan_step.as_deref().unwrap_or(&spec.step),
-                result,
-                reason,
-                message,
-                attempts: s.attempts,
-                started: s.started.map(|t| t.to_string()),
-                finished: s.finished.map(|t| t.to_string()),
-                depends_on: &spec.depends_on_steps,
-            }
-        })
-        .collect();
-    let report = JsonReport {
-        result,
-        exit_code: run.exit_code(),
-        run: run_id,
-        namespace,
-        summary: summary(run, elapsed),
-        children,
-    };
-    // Serializing plain strings and numbers cannot fail.
-    serde_json::to_string_pretty(&report).unwrap_or_default()
-}
-
-/// A JUnit XML report: one testsuite for the run, one testcase per child.
-pub fn junit(run: &Run, suite: &str, elapsed: Duration) -> String {
-    let failures = run.count(ChildResult::Failed) + run.count(ChildResult::Cancelled);
-    let skipped = run.count(ChildResult::Skipped);
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\">",
-        xml(suite),
-        run.total(),
-        elapsed.as_secs_f64()
-    );
-    for (spec, s) in run.specs.iter().zip(&run.states) {
-        let time = duration(s.started, s.finished).map_or(0.0, |d| d.as_secs_f64());
-        let _ = write!(
-            out,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",
-            xml(suite),
-            xml(&spec.name)
-        );
-        match &s.phase {
-            Phase::Done {
-                result: ChildResult::Succeeded,
-                ..
-            } => out.push_str("/>\n"),
-            Phase::Done {
-                result: ChildResult::Skipped,
-                message,
-                ..
-            } => {
-                let _ = writeln!(
-                    out,
-                    "><skipped message=\"{}\"/></testcase>",
-                    xml(message.as_deref().unwrap_or(""))
-                );
-            }
-            Phase::Done {
-                result,
-                reason,
-                message,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "><failure type=\"{}\" message=\"{}\">{} after {}</failure></testcase>",
-                    xml(reason.as_deref().unwrap_or(result.as_str())),
-                    xml(message.as_deref().unwrap_or("")),
-                    result.as_str(),
-                    attempts(s.attempts)
-                );
-            }
-            _ => out.push_str("/>\n"),
-        }
-    }
-    out.push_str("</testsuite></testsuites>\n");
-    out
-}
-
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::child::ChildSpec;
-    use k8s_openapi::api::batch::v1::Job;
-
-    fn run_with(results: &[(&str, ChildResult, Option<&str>)]) -> Run {
-        let specs = results
-            .iter()
-            .map(|(n, _, _)| ChildSpec {
-                name: n.to_string(),
-                step: n.to_string(),
-                plan_step: None,
-                depends_on: vec![],
-                depends_on_steps: vec![],
-                job: Job::default(),
-            })
-            .collect();
-        let mut run = Run::new(specs, None, false, "r");
-        for (i, (_, r, reason)) in results.iter().enumerate() {
-            run.states[i].phase = Phase::Done {
-                result: *r,
-                reason: reason.map(String::from),
-                message: reason.map(|_| "Job has reached the specified backoff limit".into()),
-            };
-            run.states[i].attempts = if *r == ChildResult::Failed { 3 } else { 1 };
-        }
-        run
-    }
-
-    #[test]
-    fn table_shows_which_child_failed_why_and_attempts() {
-        let run = run_with(&[
-            ("pi-0", ChildResult::Succeeded, None),
-            ("pi-1", ChildResult::Failed, Some("BackoffLimitExceeded")),
-        ]);
-        let t = table(&run);
-        let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].starts_with("CHILD"));
-        assert!(lines[2].starts_with("pi-1"));
-        assert!(lines[2].contains("failed"));
-        assert!(lines[2].contains("3"));
-        assert!(lines[2].contains("BackoffLimitExceeded: Job has reached"));
-    }
-
-    #[test]
-    fn summary_counts_and_names_first_failure() {
-        let run = run_with(&[
-            ("pi-0", ChildResult::Succeeded, None),
-            ("pi-1", ChildResult::Failed, Some("BackoffLimitExceeded")),
-            ("pi-2", ChildResult::Skipped, None),
-        ]);
-        assert_eq!(
-            summary(&run, Duration::from_secs(75)),
-            "jobherd failed: 1 succeeded, 1 failed, 1 skipped of 3 children in 1m15s; first failure: pi-1 BackoffLimitExceeded"
-        );
-    }
-
-    #[test]
-    fn json_report_has_the_spec_fields() {
-        let run = run_with(&[("pi-1", ChildResult::Failed, Some("BackoffLimitExceeded"))]);
-        let v: serde_json::Value =
-            serde_json::from_str(&json(&run, "uid", Some("ns"), Duration::ZERO)).unwrap();
-        assert_eq!(v["result"], "failed");
-        assert_eq!(v["exit_code"], 1);
-        let c = &v["children"][0];
-        for key in [
-            "name", "step", "result", "reason", "attempts", "started", "finished",
-        ] {
-            assert!(c.get(key).is_some(), "missing {key}");
-        }
-        assert_eq!(c["reason"], "BackoffLimitExceeded");
-        assert_eq!(c["attempts"], 3);
-    }
-
-    #[test]
-    fn junit_marks_failures_and_escapes() {
-        let run = run_with(&[
-            ("a", ChildResult::Succeeded, None),
-            ("b", ChildResult::Failed, Some("Dead<line>")),
-            ("c", ChildResult::Skipped, None),
-        ]);
-        let x = junit(&run, "nightly", Duration::from_secs(3));
-        assert!(x.contains("tests=\"3\" failures=\"1\""));
-        assert!(x.contains("<failure type=\"Dead&lt;line&gt;\""));
-        assert!(x.contains("<skipped"));
-    }
-
-    #[test]
-    fn durations_read_like_kubectl() {
-        assert_eq!(human(Duration::from_secs(12)), "12s");
-        assert_eq!(human(Duration::from_secs(240)), "4m0s");
-        assert_eq!(human(Duration::from_secs(3723)), "1h2m3s");
-        assert_eq!(human(Duration::from_millis(400)), "0.4s");
-    }
-}
+mod tests;

@@ -1,16 +1,30 @@
 //! The run's state machine: what each child is doing, what to create next, which children a
-//! failure skips, when the run is over and with which exit code. Pure: no I/O, no clock reads
-//! (times are passed in), so every rule is unit-tested. `herd.rs` feeds it from the API.
+//! failure skips, when the run is over and with which exit code. It takes one [`Event`] at a
+//! time and answers with a [`Reaction`]: the transitions the user sees and the effects `herd`
+//! performs. Pure: no I/O, and the time is passed in, so every rule is unit-tested.
+//!
+//! Every piece of bookkeeping is kept up to date as events come (counts per phase, a queue of
+//! children ready to create, per-step dependency counters), so an event costs O(1) amortised
+//! however large the herd.
 
-use std::collections::{BTreeMap, HashMap};
+mod logs;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
+use kube::runtime::watcher;
 
-use crate::child::{ChildSpec, RUN_LABEL};
+use crate::child::{Children, RUN_LABEL};
+use crate::cluster::ClusterError;
+use crate::config::{Cleanup, LogsMode};
+use logs::LogBook;
+pub use logs::LogSource;
 
 /// Waiting reasons after which a pod will not start by itself (image or config problems).
 pub const STUCK_REASONS: &[&str] = &[
@@ -47,7 +61,7 @@ impl ChildResult {
 pub enum Phase {
     /// Not created yet: waiting for dependencies or a free slot.
     Waiting,
-    /// Create request sent.
+    /// Handed out for creation; the create may still be queued behind the rate limit.
     Creating,
     /// The Job exists; no pod is running yet.
     Created,
@@ -72,7 +86,7 @@ impl Phase {
     }
 }
 
-/// Everything known about one child.
+/// Everything known about one child. Kept small: a herd of 10,000 holds 10,000 of these.
 #[derive(Debug, Clone)]
 pub struct ChildState {
     pub phase: Phase,
@@ -80,15 +94,15 @@ pub struct ChildState {
     pub started: Option<Timestamp>,
     pub finished: Option<Timestamp>,
     /// The uid of the Job this run created or adopted.
-    pub uid: Option<String>,
+    uid: Option<String>,
     /// Runs per pod (restarts + 1), keyed by pod uid.
     pods: BTreeMap<String, u32>,
     /// Attempts as the Job's status counts them (failed + succeeded + active pods).
     job_attempts: u32,
-    /// An unrecoverable-looking waiting state: reason, message, first seen.
-    pub stuck: Option<(String, String, Instant)>,
-    /// Last pending notice printed, so each is printed once.
+    /// Last pending notice given, so each is given once.
     notice: Option<String>,
+    /// When it started running, as its key in `Run::running`.
+    running_since: Option<Timestamp>,
 }
 
 impl ChildState {
@@ -101,14 +115,66 @@ impl ChildState {
             uid: None,
             pods: BTreeMap::new(),
             job_attempts: 0,
-            stuck: None,
             notice: None,
+            running_since: None,
         }
     }
 
     fn refresh_attempts(&mut self) {
         let from_pods: u32 = self.pods.values().sum();
         self.attempts = self.attempts.max(from_pods).max(self.job_attempts);
+    }
+}
+
+/// How many children are in each phase, kept as phases change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub waiting: usize,
+    pub creating: usize,
+    pub created: usize,
+    pub running: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub cancelled: usize,
+}
+
+impl Tally {
+    pub fn done(&self) -> usize {
+        self.succeeded + self.failed + self.skipped + self.cancelled
+    }
+
+    pub fn active(&self) -> usize {
+        self.creating + self.created + self.running
+    }
+
+    /// Created (or being created) but not running yet.
+    pub fn pending(&self) -> usize {
+        self.creating + self.created
+    }
+
+    pub fn of(&self, result: ChildResult) -> usize {
+        match result {
+            ChildResult::Succeeded => self.succeeded,
+            ChildResult::Failed => self.failed,
+            ChildResult::Skipped => self.skipped,
+            ChildResult::Cancelled => self.cancelled,
+        }
+    }
+
+    fn slot(&mut self, phase: &Phase) -> &mut usize {
+        match phase {
+            Phase::Waiting => &mut self.waiting,
+            Phase::Creating => &mut self.creating,
+            Phase::Created => &mut self.created,
+            Phase::Running => &mut self.running,
+            Phase::Done { result, .. } => match result {
+                ChildResult::Succeeded => &mut self.succeeded,
+                ChildResult::Failed => &mut self.failed,
+                ChildResult::Skipped => &mut self.skipped,
+                ChildResult::Cancelled => &mut self.cancelled,
+            },
+        }
     }
 }
 
@@ -125,12 +191,23 @@ pub enum Change {
         message: String,
     },
     Done(ChildResult),
+    /// The last lines of a failed child's log.
+    Logs(String),
+    /// A failed child left no log to show.
+    NoLogs,
+    /// One line of a followed child's log (`JOBHERD_LOGS=all`).
+    LogLine(String),
 }
 
+/// What the reporter is told, in the order it happened.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    pub index: usize,
-    pub change: Change,
+pub enum Transition {
+    Child {
+        index: usize,
+        change: Change,
+    },
+    /// The run stops early: nothing more is created, active children are deleted.
+    Stopping(Stop),
 }
 
 /// Why a run stopped before every child finished by itself.
@@ -142,457 +219,255 @@ pub enum Stop {
     Terminate,
 }
 
+impl Stop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stop::FailFast => "a child failed and JOBHERD_FAIL_FAST is set",
+            Stop::Timeout => "JOBHERD_TIMEOUT passed",
+            Stop::Interrupt => "interrupted (SIGINT)",
+            Stop::Terminate => "terminated (SIGTERM)",
+        }
+    }
+
+    /// Why a child did not run to its end, in its own line.
+    fn child_text(self) -> &'static str {
+        match self {
+            Stop::FailFast => "another child failed (JOBHERD_FAIL_FAST)",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// Everything that happens to a run, as `herd` turns it into events.
+#[derive(Debug)]
+pub enum Event {
+    /// The Job watch (label `jobherd.io/run`).
+    Jobs(Box<watcher::Event<Job>>),
+    /// The Pod watch (same label).
+    Pods(Box<watcher::Event<Pod>>),
+    /// A create request came back.
+    Created {
+        index: usize,
+        outcome: Created,
+    },
+    /// Delete requests for these children went through (or failed for good: see the log).
+    Deleted {
+        indices: Vec<usize>,
+    },
+    /// The tail of a child's log came back; `None` when there was nothing to show.
+    Logs {
+        index: usize,
+        from: LogSource,
+        text: Option<String>,
+    },
+    /// One line of a followed log.
+    LogLine {
+        index: usize,
+        line: String,
+    },
+    /// A followed log ended.
+    LogEnded,
+    /// Time passed: stuck children, logs waited for long enough.
+    Tick,
+    /// `JOBHERD_TIMEOUT` passed.
+    Deadline,
+    Signal(Stop),
+    /// The API cannot be used (forbidden, or gone for too long): the run ends with exit 4.
+    Fatal(ClusterError),
+}
+
+/// What a create request ended in.
+#[derive(Debug)]
+pub enum Created {
+    Created(Box<Job>),
+    /// AlreadyExists, and the Job is this run's: an earlier attempt created it.
+    Adopted(Box<Job>),
+    /// The run stopped before this child's create was sent.
+    NotStarted,
+    Failed {
+        reason: String,
+        message: String,
+    },
+}
+
+/// I/O the run asks `herd` to do; results come back as events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Create(usize),
+    /// Send no more creates; queued ones come back as `Created::NotStarted`.
+    StopCreating,
+    /// Delete these children's Jobs, with their pods (Background propagation).
+    Delete(Vec<usize>),
+    /// The tail of a failed container's log, while its pod exists.
+    FetchLogs {
+        index: usize,
+        pod: String,
+        container: String,
+        previous: bool,
+    },
+    /// The tail of the log of a child's newest pod.
+    FetchNewestLogs(usize),
+    /// Follow a running pod's log (`JOBHERD_LOGS=all`).
+    FollowLogs {
+        index: usize,
+        pod: String,
+    },
+}
+
+/// The answer to one event.
+#[derive(Debug, Default)]
+pub struct Reaction {
+    pub transitions: Vec<Transition>,
+    pub effects: Vec<Effect>,
+}
+
+impl Reaction {
+    fn child(&mut self, index: usize, change: Change) {
+        self.transitions.push(Transition::Child { index, change });
+    }
+}
+
+/// The rules of a run, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub parallelism: Option<u32>,
+    pub fail_fast: bool,
+    pub stuck_timeout: Duration,
+    pub logs: LogsMode,
+}
+
+/// Per plan step: how far its dependencies and its own children are.
+#[derive(Debug, Clone, Default)]
+struct StepProgress {
+    /// Dependencies that have not succeeded yet.
+    waiting_on: usize,
+    /// Its children that succeeded.
+    succeeded: usize,
+    /// A dependency will never succeed: its children are skipped.
+    blocked: bool,
+}
+
+/// A pod waiting for a reason that will not resolve itself, since when.
+#[derive(Debug, Clone)]
+struct Stuck {
+    reason: String,
+    message: String,
+    since: Instant,
+}
+
 pub struct Run {
-    pub specs: Vec<ChildSpec>,
-    pub states: Vec<ChildState>,
-    by_name: HashMap<String, usize>,
+    children: Arc<Children>,
+    states: Vec<ChildState>,
+    steps: Vec<StepProgress>,
+    dependants: Vec<Vec<usize>>,
+    /// Children whose dependencies succeeded, not yet handed out (each range is one step's).
+    ready: VecDeque<Range<usize>>,
+    tally: Tally,
     parallelism: usize,
     fail_fast: bool,
-    pub stop: Option<Stop>,
+    stuck_timeout: Duration,
+    stop: Option<Stop>,
+    fatal: Option<ClusterError>,
     run_id: String,
+    stuck: HashMap<usize, Stuck>,
+    /// Running children by the time they started, for the longest-running one.
+    running: BTreeSet<(Timestamp, usize)>,
+    /// Which children a re-list of the Jobs has shown so far.
+    relist: Option<Vec<bool>>,
+    /// The first list is done: only then is it known which children exist already.
+    listed: bool,
+    logs: LogBook,
+    /// When the last child finished.
+    all_done_at: Option<Instant>,
+    now: Instant,
 }
 
 impl Run {
-    pub fn new(
-        specs: Vec<ChildSpec>,
-        parallelism: Option<u32>,
-        fail_fast: bool,
-        run_id: &str,
-    ) -> Run {
-        let by_name = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.clone(), i))
-            .collect();
-        let states = specs.iter().map(|_| ChildState::new()).collect();
+    pub fn new(children: Arc<Children>, rules: &Rules, run_id: &str, now: Instant) -> Run {
+        let steps_spec = children.steps();
+        let mut steps = vec![StepProgress::default(); steps_spec.len()];
+        let mut dependants = vec![Vec::new(); steps_spec.len()];
+        let mut ready = VecDeque::new();
+        for (s, spec) in steps_spec.iter().enumerate() {
+            steps[s].waiting_on = spec.depends_on.len();
+            for &d in &spec.depends_on {
+                dependants[d].push(s);
+            }
+            if spec.depends_on.is_empty() {
+                ready.push_back(spec.children.clone());
+            }
+        }
+        let tally = Tally {
+            waiting: children.len(),
+            ..Tally::default()
+        };
         Run {
-            parallelism: parallelism.map_or(usize::MAX, |p| p as usize),
-            specs,
-            states,
-            by_name,
-            fail_fast,
+            states: vec![ChildState::new(); children.len()],
+            children,
+            steps,
+            dependants,
+            ready,
+            tally,
+            parallelism: rules.parallelism.map_or(usize::MAX, |p| p as usize),
+            fail_fast: rules.fail_fast,
+            stuck_timeout: rules.stuck_timeout,
             stop: None,
+            fatal: None,
             run_id: run_id.to_string(),
+            stuck: HashMap::new(),
+            running: BTreeSet::new(),
+            relist: None,
+            listed: false,
+            logs: LogBook::new(rules.logs),
+            all_done_at: None,
+            now,
         }
     }
 
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied()
+    pub fn children(&self) -> &Children {
+        &self.children
+    }
+
+    /// The children, to share with what performs the run's effects.
+    pub fn shared_children(&self) -> Arc<Children> {
+        self.children.clone()
+    }
+
+    pub fn state(&self, index: usize) -> &ChildState {
+        &self.states[index]
+    }
+
+    pub fn states(&self) -> &[ChildState] {
+        &self.states
     }
 
     pub fn total(&self) -> usize {
-        self.specs.len()
+        self.states.len()
     }
 
-    pub fn done_count(&self) -> usize {
-        self.states
-            .iter()
-            .filter(|s| matches!(s.phase, Phase::Done { .. }))
-            .count()
+    pub fn tally(&self) -> Tally {
+        self.tally
     }
 
-    pub fn active_count(&self) -> usize {
-        self.states.iter().filter(|s| s.phase.is_active()).count()
+    pub fn stop_reason(&self) -> Option<Stop> {
+        self.stop
     }
 
-    pub fn is_done(&self) -> bool {
-        self.done_count() == self.total()
+    /// The child that has been running longest, and since when.
+    pub fn longest_running(&self) -> Option<(usize, Timestamp)> {
+        self.running.first().map(|(since, index)| (*index, *since))
     }
 
-    /// Children to create now: dependencies succeeded, a slot is free, the run is not stopping.
-    /// They move to `Creating`.
-    pub fn next_to_create(&mut self) -> Vec<usize> {
-        if self.stop.is_some() {
-            return vec![];
-        }
-        let mut free = self.parallelism.saturating_sub(self.active_count());
-        let mut out = Vec::new();
-        for i in 0..self.specs.len() {
-            if free == 0 {
-                break;
-            }
-            let ready = self.states[i].phase == Phase::Waiting
-                && self.specs[i]
-                    .depends_on
-                    .iter()
-                    .all(|d| self.states[*d].phase.result() == Some(ChildResult::Succeeded));
-            if ready {
-                self.states[i].phase = Phase::Creating;
-                out.push(i);
-                free -= 1;
-            }
-        }
-        out
+    /// Every child is done and every log waited for has come, or the API cannot be used.
+    pub fn is_over(&self) -> bool {
+        self.fatal.is_some()
+            || (self.tally.done() == self.total()
+                && self.logs.is_settled(self.now, self.all_done_at))
     }
 
-    /// The API accepted our create (or answered AlreadyExists with a Job of this run).
-    pub fn created(&mut self, index: usize, job: &Job, adopted: bool) -> Vec<Transition> {
-        let mut out = Vec::new();
-        if self.states[index].phase == Phase::Creating {
-            self.states[index].phase = Phase::Created;
-            self.states[index].uid = job.uid();
-            out.push(Transition {
-                index,
-                change: if adopted {
-                    Change::Adopted
-                } else {
-                    Change::Created
-                },
-            });
-        }
-        out.extend(self.observe_job(job));
-        out
-    }
-
-    /// The create failed for good (invalid, name taken by another run...).
-    pub fn create_failed(&mut self, index: usize, reason: &str, message: &str) -> Vec<Transition> {
-        self.finish(
-            index,
-            ChildResult::Failed,
-            Some(reason),
-            Some(message),
-            None,
-        )
-    }
-
-    /// A Job of this run as the API shows it now (watch event, list, or create response).
-    pub fn observe_job(&mut self, job: &Job) -> Vec<Transition> {
-        let Some(index) = self.index_of(&job.name_any()) else {
-            return vec![];
-        };
-        if job.labels().get(RUN_LABEL) != Some(&self.run_id) {
-            return vec![];
-        }
-        let state = &mut self.states[index];
-        if state.uid.is_some() && job.uid().is_some() && state.uid != job.uid() {
-            // A different Job under the same name (deleted and recreated by someone else).
-            return vec![];
-        }
-        let mut out = Vec::new();
-        if state.phase == Phase::Waiting {
-            // Exists before we asked for it: created by an earlier attempt of this run.
-            out.push(Transition {
-                index,
-                change: Change::Adopted,
-            });
-            state.phase = Phase::Created;
-        } else if state.phase == Phase::Creating {
-            state.phase = Phase::Created;
-            out.push(Transition {
-                index,
-                change: Change::Created,
-            });
-        }
-        state.uid = state.uid.clone().or_else(|| job.uid());
-        let status = job.status.clone().unwrap_or_default();
-        state.started = state.started.or(status.start_time.as_ref().map(|t| t.0));
-        state.job_attempts = (status.failed.unwrap_or(0)
-            + status.succeeded.unwrap_or(0)
-            + status.active.unwrap_or(0))
-        .max(0) as u32;
-        state.refresh_attempts();
-        let finished = status.completion_time.as_ref().map(|t| t.0);
-        match job_outcome(job) {
-            Some(Ok(())) => {
-                out.extend(self.finish(index, ChildResult::Succeeded, None, None, finished))
-            }
-            Some(Err((reason, message))) => {
-                if reason == "BackoffLimitExceeded" {
-                    // The pod that made the last attempt may be deleted before we saw it; by
-                    // definition the Job used backoffLimit + 1 attempts.
-                    let limit = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
-                    let state = &mut self.states[index];
-                    state.attempts = state.attempts.max(limit.max(0) as u32 + 1);
-                }
-                out.extend(self.finish(
-                    index,
-                    ChildResult::Failed,
-                    Some(&reason),
-                    Some(&message),
-                    finished,
-                ));
-            }
-            None => {
-                let running = status.active.unwrap_or(0) > 0 && status.ready.unwrap_or(0) > 0;
-                let state = &mut self.states[index];
-                if running && state.phase == Phase::Created {
-                    state.phase = Phase::Running;
-                    out.push(Transition {
-                        index,
-                        change: Change::Running,
-                    });
-                }
-            }
-        }
-        out
-    }
-
-    /// A child's Job disappeared (watch DELETE, or missing from a re-list).
-    pub fn observe_gone(&mut self, name: &str) -> Vec<Transition> {
-        match self.index_of(name) {
-            Some(index) if matches!(self.states[index].phase, Phase::Created | Phase::Running) => {
-                self.finish(
-                    index,
-                    ChildResult::Failed,
-                    Some("Deleted"),
-                    Some("the Job was deleted before it finished"),
-                    None,
-                )
-            }
-            _ => vec![],
-        }
-    }
-
-    /// A pod of one of our children: attempts, running state, stuck detection.
-    pub fn observe_pod(&mut self, pod: &Pod, now: Instant) -> Vec<Transition> {
-        let labels = pod.labels();
-        let job_name = labels
-            .get("batch.kubernetes.io/job-name")
-            .or_else(|| labels.get("job-name"));
-        let Some(index) = job_name.and_then(|n| self.index_of(n)) else {
-            return vec![];
-        };
-        let state = &mut self.states[index];
-        if matches!(state.phase, Phase::Done { .. } | Phase::Waiting) {
-            return vec![];
-        }
-        let status = pod.status.clone().unwrap_or_default();
-        let containers = status.container_statuses.clone().unwrap_or_default();
-        let started = containers.iter().any(|c| {
-            c.state
-                .as_ref()
-                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-                || c.restart_count > 0
-        });
-        let restarts = containers
-            .iter()
-            .map(|c| c.restart_count.max(0) as u32)
-            .max()
-            .unwrap_or(0);
-        if started {
-            let runs = state.pods.entry(pod.uid().unwrap_or_default()).or_insert(0);
-            *runs = (*runs).max(restarts + 1);
-            state.refresh_attempts();
-        }
-        let mut out = Vec::new();
-        let running = containers
-            .iter()
-            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
-        if running && state.phase == Phase::Created {
-            state.phase = Phase::Running;
-            out.push(Transition {
-                index,
-                change: Change::Running,
-            });
-        }
-        // The first waiting reason that will not resolve itself, or an unschedulable pod.
-        let waiting = containers.iter().find_map(|c| {
-            let w = c.state.as_ref()?.waiting.as_ref()?;
-            let reason = w.reason.clone()?;
-            STUCK_REASONS
-                .contains(&reason.as_str())
-                .then(|| (reason, w.message.clone().unwrap_or_default()))
-        });
-        let unschedulable = status
-            .conditions
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|c| {
-                (c.type_ == "PodScheduled"
-                    && c.status == "False"
-                    && c.reason.as_deref() == Some("Unschedulable"))
-                .then(|| ("Unschedulable".to_string(), c.message.unwrap_or_default()))
-            });
-        fn stuck_kind(r: &str) -> &str {
-            if r == "ImagePullBackOff" {
-                "ErrImagePull"
-            } else {
-                r
-            }
-        }
-        match &waiting {
-            Some((reason, message)) => {
-                let keep = state
-                    .stuck
-                    .as_ref()
-                    .is_some_and(|(r, _, _)| stuck_kind(r) == stuck_kind(reason));
-                let since = if keep {
-                    state.stuck.as_ref().map_or(now, |s| s.2)
-                } else {
-                    now
-                };
-                state.stuck = Some((reason.clone(), message.clone(), since));
-            }
-            None => state.stuck = None,
-        }
-        if let Some((reason, message)) = waiting.or(unschedulable) {
-            if state.notice.as_deref() != Some(reason.as_str()) {
-                state.notice = Some(reason.clone());
-                out.push(Transition {
-                    index,
-                    change: Change::Pending { reason, message },
-                });
-            }
-        } else {
-            state.notice = None;
-        }
-        out
-    }
-
-    /// Children whose pod has been stuck for longer than `limit`.
-    pub fn stuck(&self, now: Instant, limit: Duration) -> Vec<usize> {
-        self.states
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.phase.is_active())
-            .filter(|(_, s)| {
-                s.stuck
-                    .as_ref()
-                    .is_some_and(|(_, _, since)| now.duration_since(*since) >= limit)
-            })
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    /// Fails a child because jobherd decided so (stuck pod); the caller deletes its Job.
-    pub fn fail_stuck(&mut self, index: usize, limit: Duration) -> Vec<Transition> {
-        let (reason, message) = match &self.states[index].stuck {
-            Some((r, m, _)) => (r.clone(), m.clone()),
-            None => return vec![],
-        };
-        let message = format!(
-            "pod stuck in {reason} for {}s (JOBHERD_STUCK_TIMEOUT): {message}",
-            limit.as_secs()
-        );
-        self.finish(
-            index,
-            ChildResult::Failed,
-            Some(&reason),
-            Some(&message),
-            None,
-        )
-    }
-
-    /// Stops the run: nothing more is created. Returns the children to delete (active ones);
-    /// the caller marks each `cancelled` once its delete went through.
-    pub fn stop(&mut self, why: Stop) -> (Vec<usize>, Vec<Transition>) {
-        if self.stop.is_none() {
-            self.stop = Some(why);
-        }
-        let mut out = Vec::new();
-        for i in 0..self.specs.len() {
-            if self.states[i].phase == Phase::Waiting {
-                out.extend(self.finish(
-                    i,
-                    ChildResult::Skipped,
-                    Some("NotStarted"),
-                    Some(stop_text(why)),
-                    None,
-                ));
-            }
-        }
-        let active = (0..self.specs.len())
-            .filter(|i| self.states[*i].phase.is_active())
-            .collect();
-        (active, out)
-    }
-
-    /// A child queued for creation that the run stopped before its turn.
-    pub fn not_started(&mut self, index: usize) -> Vec<Transition> {
-        if self.states[index].phase != Phase::Creating {
-            return vec![];
-        }
-        let why = self.stop.map_or("stopped", stop_text);
-        self.finish(
-            index,
-            ChildResult::Skipped,
-            Some("NotStarted"),
-            Some(why),
-            None,
-        )
-    }
-
-    /// An active child was deleted because the run stopped.
-    pub fn cancelled(&mut self, index: usize) -> Vec<Transition> {
-        if !self.states[index].phase.is_active() {
-            return vec![];
-        }
-        let why = self.stop.map_or("stopped", stop_text);
-        self.finish(
-            index,
-            ChildResult::Cancelled,
-            Some("Cancelled"),
-            Some(why),
-            None,
-        )
-    }
-
-    fn finish(
-        &mut self,
-        index: usize,
-        result: ChildResult,
-        reason: Option<&str>,
-        message: Option<&str>,
-        finished: Option<Timestamp>,
-    ) -> Vec<Transition> {
-        let state = &mut self.states[index];
-        if matches!(state.phase, Phase::Done { .. }) {
-            return vec![];
-        }
-        state.phase = Phase::Done {
-            result,
-            reason: reason.map(str::to_string),
-            message: message.map(str::to_string),
-        };
-        state.stuck = None;
-        if result != ChildResult::Skipped {
-            state.finished = Some(finished.unwrap_or_else(Timestamp::now));
-        }
-        let mut out = vec![Transition {
-            index,
-            change: Change::Done(result),
-        }];
-        if result == ChildResult::Failed && self.fail_fast && self.stop.is_none() {
-            self.stop = Some(Stop::FailFast);
-        }
-        if result != ChildResult::Succeeded {
-            out.extend(self.skip_dependants());
-        }
-        out
-    }
-
-    /// Children waiting on a child that will never succeed are skipped. Children come in a
-    /// topological order, so one forward pass reaches every transitive dependant.
-    fn skip_dependants(&mut self) -> Vec<Transition> {
-        let mut out = Vec::new();
-        for i in 0..self.specs.len() {
-            if self.states[i].phase != Phase::Waiting {
-                continue;
-            }
-            let blocker = self.specs[i].depends_on.iter().find(|d| {
-                matches!(self.states[**d].phase.result(), Some(r) if r != ChildResult::Succeeded)
-            });
-            if let Some(&d) = blocker {
-                let message = format!(
-                    "dependency {} {}",
-                    self.specs[d].name,
-                    self.states[d]
-                        .phase
-                        .result()
-                        .map_or("", ChildResult::as_str)
-                );
-                self.states[i].phase = Phase::Done {
-                    result: ChildResult::Skipped,
-                    reason: Some("DependencyFailed".into()),
-                    message: Some(message),
-                };
-                out.push(Transition {
-                    index: i,
-                    change: Change::Done(ChildResult::Skipped),
-                });
-            }
-        }
-        out
+    /// The reason the run could not go on (exit 4), once.
+    pub fn take_fatal(&mut self) -> Option<ClusterError> {
+        self.fatal.take()
     }
 
     /// SPEC §5: 0 all succeeded, 1 any failed/skipped, 3 timeout, 130/143 signals.
@@ -601,31 +476,540 @@ impl Run {
             Some(Stop::Timeout) => 3,
             Some(Stop::Interrupt) => 130,
             Some(Stop::Terminate) => 143,
-            _ if self
-                .states
-                .iter()
-                .all(|s| s.phase.result() == Some(ChildResult::Succeeded)) =>
-            {
-                0
-            }
+            _ if self.tally.succeeded == self.total() => 0,
             _ => 1,
         }
     }
 
-    pub fn count(&self, result: ChildResult) -> usize {
-        self.states
-            .iter()
-            .filter(|s| s.phase.result() == Some(result))
-            .count()
+    /// `JOBHERD_CLEANUP`: the finished children to delete at the end.
+    pub fn to_clean_up(&self, policy: Cleanup) -> Vec<usize> {
+        let wanted = |r: ChildResult| match policy {
+            Cleanup::Never => false,
+            Cleanup::Succeeded => r == ChildResult::Succeeded,
+            Cleanup::Always => matches!(r, ChildResult::Succeeded | ChildResult::Failed),
+        };
+        (0..self.total())
+            .filter(|i| self.states[*i].phase.result().is_some_and(wanted))
+            .collect()
     }
-}
 
-fn stop_text(why: Stop) -> &'static str {
-    match why {
-        Stop::FailFast => "another child failed (JOBHERD_FAIL_FAST)",
-        Stop::Timeout => "JOBHERD_TIMEOUT passed",
-        Stop::Interrupt => "interrupted (SIGINT)",
-        Stop::Terminate => "terminated (SIGTERM)",
+    /// Takes one event; returns what the user sees and what to do next.
+    pub fn apply(&mut self, event: Event, now: Instant) -> Reaction {
+        self.now = now;
+        let mut out = Reaction::default();
+        match event {
+            Event::Jobs(event) => self.on_job_event(*event, &mut out),
+            Event::Pods(event) => {
+                if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = *event {
+                    self.observe_pod(&pod, &mut out)
+                }
+            }
+            Event::Created { index, outcome } => self.on_created(index, outcome, &mut out),
+            Event::Deleted { indices } => {
+                for index in indices {
+                    self.cancelled(index, &mut out);
+                }
+            }
+            Event::Logs { index, from, text } => {
+                if let Some(change) = self.logs.arrived(index, from, text) {
+                    out.child(index, change);
+                }
+            }
+            Event::LogLine { index, line } => out.child(index, Change::LogLine(line)),
+            Event::LogEnded => self.logs.follow_ended(),
+            Event::Tick => self.on_tick(&mut out),
+            Event::Deadline => self.begin_stop(Stop::Timeout, &mut out),
+            Event::Signal(why) => self.begin_stop(why, &mut out),
+            Event::Fatal(e) => self.fatal = Some(e),
+        }
+        self.schedule(&mut out);
+        out
+    }
+
+    /// Puts a child in a final state directly, for tests of what reads a run.
+    #[cfg(test)]
+    pub(crate) fn force_done(
+        &mut self,
+        index: usize,
+        result: ChildResult,
+        reason: Option<&str>,
+        attempts: u32,
+    ) {
+        let message = reason.map(|_| "Job has reached the specified backoff limit".to_string());
+        self.set_phase(
+            index,
+            Phase::Done {
+                result,
+                reason: reason.map(String::from),
+                message,
+            },
+        );
+        self.states[index].attempts = attempts;
+    }
+
+    fn set_phase(&mut self, index: usize, phase: Phase) {
+        let state = &mut self.states[index];
+        *self.tally.slot(&state.phase) -= 1;
+        *self.tally.slot(&phase) += 1;
+        if let Some(since) = state.running_since.take() {
+            self.running.remove(&(since, index));
+        }
+        if phase == Phase::Running {
+            let since = state.started.unwrap_or_else(Timestamp::now);
+            state.running_since = Some(since);
+            self.running.insert((since, index));
+        }
+        state.phase = phase;
+        if self.tally.done() == self.states.len() {
+            self.all_done_at.get_or_insert(self.now);
+        }
+    }
+
+    /// Hands out children to create: dependencies succeeded, a slot free, the run not stopping.
+    fn schedule(&mut self, out: &mut Reaction) {
+        if !self.listed || self.stop.is_some() || self.fatal.is_some() {
+            return;
+        }
+        let mut free = self.parallelism.saturating_sub(self.tally.active());
+        while free > 0 {
+            let Some(range) = self.ready.front_mut() else {
+                break;
+            };
+            let Some(index) = range.next() else {
+                self.ready.pop_front();
+                continue;
+            };
+            // Children adopted from an earlier attempt are no longer waiting.
+            if self.states[index].phase == Phase::Waiting {
+                self.set_phase(index, Phase::Creating);
+                out.effects.push(Effect::Create(index));
+                free -= 1;
+            }
+        }
+    }
+
+    fn on_job_event(&mut self, event: watcher::Event<Job>, out: &mut Reaction) {
+        match event {
+            watcher::Event::Init => self.relist = Some(vec![false; self.total()]),
+            watcher::Event::InitApply(job) => {
+                if let (Some(seen), Some(index)) = (
+                    self.relist.as_mut(),
+                    self.children.index_of(&job.name_any()),
+                ) {
+                    seen[index] = true;
+                }
+                self.observe_job(&job, out);
+            }
+            watcher::Event::InitDone => {
+                // Children that vanished while the watch was down get no DELETE event.
+                if let Some(seen) = self.relist.take()
+                    && self.listed
+                {
+                    for (index, seen) in seen.into_iter().enumerate() {
+                        if !seen {
+                            self.gone(index, out);
+                        }
+                    }
+                }
+                self.listed = true;
+            }
+            watcher::Event::Apply(job) => self.observe_job(&job, out),
+            watcher::Event::Delete(job) => {
+                let Some(index) = self.children.index_of(&job.name_any()) else {
+                    return;
+                };
+                let uid = &self.states[index].uid;
+                // While stopping, jobherd deleted them itself.
+                if (uid.is_none() || *uid == job.uid()) && self.stop.is_none() {
+                    self.gone(index, out);
+                }
+            }
+        }
+    }
+
+    fn on_created(&mut self, index: usize, outcome: Created, out: &mut Reaction) {
+        match outcome {
+            Created::Created(job) => self.created(index, &job, Change::Created, out),
+            Created::Adopted(job) => self.created(index, &job, Change::Adopted, out),
+            Created::NotStarted => {
+                if self.states[index].phase == Phase::Creating {
+                    let why = self.stop.map_or("stopped", Stop::child_text);
+                    self.finish(index, ChildResult::Skipped, "NotStarted", why, None, out);
+                }
+            }
+            Created::Failed { reason, message } => {
+                self.finish(index, ChildResult::Failed, &reason, &message, None, out)
+            }
+        }
+    }
+
+    /// The API accepted our create (or answered AlreadyExists with a Job of this run).
+    fn created(&mut self, index: usize, job: &Job, change: Change, out: &mut Reaction) {
+        if self.states[index].phase == Phase::Creating {
+            self.set_phase(index, Phase::Created);
+            self.states[index].uid = job.uid();
+            out.child(index, change);
+        }
+        self.observe_job(job, out);
+        // Created while the run was stopping: it goes at once.
+        if self.stop.is_some() && self.states[index].phase.is_active() {
+            out.effects.push(Effect::Delete(vec![index]));
+        }
+    }
+
+    /// A Job of this run as the API shows it now (watch event, list, or create response).
+    fn observe_job(&mut self, job: &Job, out: &mut Reaction) {
+        let Some(index) = self.children.index_of(&job.name_any()) else {
+            return;
+        };
+        if job.labels().get(RUN_LABEL) != Some(&self.run_id) {
+            return;
+        }
+        let state = &self.states[index];
+        if state.uid.is_some() && job.uid().is_some() && state.uid != job.uid() {
+            // A different Job under the same name (deleted and recreated by someone else).
+            return;
+        }
+        match state.phase {
+            // Exists before we asked for it: created by an earlier attempt of this run.
+            Phase::Waiting => {
+                self.set_phase(index, Phase::Created);
+                out.child(index, Change::Adopted);
+            }
+            Phase::Creating => {
+                self.set_phase(index, Phase::Created);
+                out.child(index, Change::Created);
+            }
+            _ => {}
+        }
+        let state = &mut self.states[index];
+        if state.uid.is_none() {
+            state.uid = job.uid();
+        }
+        let Some(status) = job.status.as_ref() else {
+            return;
+        };
+        state.started = state.started.or(status.start_time.as_ref().map(|t| t.0));
+        state.job_attempts = (status.failed.unwrap_or(0)
+            + status.succeeded.unwrap_or(0)
+            + status.active.unwrap_or(0))
+        .max(0) as u32;
+        state.refresh_attempts();
+        let finished = status.completion_time.as_ref().map(|t| t.0);
+        match job_outcome(job) {
+            Some(Ok(())) => self.finish(index, ChildResult::Succeeded, "", "", finished, out),
+            Some(Err((reason, message))) => {
+                if reason == "BackoffLimitExceeded" {
+                    // The pod that made the last attempt may be deleted before we saw it; by
+                    // definition the Job used backoffLimit + 1 attempts.
+                    let limit = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
+                    let state = &mut self.states[index];
+                    state.attempts = state.attempts.max(limit.max(0) as u32 + 1);
+                }
+                self.finish(index, ChildResult::Failed, &reason, &message, finished, out);
+            }
+            None => {
+                let running = status.active.unwrap_or(0) > 0 && status.ready.unwrap_or(0) > 0;
+                if running && self.states[index].phase == Phase::Created {
+                    self.set_phase(index, Phase::Running);
+                    out.child(index, Change::Running);
+                }
+            }
+        }
+    }
+
+    /// A child's Job disappeared before it finished (watch DELETE, or missing from a re-list).
+    fn gone(&mut self, index: usize, out: &mut Reaction) {
+        if matches!(self.states[index].phase, Phase::Created | Phase::Running) {
+            let why = "the Job was deleted before it finished";
+            self.finish(index, ChildResult::Failed, "Deleted", why, None, out);
+        }
+    }
+
+    /// A pod of one of our children: attempts, running state, stuck detection, logs.
+    fn observe_pod(&mut self, pod: &Pod, out: &mut Reaction) {
+        let labels = pod.labels();
+        let job_name = labels
+            .get("batch.kubernetes.io/job-name")
+            .or_else(|| labels.get("job-name"));
+        let Some(index) = job_name.and_then(|n| self.children.index_of(n)) else {
+            return;
+        };
+        if matches!(
+            self.states[index].phase,
+            Phase::Done { .. } | Phase::Waiting
+        ) {
+            return;
+        }
+        // A stopping run deletes its children: their ends are not failures worth a log.
+        if self.stop.is_none() {
+            out.effects.extend(self.logs.pod_seen(index, pod));
+        }
+        let Some(status) = pod.status.as_ref() else {
+            return;
+        };
+        let containers = status.container_statuses.as_deref().unwrap_or_default();
+        self.count_attempts(index, pod, containers);
+        let running = containers
+            .iter()
+            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+        if running && self.states[index].phase == Phase::Created {
+            self.set_phase(index, Phase::Running);
+            out.child(index, Change::Running);
+        }
+        self.track_stuck(index, containers);
+        let unschedulable = status.conditions.iter().flatten().find_map(|c| {
+            (c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable"))
+            .then(|| {
+                (
+                    "Unschedulable".to_string(),
+                    c.message.clone().unwrap_or_default(),
+                )
+            })
+        });
+        let pending = self
+            .stuck
+            .get(&index)
+            .map(|s| (s.reason.clone(), s.message.clone()))
+            .or(unschedulable);
+        let state = &mut self.states[index];
+        match pending {
+            Some((reason, message)) if state.notice.as_deref() != Some(reason.as_str()) => {
+                state.notice = Some(reason.clone());
+                out.child(index, Change::Pending { reason, message });
+            }
+            Some(_) => {}
+            None => state.notice = None,
+        }
+    }
+
+    fn count_attempts(
+        &mut self,
+        index: usize,
+        pod: &Pod,
+        containers: &[k8s_openapi::api::core::v1::ContainerStatus],
+    ) {
+        let started = containers.iter().any(|c| {
+            c.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                || c.restart_count > 0
+        });
+        if !started {
+            return;
+        }
+        let restarts = containers
+            .iter()
+            .map(|c| c.restart_count.max(0) as u32)
+            .max()
+            .unwrap_or(0);
+        let state = &mut self.states[index];
+        let runs = state.pods.entry(pod.uid().unwrap_or_default()).or_insert(0);
+        *runs = (*runs).max(restarts + 1);
+        state.refresh_attempts();
+    }
+
+    /// Notes the first waiting reason that will not resolve itself; ErrImagePull alternating
+    /// with ImagePullBackOff is one stuck period.
+    fn track_stuck(
+        &mut self,
+        index: usize,
+        containers: &[k8s_openapi::api::core::v1::ContainerStatus],
+    ) {
+        let waiting = containers.iter().find_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = w.reason.clone()?;
+            STUCK_REASONS
+                .contains(&reason.as_str())
+                .then(|| (reason, w.message.clone().unwrap_or_default()))
+        });
+        fn kind(r: &str) -> &str {
+            if r == "ImagePullBackOff" {
+                "ErrImagePull"
+            } else {
+                r
+            }
+        }
+        let Some((reason, message)) = waiting else {
+            self.stuck.remove(&index);
+            return;
+        };
+        let since = match self.stuck.get(&index) {
+            Some(s) if kind(&s.reason) == kind(&reason) => s.since,
+            _ => self.now,
+        };
+        self.stuck.insert(
+            index,
+            Stuck {
+                reason,
+                message,
+                since,
+            },
+        );
+    }
+
+    fn on_tick(&mut self, out: &mut Reaction) {
+        let limit = self.stuck_timeout;
+        let mut expired: Vec<usize> = self
+            .stuck
+            .iter()
+            .filter(|(_, s)| self.now.duration_since(s.since) >= limit)
+            .map(|(i, _)| *i)
+            .collect();
+        expired.sort_unstable();
+        for index in expired {
+            let Some(stuck) = self.stuck.remove(&index) else {
+                continue;
+            };
+            if !self.states[index].phase.is_active() {
+                continue;
+            }
+            let message = format!(
+                "pod stuck in {} for {}s (JOBHERD_STUCK_TIMEOUT): {}",
+                stuck.reason,
+                limit.as_secs(),
+                stuck.message
+            );
+            self.finish(
+                index,
+                ChildResult::Failed,
+                &stuck.reason,
+                &message,
+                None,
+                out,
+            );
+            out.effects.push(Effect::Delete(vec![index]));
+        }
+        for index in self.logs.expired(self.now) {
+            out.child(index, Change::NoLogs);
+        }
+    }
+
+    /// Stops the run: nothing more is created, children not created yet are skipped, and
+    /// active ones are deleted (each is `cancelled` once its delete went through).
+    fn begin_stop(&mut self, why: Stop, out: &mut Reaction) {
+        if self.stop.is_some() || self.tally.done() == self.total() {
+            return;
+        }
+        self.stop = Some(why);
+        out.transitions.push(Transition::Stopping(why));
+        out.effects.push(Effect::StopCreating);
+        let mut active = Vec::new();
+        for index in 0..self.total() {
+            match self.states[index].phase {
+                Phase::Waiting => {
+                    let why = why.child_text();
+                    self.finish(index, ChildResult::Skipped, "NotStarted", why, None, out);
+                }
+                Phase::Created | Phase::Running => active.push(index),
+                // Creates in flight come back as created (then deleted) or not started.
+                _ => {}
+            }
+        }
+        if !active.is_empty() {
+            out.effects.push(Effect::Delete(active));
+        }
+    }
+
+    /// An active child was deleted because the run stopped.
+    fn cancelled(&mut self, index: usize, out: &mut Reaction) {
+        if self.states[index].phase.is_active() {
+            let why = self.stop.map_or("stopped", Stop::child_text);
+            self.finish(index, ChildResult::Cancelled, "Cancelled", why, None, out);
+        }
+    }
+
+    fn finish(
+        &mut self,
+        index: usize,
+        result: ChildResult,
+        reason: &str,
+        message: &str,
+        finished: Option<Timestamp>,
+        out: &mut Reaction,
+    ) {
+        if matches!(self.states[index].phase, Phase::Done { .. }) {
+            return;
+        }
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        self.set_phase(
+            index,
+            Phase::Done {
+                result,
+                reason: text(reason),
+                message: text(message),
+            },
+        );
+        self.stuck.remove(&index);
+        if result != ChildResult::Skipped {
+            self.states[index].finished = Some(finished.unwrap_or_else(Timestamp::now));
+        }
+        out.child(index, Change::Done(result));
+        if result == ChildResult::Failed {
+            out.effects.extend(self.logs.child_failed(index, self.now));
+        }
+        if result == ChildResult::Succeeded {
+            self.step_child_succeeded(index);
+        } else {
+            self.skip_dependants(index, out);
+        }
+        if result == ChildResult::Failed && self.fail_fast {
+            self.begin_stop(Stop::FailFast, out);
+        }
+    }
+
+    /// When the last child of a step succeeds, its dependants may be ready.
+    fn step_child_succeeded(&mut self, index: usize) {
+        let step = self.children.get(index).step;
+        self.steps[step].succeeded += 1;
+        if self.steps[step].succeeded < self.children.steps()[step].children.len() {
+            return;
+        }
+        for &d in &self.dependants[step] {
+            let progress = &mut self.steps[d];
+            progress.waiting_on -= 1;
+            if progress.waiting_on == 0 && !progress.blocked {
+                self.ready
+                    .push_back(self.children.steps()[d].children.clone());
+            }
+        }
+    }
+
+    /// Steps that (transitively) depend on the step of a child that will never succeed are
+    /// skipped, each once: blocked by the first failure that reached it.
+    fn skip_dependants(&mut self, index: usize, out: &mut Reaction) {
+        let children = self.children.clone();
+        let mut queue = VecDeque::from([(children.get(index).step, index)]);
+        while let Some((step, blocker)) = queue.pop_front() {
+            for d in self.dependants[step].clone() {
+                if std::mem::replace(&mut self.steps[d].blocked, true) {
+                    continue;
+                }
+                let result = self.states[blocker].phase.result();
+                let message = format!(
+                    "dependency {} {}",
+                    children.name(blocker),
+                    result.map_or("", ChildResult::as_str)
+                );
+                let range = children.steps()[d].children.clone();
+                let mut first = None;
+                for i in range.clone() {
+                    if self.states[i].phase == Phase::Waiting {
+                        let skipped = Phase::Done {
+                            result: ChildResult::Skipped,
+                            reason: Some("DependencyFailed".into()),
+                            message: Some(message.clone()),
+                        };
+                        self.set_phase(i, skipped);
+                        out.child(i, Change::Done(ChildResult::Skipped));
+                        first.get_or_insert(i);
+                    }
+                }
+                queue.push_back((d, first.unwrap_or(range.start)));
+            }
+        }
     }
 }
 
@@ -652,277 +1036,4 @@ pub fn job_outcome(job: &Job) -> Option<Result<(), (String, String)>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
-
-    fn spec(name: &str, deps: &[usize]) -> ChildSpec {
-        ChildSpec {
-            name: name.into(),
-            step: name.into(),
-            plan_step: None,
-            depends_on: deps.to_vec(),
-            depends_on_steps: vec![],
-            job: Job::default(),
-        }
-    }
-
-    fn job(name: &str, conditions: &[(&str, &str)], active: i32) -> Job {
-        let mut j = Job::default();
-        j.metadata.name = Some(name.into());
-        j.metadata.uid = Some(format!("uid-{name}"));
-        j.metadata.labels = Some([(RUN_LABEL.to_string(), "r".to_string())].into());
-        j.status = Some(JobStatus {
-            active: Some(active),
-            ready: Some(active),
-            conditions: Some(
-                conditions
-                    .iter()
-                    .map(|(t, r)| JobCondition {
-                        type_: t.to_string(),
-                        status: "True".into(),
-                        reason: Some(r.to_string()),
-                        message: Some(format!("{r} happened")),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        });
-        j
-    }
-
-    fn results(run: &Run) -> Vec<Option<ChildResult>> {
-        run.states.iter().map(|s| s.phase.result()).collect()
-    }
-
-    #[test]
-    fn parallelism_limits_what_is_created() {
-        let mut run = Run::new(
-            (0..5).map(|i| spec(&format!("c{i}"), &[])).collect(),
-            Some(2),
-            false,
-            "r",
-        );
-        assert_eq!(run.next_to_create(), vec![0, 1]);
-        assert_eq!(run.next_to_create(), Vec::<usize>::new());
-        run.created(0, &job("c0", &[], 0), false);
-        run.observe_job(&job("c0", &[("Complete", "")], 0));
-        assert_eq!(run.next_to_create(), vec![2]);
-    }
-
-    #[test]
-    fn success_and_failure_are_read_from_conditions() {
-        let mut run = Run::new(vec![spec("a", &[]), spec("b", &[])], None, false, "r");
-        run.next_to_create();
-        let t = run.observe_job(&job(
-            "a",
-            &[("SuccessCriteriaMet", "CompletionsReached")],
-            0,
-        ));
-        assert!(t.contains(&Transition {
-            index: 0,
-            change: Change::Done(ChildResult::Succeeded)
-        }));
-        run.observe_job(&job(
-            "b",
-            &[
-                ("FailureTarget", "BackoffLimitExceeded"),
-                ("Failed", "BackoffLimitExceeded"),
-            ],
-            0,
-        ));
-        match &run.states[1].phase {
-            Phase::Done { result, reason, .. } => {
-                assert_eq!(*result, ChildResult::Failed);
-                assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(run.is_done());
-        assert_eq!(run.exit_code(), 1);
-    }
-
-    #[test]
-    fn transitions_are_not_doubled_on_relist() {
-        let mut run = Run::new(vec![spec("a", &[])], None, false, "r");
-        run.next_to_create();
-        let done = job("a", &[("Complete", "")], 0);
-        assert_eq!(run.observe_job(&done).len(), 2, "created + succeeded");
-        assert!(run.observe_job(&done).is_empty());
-        assert!(
-            run.observe_gone("a").is_empty(),
-            "TTL deleting a finished child is fine"
-        );
-    }
-
-    #[test]
-    fn existing_jobs_are_adopted_not_recreated() {
-        let mut run = Run::new(vec![spec("a", &[]), spec("b", &[])], None, false, "r");
-        let t = run.observe_job(&job("a", &[("Complete", "")], 0));
-        assert_eq!(t[0].change, Change::Adopted);
-        assert_eq!(
-            run.next_to_create(),
-            vec![1],
-            "only the missing child is created"
-        );
-    }
-
-    #[test]
-    fn jobs_of_other_runs_are_ignored() {
-        let mut run = Run::new(vec![spec("a", &[])], None, false, "other-run");
-        assert!(
-            run.observe_job(&job("a", &[("Complete", "")], 0))
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn failure_skips_dependants_transitively_and_independent_branches_go_on() {
-        // a -> b -> c ; d independent
-        let mut run = Run::new(
-            vec![
-                spec("a", &[]),
-                spec("b", &[0]),
-                spec("c", &[1]),
-                spec("d", &[]),
-            ],
-            None,
-            false,
-            "r",
-        );
-        assert_eq!(run.next_to_create(), vec![0, 3]);
-        run.observe_job(&job("a", &[("Failed", "BackoffLimitExceeded")], 0));
-        assert_eq!(
-            results(&run)[..3],
-            [
-                Some(ChildResult::Failed),
-                Some(ChildResult::Skipped),
-                Some(ChildResult::Skipped)
-            ]
-        );
-        assert_eq!(run.states[3].phase, Phase::Creating, "d goes on");
-        run.observe_job(&job("d", &[("Complete", "")], 0));
-        assert!(run.is_done());
-        assert_eq!(run.exit_code(), 1);
-    }
-
-    #[test]
-    fn dependants_start_as_soon_as_their_dependencies_succeed() {
-        // a -> c, b (slow) -> d
-        let mut run = Run::new(
-            vec![
-                spec("a", &[]),
-                spec("b", &[]),
-                spec("c", &[0]),
-                spec("d", &[1]),
-            ],
-            None,
-            false,
-            "r",
-        );
-        assert_eq!(run.next_to_create(), vec![0, 1]);
-        run.observe_job(&job("a", &[("Complete", "")], 0));
-        assert_eq!(run.next_to_create(), vec![2], "c does not wait for b");
-    }
-
-    #[test]
-    fn fail_fast_stops_and_lists_active_children() {
-        let mut run = Run::new(
-            (0..4).map(|i| spec(&format!("c{i}"), &[])).collect(),
-            Some(2),
-            true,
-            "r",
-        );
-        run.next_to_create();
-        run.created(1, &job("c1", &[], 1), false);
-        run.observe_job(&job("c0", &[("Failed", "BackoffLimitExceeded")], 0));
-        assert_eq!(run.stop, Some(Stop::FailFast));
-        assert!(run.next_to_create().is_empty());
-        let (active, skipped) = run.stop(Stop::FailFast);
-        assert_eq!(active, vec![1]);
-        assert_eq!(skipped.len(), 2);
-        run.cancelled(1);
-        assert!(run.is_done());
-        assert_eq!(run.count(ChildResult::Cancelled), 1);
-        assert_eq!(run.exit_code(), 1);
-    }
-
-    #[test]
-    fn exit_codes_follow_the_spec() {
-        let mut run = Run::new(vec![spec("a", &[])], None, false, "r");
-        run.next_to_create();
-        run.observe_job(&job("a", &[("Complete", "")], 0));
-        assert_eq!(run.exit_code(), 0);
-        for (stop, code) in [
-            (Stop::Timeout, 3),
-            (Stop::Interrupt, 130),
-            (Stop::Terminate, 143),
-        ] {
-            let mut run = Run::new(vec![spec("a", &[])], None, false, "r");
-            run.stop(stop);
-            assert_eq!(run.exit_code(), code);
-        }
-    }
-
-    #[test]
-    fn a_child_deleted_by_someone_else_fails() {
-        let mut run = Run::new(vec![spec("a", &[])], None, false, "r");
-        run.next_to_create();
-        run.created(0, &job("a", &[], 1), false);
-        let t = run.observe_gone("a");
-        assert_eq!(t[0].change, Change::Done(ChildResult::Failed));
-    }
-
-    fn pod(job: &str, waiting: Option<&str>, restarts: i32) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("{job}-x"), "uid": format!("p-{job}"), "labels": {"job-name": job}},
-            "status": {"phase": if waiting.is_some() {"Pending"} else {"Running"},
-              "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": waiting.is_none(),
-                "restartCount": restarts,
-                "state": match waiting { Some(r) => serde_json::json!({"waiting": {"reason": r, "message": "no such image"}}),
-                                         None => serde_json::json!({"running": {}}) }}]}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn stuck_pods_are_detected_after_the_limit() {
-        let mut run = Run::new(vec![spec("a", &[])], None, false, "r");
-        run.next_to_create();
-        run.created(0, &job("a", &[], 1), false);
-        let t0 = Instant::now();
-        let t = run.observe_pod(&pod("a", Some("ErrImagePull"), 0), t0);
-        assert!(matches!(&t[0].change, Change::Pending { reason, .. } if reason == "ErrImagePull"));
-        // ErrImagePull alternating with ImagePullBackOff is one stuck period.
-        run.observe_pod(
-            &pod("a", Some("ImagePullBackOff"), 0),
-            t0 + Duration::from_secs(5),
-        );
-        let limit = Duration::from_secs(10);
-        assert!(run.stuck(t0 + Duration::from_secs(9), limit).is_empty());
-        assert_eq!(run.stuck(t0 + Duration::from_secs(10), limit), vec![0]);
-        let t = run.fail_stuck(0, limit);
-        assert_eq!(t[0].change, Change::Done(ChildResult::Failed));
-    }
-
-    #[test]
-    fn attempts_count_restarts_and_pods() {
-        let mut run = Run::new(vec![spec("a", &[])], None, false, "r");
-        run.next_to_create();
-        run.created(0, &job("a", &[], 1), false);
-        run.observe_pod(&pod("a", None, 2), Instant::now());
-        assert_eq!(run.states[0].attempts, 3);
-        let mut failed = job("a", &[("Failed", "BackoffLimitExceeded")], 0);
-        failed.status.as_mut().unwrap().failed = Some(1);
-        failed.spec = Some(k8s_openapi::api::batch::v1::JobSpec {
-            backoff_limit: Some(2),
-            ..Default::default()
-        });
-        run.observe_job(&failed);
-        assert_eq!(
-            run.states[0].attempts, 3,
-            "backoffLimit + 1, though the last pod is gone"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,465 @@
+//! Performing what the run decided: creates and deletes under `JOBHERD_QPS`/`JOBHERD_BURST`
+//! with several requests in flight, and log fetches. Nothing here waits for a result: each
+//! result comes back to the loop as an event.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{self, Sender, UnboundedSender};
+use tokio::task::JoinSet;
+
+use super::ChildApi;
+use crate::child::{Children, RUN_LABEL, STEP_LABEL};
+use crate::cluster::{ClusterError, delete_child, describe, status_code};
+use crate::config::RateLimit;
+use crate::run::{Created, Effect, Event, LogSource};
+
+/// Lines of a failed child's log shown with `JOBHERD_LOGS=failed`.
+const TAIL_LINES: i64 = 20;
+/// Most creates in flight at once (fewer when the burst is smaller).
+const MAX_IN_FLIGHT: u32 = 64;
+/// A label selector of one deletecollection stays below this many bytes: proxies in front of
+/// API servers often cap request lines at 8 KiB.
+const MAX_SELECTOR: usize = 4000;
+
+pub struct Effects {
+    api: ChildApi,
+    children: Arc<Children>,
+    events: Sender<Event>,
+    bucket: Arc<Bucket>,
+    creates: UnboundedSender<usize>,
+    stop_creating: Arc<AtomicBool>,
+    /// The Role may predate `deletecollection`: then children are deleted one by one.
+    one_by_one: Arc<AtomicBool>,
+    followers: JoinSet<()>,
+}
+
+impl Effects {
+    pub fn start(
+        api: ChildApi,
+        children: Arc<Children>,
+        rate: RateLimit,
+        events: Sender<Event>,
+    ) -> Self {
+        let bucket = Arc::new(Bucket::new(rate, Instant::now()));
+        let (creates, queue) = mpsc::unbounded_channel();
+        let stop_creating = Arc::new(AtomicBool::new(false));
+        tokio::spawn(creator(Creator {
+            api: api.clone(),
+            children: children.clone(),
+            bucket: bucket.clone(),
+            stop: stop_creating.clone(),
+            events: events.clone(),
+            slots: Arc::new(Semaphore::new(rate.burst.clamp(1, MAX_IN_FLIGHT) as usize)),
+            queue,
+        }));
+        Effects {
+            api,
+            children,
+            events,
+            bucket,
+            creates,
+            stop_creating,
+            one_by_one: Arc::new(AtomicBool::new(false)),
+            followers: JoinSet::new(),
+        }
+    }
+
+    pub fn perform(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                // The creator lives as long as `self`, so the queue is open.
+                Effect::Create(index) => drop(self.creates.send(index)),
+                Effect::StopCreating => self.stop_creating.store(true, Ordering::SeqCst),
+                Effect::Delete(indices) => self.delete(indices),
+                Effect::FetchLogs {
+                    index,
+                    pod,
+                    container,
+                    previous,
+                } => {
+                    let (api, events) = (self.api.clone(), self.events.clone());
+                    tokio::spawn(async move {
+                        let text = tail(&api, &pod, Some(container), previous).await;
+                        let from = LogSource::Attempt;
+                        let _ = events.send(Event::Logs { index, from, text }).await;
+                    });
+                }
+                Effect::FetchNewestLogs(index) => {
+                    let (api, events) = (self.api.clone(), self.events.clone());
+                    let child = self.children.name(index).to_string();
+                    tokio::spawn(async move {
+                        let text = newest_tail(&api, &child).await;
+                        let from = LogSource::Newest;
+                        let _ = events.send(Event::Logs { index, from, text }).await;
+                    });
+                }
+                Effect::FollowLogs { index, pod } => {
+                    let (api, events) = (self.api.clone(), self.events.clone());
+                    self.followers.spawn(follow(api, pod, index, events));
+                }
+            }
+        }
+    }
+
+    /// Deletes children in as few requests as the selector limit allows, each taking its turn
+    /// under the rate limit; each batch is reported as `Event::Deleted` when it went through.
+    fn delete(&self, indices: Vec<usize>) {
+        for batch in batches(&self.children, indices) {
+            let deleter = self.deleter();
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                deleter.delete(&batch).await;
+                let _ = events.send(Event::Deleted { indices: batch }).await;
+            });
+        }
+    }
+
+    fn deleter(&self) -> Deleter {
+        Deleter {
+            api: self.api.clone(),
+            children: self.children.clone(),
+            bucket: self.bucket.clone(),
+            one_by_one: self.one_by_one.clone(),
+        }
+    }
+
+    /// `JOBHERD_CLEANUP`: deletes finished children at the end, and waits for it.
+    pub async fn clean_up(&self, indices: Vec<usize>) {
+        let deleter = self.deleter();
+        let batches = batches(&self.children, indices);
+        futures::future::join_all(batches.iter().map(|b| deleter.delete(b))).await;
+    }
+}
+
+/// A token bucket: `burst` requests at once, then `qps` per second. Pure, so it is unit-tested.
+struct TokenBucket {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: RateLimit, now: Instant) -> Self {
+        TokenBucket {
+            per_second: rate.qps,
+            burst: f64::from(rate.burst),
+            tokens: f64::from(rate.burst),
+            last: now,
+        }
+    }
+
+    /// Takes a token for a request made at `now`; returns how long to wait before sending it.
+    fn take(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_second)
+        }
+    }
+}
+
+/// The token bucket shared by every create and delete of a run.
+struct Bucket(Mutex<TokenBucket>);
+
+impl Bucket {
+    fn new(rate: RateLimit, now: Instant) -> Self {
+        Bucket(Mutex::new(TokenBucket::new(rate, now)))
+    }
+
+    /// Waits for this request's turn.
+    async fn turn(&self) {
+        let wait = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+struct Creator {
+    api: ChildApi,
+    children: Arc<Children>,
+    bucket: Arc<Bucket>,
+    stop: Arc<AtomicBool>,
+    events: Sender<Event>,
+    /// Creates in flight.
+    slots: Arc<Semaphore>,
+    queue: mpsc::UnboundedReceiver<usize>,
+}
+
+/// Sends creates in the order the run handed them out, each after its turn under the rate
+/// limit, several in flight. Once the run stops, what is still queued is reported not started.
+async fn creator(mut c: Creator) {
+    while let Some(index) = c.queue.recv().await {
+        let stopped = || c.stop.load(Ordering::SeqCst);
+        if !stopped() {
+            c.bucket.turn().await;
+        }
+        // The semaphore is never closed.
+        let Ok(slot) = c.slots.clone().acquire_owned().await else {
+            return;
+        };
+        if stopped() {
+            let outcome = Created::NotStarted;
+            let _ = c.events.send(Event::Created { index, outcome }).await;
+            continue;
+        }
+        let (job, api, events) = (c.children.job(index), c.api.clone(), c.events.clone());
+        tokio::spawn(async move {
+            let event = match create(&api, &job).await {
+                Ok(outcome) => Event::Created { index, outcome },
+                Err(fatal) => Event::Fatal(fatal),
+            };
+            drop(slot);
+            let _ = events.send(event).await;
+        });
+    }
+}
+
+async fn create(api: &ChildApi, job: &Job) -> Result<Created, ClusterError> {
+    let name = job.name_any();
+    let mut failures = 0;
+    loop {
+        let e = match api.jobs.create(&PostParams::default(), job).await {
+            Ok(job) => return Ok(Created::Created(Box::new(job))),
+            Err(e) => e,
+        };
+        match status_code(&e) {
+            // A restarted parent whose predecessor created it a moment before it died.
+            Some(409) => return adopt(api, &name).await,
+            Some(403) => return Err(ClusterError::from_kube("create", "jobs", &api.namespace, e)),
+            Some(400 | 422) => {
+                return Ok(Created::Failed {
+                    reason: "Invalid".into(),
+                    message: describe(&e),
+                });
+            }
+            // kube waited out 429s (honouring Retry-After) many times already; the server
+            // is busy, not failing, so this does not count towards giving up.
+            Some(429) => {
+                tracing::warn!(child = %name, "the API server is throttling creates; waiting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            // Connection errors and 5xx get a few more tries.
+            _ if failures < 5 => {
+                failures += 1;
+                tracing::warn!(child = %name, "create failed ({}); retrying", describe(&e));
+                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(failures))).await;
+            }
+            _ => return Err(ClusterError::from_kube("create", "jobs", &api.namespace, e)),
+        }
+    }
+}
+
+/// AlreadyExists: the Job is this run's (adopt it) or another's (this child fails).
+async fn adopt(api: &ChildApi, name: &str) -> Result<Created, ClusterError> {
+    match api.jobs.get(name).await {
+        Ok(existing) if existing.labels().get(RUN_LABEL) == Some(&api.run_id) => {
+            Ok(Created::Adopted(Box::new(existing)))
+        }
+        Ok(_) => Ok(Created::Failed {
+            reason: "NameTaken".into(),
+            message: format!(
+                "a Job named {name} already exists and belongs to another run; set JOBHERD_NAME_PREFIX"
+            ),
+        }),
+        Err(e) => Err(ClusterError::from_kube("get", "jobs", &api.namespace, e)),
+    }
+}
+
+/// Children grouped so that one batch's step labels fit in one label selector.
+fn batches(children: &Children, indices: Vec<usize>) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut size = 0;
+    for index in indices {
+        let len = children.get(index).label.len() + 1;
+        match out.last_mut() {
+            Some(batch) if size + len <= MAX_SELECTOR => batch.push(index),
+            _ => {
+                out.push(vec![index]);
+                size = 0;
+            }
+        }
+        size += len;
+    }
+    out
+}
+
+#[derive(Clone)]
+struct Deleter {
+    api: ChildApi,
+    children: Arc<Children>,
+    bucket: Arc<Bucket>,
+    one_by_one: Arc<AtomicBool>,
+}
+
+impl Deleter {
+    /// Deletes a batch with Background propagation, so the children's pods go too: one
+    /// deletecollection by run and step labels, or, for one child or without the
+    /// `deletecollection` verb, by name. A child already gone is not an error.
+    async fn delete(&self, batch: &[usize]) {
+        if batch.len() > 1 && !self.one_by_one.load(Ordering::SeqCst) {
+            self.bucket.turn().await;
+            match self.delete_collection(batch).await {
+                Ok(()) => return,
+                Err(e) if status_code(&e) == Some(403) => {
+                    if !self.one_by_one.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(
+                            "cannot deletecollection jobs ({}); deleting children one by one: add `deletecollection` on jobs to jobherd's Role (see rbac.yaml)",
+                            describe(&e)
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    "deleting {} children at once failed ({}); deleting them one by one",
+                    batch.len(),
+                    describe(&e)
+                ),
+            }
+        }
+        for &index in batch {
+            self.bucket.turn().await;
+            let name = self.children.name(index);
+            if let Err(e) = delete_child(&self.api.jobs, name).await {
+                tracing::error!(child = %name, "could not delete: {}", describe(&e));
+            }
+        }
+    }
+
+    async fn delete_collection(&self, batch: &[usize]) -> Result<(), kube::Error> {
+        let labels: Vec<&str> = batch
+            .iter()
+            .map(|i| self.children.get(*i).label.as_str())
+            .collect();
+        let selector = format!(
+            "{},{STEP_LABEL} in ({})",
+            self.api.selector(),
+            labels.join(",")
+        );
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let list = ListParams::default().labels(&selector);
+        self.api
+            .jobs
+            .delete_collection(&params, &list)
+            .await
+            .map(drop)
+    }
+}
+
+/// The tail of one container's log (the previous run's with `previous`), if it has one.
+async fn tail(
+    api: &ChildApi,
+    pod: &str,
+    container: Option<String>,
+    previous: bool,
+) -> Option<String> {
+    let params = LogParams {
+        container,
+        tail_lines: Some(TAIL_LINES),
+        previous,
+        ..Default::default()
+    };
+    match tokio::time::timeout(Duration::from_secs(5), api.pods.logs(pod, &params)).await {
+        Ok(Ok(text)) if !text.trim().is_empty() => Some(text),
+        Ok(Ok(_)) | Err(_) => None,
+        Ok(Err(e)) => {
+            tracing::debug!(pod, "fetching logs: {}", describe(&e));
+            None
+        }
+    }
+}
+
+/// The log tail of a child's newest pod, if it still has one.
+async fn newest_tail(api: &ChildApi, child: &str) -> Option<String> {
+    let params = ListParams::default().labels(&format!("job-name={child}"));
+    let list = tokio::time::timeout(Duration::from_secs(5), api.pods.list(&params))
+        .await
+        .ok()?
+        .ok()?;
+    let newest = list
+        .items
+        .into_iter()
+        .max_by_key(|p| p.creation_timestamp().map(|t| t.0))?;
+    tail(api, &newest.name_any(), None, false).await
+}
+
+/// `JOBHERD_LOGS=all`: a pod's log lines as they come.
+async fn follow(api: ChildApi, pod: String, index: usize, events: Sender<Event>) {
+    let params = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    match api.pods.log_stream(&pod, &params).await {
+        Ok(stream) => {
+            let mut lines = stream.lines();
+            while let Ok(Some(line)) = lines.try_next().await {
+                if events.send(Event::LogLine { index, line }).await.is_err() {
+                    return;
+                }
+            }
+        }
+        Err(e) => tracing::debug!(pod, "following logs: {}", describe(&e)),
+    }
+    let _ = events.send(Event::LogEnded).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(qps: f64, burst: u32, now: Instant) -> TokenBucket {
+        TokenBucket::new(RateLimit { qps, burst }, now)
+    }
+
+    #[test]
+    fn creates_burst_then_follow_the_rate() {
+        let t0 = Instant::now();
+        let mut limit = bucket(20.0, 40, t0);
+        for _ in 0..40 {
+            assert_eq!(limit.take(t0), Duration::ZERO);
+        }
+        // The 41st and 42nd requests at the same instant wait 1/20 s and 2/20 s.
+        assert_eq!(limit.take(t0), Duration::from_millis(50));
+        assert_eq!(limit.take(t0), Duration::from_millis(100));
+        // A second later 20 tokens came back; 2 were owed.
+        let t1 = t0 + Duration::from_secs(1);
+        let waits: Vec<Duration> = (0..19).map(|_| limit.take(t1)).collect();
+        assert!(waits[..18].iter().all(Duration::is_zero), "{waits:?}");
+        assert_eq!(waits[18], Duration::from_millis(50));
+    }
+
+    #[test]
+    fn an_idle_limiter_refills_only_up_to_the_burst() {
+        let t0 = Instant::now();
+        let mut limit = bucket(20.0, 40, t0);
+        let later = t0 + Duration::from_secs(3600);
+        let free = (0..100).take_while(|_| limit.take(later).is_zero()).count();
+        assert_eq!(free, 40);
+    }
+
+    #[test]
+    fn a_fractional_rate_spaces_requests_seconds_apart() {
+        let t0 = Instant::now();
+        let mut limit = bucket(0.5, 1, t0);
+        assert_eq!(limit.take(t0), Duration::ZERO);
+        assert_eq!(limit.take(t0), Duration::from_secs(2));
+    }
+}

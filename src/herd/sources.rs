@@ -1,0 +1,156 @@
+//! What happens on its own: the two watches (Jobs and Pods of the run, by label), signals, a
+//! ticker and the deadline, each a task feeding the run's event channel. Dropping the returned
+//! set stops them all.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc::Sender;
+use tokio::task::JoinSet;
+
+use super::ChildApi;
+use crate::cluster::{ClusterError, status_code};
+use crate::run::{Event, Stop};
+
+/// How long the API may stay unusable during a run before jobherd gives up (exit 4).
+const API_GIVE_UP: Duration = Duration::from_secs(300);
+/// How often time is looked at: stuck children, awaited logs, heartbeats.
+const TICK: Duration = Duration::from_millis(250);
+
+pub fn start(
+    api: &ChildApi,
+    timeout: Option<Duration>,
+    events: Sender<Event>,
+) -> Result<JoinSet<()>, ClusterError> {
+    let io = |e: std::io::Error| ClusterError::Connect(format!("installing signal handlers: {e}"));
+    let terminate = signal(SignalKind::terminate()).map_err(io)?;
+    let interrupt = signal(SignalKind::interrupt()).map_err(io)?;
+    let config = watcher::Config::default().labels(&api.selector());
+    let mut tasks = JoinSet::new();
+    tasks.spawn(watch_jobs(
+        api.jobs.clone(),
+        config.clone(),
+        api.namespace.clone(),
+        events.clone(),
+    ));
+    tasks.spawn(watch_pods(api.pods.clone(), config, events.clone()));
+    tasks.spawn(signals(terminate, interrupt, events.clone()));
+    tasks.spawn(ticks(events.clone()));
+    if let Some(timeout) = timeout {
+        tasks.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = events.send(Event::Deadline).await;
+        });
+    }
+    Ok(tasks)
+}
+
+async fn watch_jobs(
+    jobs: Api<Job>,
+    config: watcher::Config,
+    namespace: String,
+    events: Sender<Event>,
+) {
+    let mut stream = watcher(jobs, config).default_backoff().boxed();
+    let mut down_since = None;
+    loop {
+        let event = match stream.next().await {
+            Some(Ok(event)) => {
+                down_since = None;
+                Event::Jobs(Box::new(event))
+            }
+            Some(Err(e)) => match trouble("jobs", &namespace, e, &mut down_since) {
+                Some(fatal) => Event::Fatal(fatal),
+                None => continue,
+            },
+            None => Event::Fatal(ClusterError::Connect("the Job watch ended".into())),
+        };
+        let fatal = matches!(event, Event::Fatal(_));
+        if events.send(event).await.is_err() || fatal {
+            return;
+        }
+    }
+}
+
+/// Pods only add detail (attempts, stuck images, logs): without the right to watch them the
+/// run goes on.
+async fn watch_pods(pods: Api<Pod>, config: watcher::Config, events: Sender<Event>) {
+    let mut stream = watcher(pods, config).default_backoff().boxed();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                if events.send(Event::Pods(Box::new(event))).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) if forbidden(&e).is_some() => {
+                tracing::warn!(
+                    "cannot watch pods ({e}); attempts, stuck-image detection and logs are limited"
+                );
+                return;
+            }
+            Err(e) => tracing::debug!("pod watch: {e}"),
+        }
+    }
+}
+
+/// The verb RBAC refused, if a watch error is a 403.
+fn forbidden(e: &watcher::Error) -> Option<&'static str> {
+    match e {
+        watcher::Error::InitialListFailed(k) if status_code(k) == Some(403) => Some("list"),
+        watcher::Error::WatchStartFailed(k) if status_code(k) == Some(403) => Some("watch"),
+        _ => None,
+    }
+}
+
+/// A watch error: kube's watcher retries with backoff by itself; jobherd gives up only when
+/// RBAC forbids the watch or the API has been unusable for `API_GIVE_UP`.
+fn trouble(
+    resource: &str,
+    namespace: &str,
+    e: watcher::Error,
+    down_since: &mut Option<Instant>,
+) -> Option<ClusterError> {
+    if let Some(verb) = forbidden(&e)
+        && let watcher::Error::InitialListFailed(k) | watcher::Error::WatchStartFailed(k) = e
+    {
+        return Some(ClusterError::from_kube(verb, resource, namespace, k));
+    }
+    let since = *down_since.get_or_insert_with(Instant::now);
+    tracing::warn!("watching {resource}: {e}; retrying");
+    (since.elapsed() > API_GIVE_UP).then(|| ClusterError::Api {
+        action: format!("watch {resource} in namespace {namespace}"),
+        message: format!(
+            "the API has been unusable for {}s: {e}",
+            API_GIVE_UP.as_secs()
+        ),
+    })
+}
+
+async fn signals(mut terminate: Signal, mut interrupt: Signal, events: Sender<Event>) {
+    loop {
+        let why = tokio::select! {
+            _ = terminate.recv() => Stop::Terminate,
+            _ = interrupt.recv() => Stop::Interrupt,
+        };
+        if events.send(Event::Signal(why)).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn ticks(events: Sender<Event>) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        if events.send(Event::Tick).await.is_err() {
+            return;
+        }
+    }
+}

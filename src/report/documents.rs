@@ -1,0 +1,142 @@
+//! The JSON and JUnit reports (`JOBHERD_REPORT_FILE`, `JOBHERD_JUNIT_FILE`).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{attempts, duration, summary};
+use crate::run::{ChildResult, Phase, Run};
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    result: &'a str,
+    exit_code: i32,
+    run: &'a str,
+    namespace: Option<&'a str>,
+    summary: String,
+    children: Vec<JsonChild<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonChild<'a> {
+    name: &'a str,
+    step: &'a str,
+    result: &'a str,
+    reason: Option<&'a str>,
+    message: Option<&'a str>,
+    attempts: u32,
+    started: Option<String>,
+    finished: Option<String>,
+    depends_on: &'a [String],
+}
+
+/// The JSON report of SPEC §6.
+pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration) -> String {
+    let children = run.children();
+    let rows = (0..run.total())
+        .map(|i| {
+            let s = run.state(i);
+            let (result, reason, message) = match &s.phase {
+                Phase::Done {
+                    result,
+                    reason,
+                    message,
+                } => (result.as_str(), reason.as_deref(), message.as_deref()),
+                _ => ("unknown", None, None),
+            };
+            JsonChild {
+                name: children.name(i),
+                step: children.step_name(i),
+                result,
+                reason,
+                message,
+                attempts: s.attempts,
+                started: s.started.map(|t| t.to_string()),
+                finished: s.finished.map(|t| t.to_string()),
+                depends_on: &children.step_of(i).depends_on_names,
+            }
+        })
+        .collect();
+    let report = JsonReport {
+        result: match run.exit_code() {
+            0 => "succeeded",
+            3 => "timeout",
+            130 | 143 => "interrupted",
+            _ => "failed",
+        },
+        exit_code: run.exit_code(),
+        run: run_id,
+        namespace,
+        summary: summary(run, elapsed),
+        children: rows,
+    };
+    // Serializing plain strings and numbers cannot fail.
+    serde_json::to_string_pretty(&report).unwrap_or_default()
+}
+
+/// A JUnit XML report: one testsuite for the run, one testcase per child.
+pub fn junit(run: &Run, suite: &str, elapsed: Duration) -> String {
+    let tally = run.tally();
+    let failures = tally.failed + tally.cancelled;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites><testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\">",
+        xml(suite),
+        run.total(),
+        tally.skipped,
+        elapsed.as_secs_f64()
+    );
+    for i in 0..run.total() {
+        let s = run.state(i);
+        let time = duration(s.started, s.finished).map_or(0.0, |d| d.as_secs_f64());
+        let _ = write!(
+            out,
+            "  <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",
+            xml(suite),
+            xml(run.children().name(i))
+        );
+        match &s.phase {
+            Phase::Done {
+                result: ChildResult::Succeeded,
+                ..
+            } => out.push_str("/>\n"),
+            Phase::Done {
+                result: ChildResult::Skipped,
+                message,
+                ..
+            } => {
+                let _ = writeln!(
+                    out,
+                    "><skipped message=\"{}\"/></testcase>",
+                    xml(message.as_deref().unwrap_or(""))
+                );
+            }
+            Phase::Done {
+                result,
+                reason,
+                message,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "><failure type=\"{}\" message=\"{}\">{} after {}</failure></testcase>",
+                    xml(reason.as_deref().unwrap_or(result.as_str())),
+                    xml(message.as_deref().unwrap_or("")),
+                    result.as_str(),
+                    attempts(s.attempts)
+                );
+            }
+            _ => out.push_str("/>\n"),
+        }
+    }
+    out.push_str("</testsuite></testsuites>\n");
+    out
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
