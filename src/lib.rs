@@ -64,7 +64,7 @@ pub async fn run(config: Config) -> Result<i32, Error> {
     let namespace = identity.namespace.clone().unwrap_or_default();
     let run = run::Run::new(
         specs,
-        config.parallelism,
+        config.parallelism.or(plan_options.parallelism),
         config.fail_fast,
         &identity.run_id,
     );
