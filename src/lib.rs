@@ -85,7 +85,7 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         children.len()
     ));
     let rules = run::Rules {
-        parallelism: config.parallelism,
+        parallelism: config.parallelism.or(plan_options.parallelism),
         fail_fast: config.fail_fast,
         stuck_timeout: config.stuck_timeout,
         logs: config.logs,

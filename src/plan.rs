@@ -2,6 +2,7 @@
 //! `steps`, as `phases`, or as an unchanged Jobernetes `jobermodel.yaml`. Everything is checked
 //! here, before anything is created; the result is the steps in a valid, stable topological order.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,7 +41,10 @@ pub struct Step {
 pub struct PlanOptions {
     pub cleanup: Option<Cleanup>,
     pub namespace: Option<String>,
-    /// Human notes for the run's log, e.g. about Jobernetes settings jobherd does not need.
+    /// Most children active at once; `None` is no limit (Jobernetes' `parallelization: 0`).
+    pub parallelism: Option<u32>,
+    /// Human notes for the run's log: Jobernetes settings jobherd does not need, keys it
+    /// ignores as Jobernetes did, files a directory job leaves out.
     pub notes: Vec<String>,
 }
 
@@ -92,14 +96,17 @@ const STEP_FIELDS: &[&str] = &[
 const PHASE_FIELDS: &[&str] = &["name", "steps"];
 const JOBERNETES_PHASE_FIELDS: &[&str] = &["phase_name", "jobs"];
 const JOBERNETES_JOB_FIELDS: &[&str] = &["name", "job_path", "type", "depends_on"];
+/// The keys `jobernetes.py` reads; others are ignored there, and here with a note.
 const JOBERNETES_CONFIG_FIELDS: &[&str] = &[
     "cleanup",
     "kubernetes_namespace",
+    "parallelization",
     "refresh_time",
     "incluster",
     "ssl_insecure_warnings",
 ];
-/// Files a Jobernetes `type: directory` job runs.
+/// Files a Jobernetes `type: directory` job runs (extensions compared as Jobernetes does,
+/// case and all).
 const MANIFEST_EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
 /// Reads and validates a plan. Relative `job_file`/`job_path` are taken from the plan file's
@@ -120,7 +127,11 @@ pub fn load(source: &PlanSource) -> Result<Plan, PlanError> {
 
 /// Validates a plan given as JSON or YAML text; `origin` names it in every error.
 pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, PlanError> {
-    let ctx = Ctx { origin, base_dir };
+    let ctx = Ctx {
+        origin,
+        base_dir,
+        notes: RefCell::default(),
+    };
     let mut docs = parse_documents(text).map_err(|e| ctx.format(e))?;
     let root = match docs.len() {
         0 => return Err(ctx.format("the plan is empty: it has no steps")),
@@ -137,11 +148,19 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, PlanErro
             kind_of(&root)
         )));
     };
-    if let Some(key) = top.keys().find(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
-        return Err(ctx.format(format!(
-            "unknown top-level key {key:?}{}; a plan has `steps`, `phases`, or Jobernetes' `jobernetes` and `jobernetes_config`",
-            did_you_mean(key, TOP_LEVEL_KEYS.iter().copied())
-        )));
+    for key in top.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
+        let hint = did_you_mean(key, TOP_LEVEL_KEYS.iter().copied());
+        // Jobernetes reads only its two keys; a working model may carry others (anchors,
+        // versions). jobherd's own formats keep the typo guard.
+        if top.contains_key("jobernetes") {
+            ctx.note(format!(
+                "top-level key {key:?} is ignored, as Jobernetes ignores it{hint}"
+            ));
+        } else {
+            return Err(ctx.format(format!(
+                "unknown top-level key {key:?}{hint}; a plan has `steps`, `phases`, or Jobernetes' `jobernetes` and `jobernetes_config`"
+            )));
+        }
     }
     let present: Vec<&str> = ["steps", "phases", "jobernetes"]
         .into_iter()
@@ -185,13 +204,17 @@ pub fn k8s_name(step_name: &str) -> String {
         .collect()
 }
 
-/// Where the plan came from, for messages and relative paths.
+/// Where the plan came from, for messages and relative paths, and the notes gathered on the way.
 struct Ctx<'a> {
     origin: &'a str,
     base_dir: &'a Path,
+    notes: RefCell<Vec<String>>,
 }
 
 impl Ctx<'_> {
+    fn note(&self, note: String) {
+        self.notes.borrow_mut().push(note);
+    }
     fn format(&self, message: impl Into<String>) -> PlanError {
         PlanError::Format {
             origin: self.origin.to_string(),
@@ -275,6 +298,18 @@ struct PhaseShape {
     fields: &'static [&'static str],
     /// What one phase is called in messages.
     what: &'static str,
+    /// Whether a field outside `fields` is an error or a note.
+    unknown: Unknown,
+}
+
+/// What a format does with a field it does not know.
+#[derive(Clone, Copy)]
+enum Unknown {
+    /// jobherd's own formats: a typo guard.
+    Reject,
+    /// Jobernetes reads only the keys it knows, so a working model may hold others: run it
+    /// unchanged and say what was ignored.
+    Note,
 }
 
 const PHASES: PhaseShape = PhaseShape {
@@ -284,6 +319,7 @@ const PHASES: PhaseShape = PhaseShape {
     item: "step",
     fields: PHASE_FIELDS,
     what: "a phase",
+    unknown: Unknown::Reject,
 };
 
 const JOBERNETES_PHASES: PhaseShape = PhaseShape {
@@ -293,6 +329,7 @@ const JOBERNETES_PHASES: PhaseShape = PhaseShape {
     item: "job",
     fields: JOBERNETES_PHASE_FIELDS,
     what: "a Jobernetes phase",
+    unknown: Unknown::Note,
 };
 
 /// Walks a list of phases, checking each phase's shape, and turns every item into an entry
@@ -322,13 +359,11 @@ fn phase_list(
             ))
         })?;
         let name = phase_name(ctx, &fields, name_key, &position, &names)?;
-        check_fields(
-            ctx,
-            &fields,
-            shape.fields,
-            &format!("phase {name:?}"),
-            shape.what,
-        )?;
+        let label = format!("phase {name:?}");
+        match shape.unknown {
+            Unknown::Reject => check_fields(ctx, &fields, shape.fields, &label, shape.what)?,
+            Unknown::Note => note_unknown_fields(ctx, &fields, shape.fields, &label),
+        }
         let members = fields.get(items_key).unwrap_or(&Value::Null);
         let members = list(members).ok_or_else(|| {
             ctx.format(format!(
@@ -448,6 +483,17 @@ fn check_fields(
             allowed.join(", ")
         ))),
         None => Ok(()),
+    }
+}
+
+/// Notes every field outside `allowed`, suggesting the nearest one: a Jobernetes model that
+/// worked with a typo in an optional key (`depend_on`) ran without it there, and does here.
+fn note_unknown_fields(ctx: &Ctx, fields: &Map<String, Value>, allowed: &[&str], label: &str) {
+    for key in fields.keys().filter(|k| !allowed.contains(&k.as_str())) {
+        ctx.note(format!(
+            "{label}: field {key:?} is ignored, as Jobernetes ignores it{}",
+            did_you_mean(key, allowed.iter().copied())
+        ));
     }
 }
 
@@ -600,7 +646,8 @@ fn duration(
     parse(&text).map_err(|e| format!("{e}, found {value}"))
 }
 
-/// A Jobernetes `jobermodel.yaml`.
+/// A Jobernetes `jobermodel.yaml`, read as Jobernetes reads it (`jobernetes/jobmodel.py`,
+/// `jobernetes/jobconfig.py`): phases in order, keys it does not know ignored.
 fn jobernetes_plan(
     ctx: &Ctx,
     top: &Map<String, Value>,
@@ -625,45 +672,52 @@ fn jobernetes_job(
     })?;
     let name = entry_name(ctx, &fields, position, "job")?;
     let label = format!("job {name:?}");
-    check_fields(
-        ctx,
-        &fields,
-        JOBERNETES_JOB_FIELDS,
-        &label,
-        "a Jobernetes job",
-    )?;
+    note_unknown_fields(ctx, &fields, JOBERNETES_JOB_FIELDS, &label);
     let depends_on = depends_on(ctx, &fields, &label)?;
-    let directory = match fields.get("type") {
-        None => false,
-        Some(Value::String(t)) if t == "file" => false,
-        Some(Value::String(t)) if t == "directory" => true,
-        Some(other) => {
-            return Err(ctx.format(format!(
-                "{label}: `type` must be file or directory, found {other}"
-            )));
-        }
-    };
+    // Jobernetes expands a directory for `type: directory` only; any other type is one file.
+    let kind = fields.get("type");
+    let directory = kind.and_then(Value::as_str) == Some("directory");
+    if let Some(other) = kind.filter(|t| !directory && t.as_str() != Some("file")) {
+        ctx.note(format!(
+            "{label}: `type` {other} runs `job_path` as a single file, as in Jobernetes (only `type: directory` runs a directory)"
+        ));
+    }
     let path = match fields.get("job_path") {
         Some(Value::String(p)) if !p.trim().is_empty() => ctx.resolve(p.trim()),
         Some(other) => {
             return Err(ctx.format(format!("{label}: `job_path` must be a path, found {other}")));
         }
-        None => return Err(ctx.format(format!("{label} has no `job_path`"))),
+        None => {
+            let typo = fields
+                .keys()
+                .filter(|k| !JOBERNETES_JOB_FIELDS.contains(&k.as_str()))
+                .find(|k| nearest(k, ["job_path"]).is_some())
+                .map(|k| format!(" (is {k:?} meant to be `job_path`?)"))
+                .unwrap_or_default();
+            return Err(ctx.format(format!("{label} has no `job_path`{typo}")));
+        }
     };
-    let steps = if directory {
-        directory_steps(&name, &path)
-            .map_err(|e| ctx.manifest(format!("{label}: `job_path` {e}")))?
+    let jobs = if directory {
+        directory_jobs(ctx, &label, &name, &path)?
     } else {
         if path.is_dir() {
+            let but = kind.map_or(String::new(), |t| format!(", but its `type` is {t}"));
             return Err(ctx.manifest(format!(
-                "{label}: `job_path` {} is a directory; add `type: directory` to run every Job in it",
+                "{label}: `job_path` {} is a directory{but}; add `type: directory` to run every Job in it",
                 path.display()
             )));
         }
         let job =
             load_job_file(&path).map_err(|e| ctx.manifest(format!("{label}: `job_path` {e}")))?;
-        vec![(name.clone(), job_settings(job))]
+        vec![(name.clone(), job)]
     };
+    let steps = jobs
+        .into_iter()
+        .map(|(step, mut job)| {
+            add_jobernetes_labels(&mut job, &name, phase, directory);
+            (step, job_settings(job))
+        })
+        .collect();
     Ok(Entry {
         name,
         noun: "job",
@@ -680,44 +734,77 @@ fn job_settings(job: Job) -> StepSettings {
     }
 }
 
-/// One step per Job manifest in `dir`, sorted by file name, named `<job>-<file stem>`.
-fn directory_steps(job: &str, dir: &Path) -> Result<Vec<(String, StepSettings)>, String> {
+/// The labels Jobernetes puts on every Job it creates (`JobModel.__extend_jobmodel`), so that
+/// whatever selects Jobs by them (`kubectl get jobs -l jobernetes_phase=1`) still finds them.
+fn add_jobernetes_labels(job: &mut Job, name: &str, phase: usize, exploded: bool) {
+    let labels = job.metadata.labels.get_or_insert_with(Default::default);
+    labels.insert("jobernetes_job_name".into(), name.into());
+    labels.insert("jobernetes_phase".into(), phase.to_string());
+    // Python's `str(bool)`, as Jobernetes writes it.
+    let exploded = if exploded { "True" } else { "False" };
+    labels.insert("jobernetes_exploded".into(), exploded.into());
+}
+
+/// One Job per manifest directly in `dir`, sorted by file name, each named `<job>-<file stem>`.
+/// Jobernetes (`JobModel.__directory_filelist`) takes the same extensions, in `os.walk` order;
+/// it also walked into subdirectories but looked for their files in `dir`, so a manifest in a
+/// subdirectory made it fail. Here subdirectories and hidden files are left out, with a note.
+fn directory_jobs(
+    ctx: &Ctx,
+    label: &str,
+    job: &str,
+    dir: &Path,
+) -> Result<Vec<(String, Job)>, PlanError> {
+    let fail = |message: String| ctx.manifest(format!("{label}: `job_path` {message}"));
     if !dir.is_dir() {
-        return Err(if dir.exists() {
+        return Err(fail(if dir.exists() {
             format!(
                 "{} is not a directory; `type: directory` runs every Job manifest in a directory (leave out `type` for a single file)",
                 dir.display()
             )
         } else {
             format!("{} does not exist", dir.display())
-        });
+        }));
     }
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("{} {}", dir.display(), describe_io(&e)))?;
+    let unreadable = |e: std::io::Error| fail(format!("{} {}", dir.display(), describe_io(&e)));
     let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("{} {}", dir.display(), describe_io(&e)))?;
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        let extension = path
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Hidden entries are skipped because a mounted ConfigMap keeps its real files under
-        // `..data/` and `..<timestamp>/`, with the visible names as symlinks into them;
-        // `is_file` follows those symlinks.
-        if !file_name.starts_with('.')
-            && MANIFEST_EXTENSIONS.contains(&extension.as_str())
-            && path.is_file()
-        {
-            files.push((file_name, path));
+        let hidden = file_name.starts_with('.');
+        // `is_dir`/`is_file` follow symlinks: a mounted ConfigMap's visible names link into its
+        // hidden `..data/` directory, which is left out without a note.
+        if path.is_dir() {
+            if !hidden {
+                ctx.note(format!(
+                    "{label}: subdirectory {} is not read; a directory job runs the manifests directly in `job_path`",
+                    path.display()
+                ));
+            }
+            continue;
         }
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !MANIFEST_EXTENSIONS.contains(&extension) || !path.is_file() {
+            continue;
+        }
+        if hidden {
+            // Dotfiles are left-overs more often than Jobs (macOS `._name.yaml`, editors).
+            ctx.note(format!(
+                "{label}: hidden file {} is left out; Jobernetes ran it, rename it to run it here",
+                path.display()
+            ));
+            continue;
+        }
+        files.push((file_name, path));
     }
     if files.is_empty() {
-        return Err(format!(
+        return Err(fail(format!(
             "{} holds no Job manifests (*.yaml, *.yml or *.json)",
             dir.display()
-        ));
+        )));
     }
     files.sort();
     files
@@ -727,10 +814,8 @@ fn directory_steps(job: &str, dir: &Path) -> Result<Vec<(String, StepSettings)>,
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            Ok((
-                directory_step_name(job, &stem),
-                job_settings(load_job_file(&path)?),
-            ))
+            let manifest = load_job_file(&path).map_err(&fail)?;
+            Ok((directory_step_name(job, &stem), manifest))
         })
         .collect()
 }
@@ -755,6 +840,8 @@ fn directory_step_name(job: &str, stem: &str) -> String {
     name
 }
 
+/// `jobernetes_config`: overrides of Jobernetes' defaults, merged key by key
+/// (`JobConfig.get_jobconfig`); `jobernetes.py` reads six of them and nothing else.
 fn jobernetes_config(ctx: &Ctx, value: &Value) -> Result<PlanOptions, PlanError> {
     let mut options = PlanOptions::default();
     if value.is_null() {
@@ -766,13 +853,8 @@ fn jobernetes_config(ctx: &Ctx, value: &Value) -> Result<PlanOptions, PlanError>
             kind_of(value)
         ))
     })?;
-    check_fields(
-        ctx,
-        &fields,
-        JOBERNETES_CONFIG_FIELDS,
-        "`jobernetes_config`",
-        "it",
-    )?;
+    let invalid =
+        |key: &str, problem: String| ctx.format(format!("`jobernetes_config.{key}`: {problem}"));
     for (key, value) in &fields {
         match key.as_str() {
             "cleanup" => {
@@ -781,13 +863,11 @@ fn jobernetes_config(ctx: &Ctx, value: &Value) -> Result<PlanOptions, PlanError>
                     Value::String(s) => parse_bool(s),
                     _ => Err("expected true or false".to_string()),
                 }
-                .map_err(|e| {
-                    ctx.format(format!(
-                        "`jobernetes_config.cleanup`: {e}, found {value}"
-                    ))
-                })?;
+                .map_err(|e| invalid(key, format!("{e}, found {value}")))?;
+                // Jobernetes deletes its Jobs only once every one has succeeded: it waits for
+                // ever on a failed one. Failed children stay, for their logs.
                 options.cleanup = Some(if cleanup {
-                    Cleanup::Always
+                    Cleanup::Succeeded
                 } else {
                     Cleanup::Never
                 });
@@ -797,22 +877,34 @@ fn jobernetes_config(ctx: &Ctx, value: &Value) -> Result<PlanOptions, PlanError>
                     .as_str()
                     .ok_or_else(|| format!("expected a namespace name, found {value}"))
                     .and_then(|s| check_dns_label(s).map(|()| s.to_string()))
-                    .map_err(|e| {
-                        ctx.format(format!("`jobernetes_config.kubernetes_namespace`: {e}"))
-                    })?;
+                    .map_err(|e| invalid(key, e))?;
                 options.namespace = Some(namespace);
             }
-            "refresh_time" => options.notes.push(
+            "parallelization" => {
+                let most = value
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        invalid(
+                            key,
+                            format!("expected a whole number of Jobs at once, 0 for no limit, found {value}"),
+                        )
+                    })?;
+                options.parallelism = (most > 0).then_some(most);
+            }
+            "refresh_time" => ctx.note(
                 "jobernetes_config.refresh_time is not needed: jobherd watches the API instead of polling every refresh_time seconds".into(),
             ),
-            "incluster" => options.notes.push(
+            "incluster" => ctx.note(
                 "jobernetes_config.incluster is not needed: jobherd finds the cluster like kubectl does (KUBECONFIG or ~/.kube/config first, then the pod's service account)".into(),
             ),
-            "ssl_insecure_warnings" => options.notes.push(
-                "jobernetes_config.ssl_insecure_warnings is not needed: jobherd always verifies TLS with the CA of the kubeconfig or the service account, so there are no insecure-connection warnings to silence".into(),
+            "ssl_insecure_warnings" => ctx.note(
+                "jobernetes_config.ssl_insecure_warnings is not needed: it only silenced Python's warnings about unverified TLS, and jobherd prints none (it verifies TLS as the kubeconfig or the service account says)".into(),
             ),
-            // Anything else was rejected by `check_fields` above.
-            _ => {}
+            _ => ctx.note(format!(
+                "jobernetes_config.{key} is ignored, as Jobernetes ignores it{}",
+                did_you_mean(key, JOBERNETES_CONFIG_FIELDS.iter().copied())
+            )),
         }
     }
     Ok(options)
@@ -967,6 +1059,8 @@ fn build(
         origin: ctx.origin.to_string(),
         cycle,
     })?;
+    let mut options = options;
+    options.notes.extend(ctx.notes.take());
     Ok(Plan { steps, options })
 }
 
@@ -1363,7 +1457,8 @@ phases:
             job_command(step(&p, "wakeup-phase-three-sleep-3b")),
             ["sleep", "3"]
         );
-        assert_eq!(p.options.cleanup, Some(Cleanup::Always));
+        // Jobernetes deletes its Jobs only after every one succeeded.
+        assert_eq!(p.options.cleanup, Some(Cleanup::Succeeded));
         assert!(p.options.notes.is_empty());
     }
 
@@ -1863,29 +1958,257 @@ steps:
             msg.ends_with("is a directory; add `type: directory` to run every Job in it"),
             "{msg}"
         );
-        assert_eq!(
-            error("jobernetes: [{phase_name: p, jobs: [{name: w, type: dir, job_path: d}]}]"),
-            "plan.yaml: job \"w\": `type` must be file or directory, found \"dir\""
+        let (msg, _dir) = error_in_dir(
+            "jobernetes: [{phase_name: p, jobs: [{name: w, type: dir, job_path: d}]}]",
+            &[("d/a.yaml", JOB)],
+        );
+        assert!(
+            msg.ends_with(
+                "is a directory, but its `type` is \"dir\"; add `type: directory` to run every Job in it"
+            ),
+            "{msg}"
         );
     }
 
     #[test]
-    fn unknown_jobernetes_keys_are_rejected() {
-        assert_eq!(
-            error("jobernetes_config: {cleanup: true, refresh: 5}\njobernetes: []"),
-            "plan.yaml: `jobernetes_config` has an unknown field \"refresh\"; it takes cleanup, kubernetes_namespace, refresh_time, incluster, ssl_insecure_warnings"
+    fn jobernetes_keys_jobherd_does_not_read_are_notes_not_errors() {
+        let p = load(&PlanSource::File(fixture(
+            "jobernetes/upstream/jobermodel.yaml",
+        )))
+        .unwrap();
+        assert!(
+            p.options
+                .notes
+                .contains(&"jobernetes_config.jobname is ignored, as Jobernetes ignores it".into()),
+            "{:?}",
+            p.options.notes
         );
+        let (_, dir) = error_in_dir("", &[("a.yaml", JOB)]);
+        let model = r#"
+version: 2
+jobernetes_config: {cleanup: true, parallelisation: 2, owner: data-team}
+jobernetes:
+  - phase_name: p
+    description: nightly
+    jobs:
+      - {name: a, job_path: a.yaml, depend_on: [b], retries: 3}
+      - {name: b, job_path: a.yaml, type: file}
+      - {name: c, job_path: a.yaml, type: exploded}
+"#;
+        let p = parse(model, "jobermodel.yaml", dir.path()).unwrap();
+        assert_eq!(names(&p), ["a", "b", "c"]);
+        // Jobernetes ran `a` without the misspelt dependency; so does jobherd, and says so.
+        assert_eq!(deps(&p, "a"), Vec::<&str>::new());
+        assert_eq!(p.options.parallelism, None);
         assert_eq!(
-            error("jobernetes: [{phase_name: p, jobs: [{name: a, jobpath: x.yaml}]}]"),
-            "plan.yaml: job \"a\" has an unknown field \"jobpath\" (did you mean \"job_path\"?); a Jobernetes job takes name, job_path, type, depends_on"
+            p.options.notes,
+            [
+                "top-level key \"version\" is ignored, as Jobernetes ignores it",
+                "jobernetes_config.owner is ignored, as Jobernetes ignores it",
+                "jobernetes_config.parallelisation is ignored, as Jobernetes ignores it (did you mean \"parallelization\"?)",
+                "phase \"p\": field \"description\" is ignored, as Jobernetes ignores it",
+                "job \"a\": field \"depend_on\" is ignored, as Jobernetes ignores it (did you mean \"depends_on\"?)",
+                "job \"a\": field \"retries\" is ignored, as Jobernetes ignores it",
+                "job \"c\": `type` \"exploded\" runs `job_path` as a single file, as in Jobernetes (only `type: directory` runs a directory)",
+            ]
         );
+    }
+
+    #[test]
+    fn values_of_jobernetes_keys_jobherd_uses_are_still_checked() {
         assert_eq!(
             error("jobernetes_config: {kubernetes_namespace: My_NS}\njobernetes: []"),
             "plan.yaml: `jobernetes_config.kubernetes_namespace`: \"My_NS\" is not a valid DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters)"
         );
         assert_eq!(
+            error("jobernetes_config: {cleanup: sometimes}\njobernetes: []"),
+            "plan.yaml: `jobernetes_config.cleanup`: expected true or false, found \"sometimes\""
+        );
+        assert_eq!(
             error("jobernetes_config: {cleanup: true}\nsteps: [{name: a}]"),
             "plan.yaml: `jobernetes_config` only goes with a Jobernetes `jobernetes` list; with `steps`, set run-wide options with JOBHERD_* variables"
+        );
+        // A misspelt required key failed in Jobernetes too (a KeyError); here it is named.
+        assert_eq!(
+            error("jobernetes: [{phase_name: p, jobs: [{name: a, jobpath: x.yaml}]}]"),
+            "plan.yaml: job \"a\" has no `job_path` (is \"jobpath\" meant to be `job_path`?)"
+        );
+    }
+
+    #[test]
+    fn jobernetes_parallelization_limits_children_and_0_means_no_limit() {
+        let with = |value: &str| {
+            let (_, dir) = error_in_dir("", &[("a.yaml", JOB)]);
+            let model = format!(
+                "jobernetes_config: {{parallelization: {value}}}\njobernetes: [{{phase_name: p, jobs: [{{name: a, job_path: a.yaml}}]}}]"
+            );
+            parse(&model, "jobermodel.yaml", dir.path()).map(|p| p.options)
+        };
+        assert_eq!(with("0").unwrap().parallelism, None);
+        assert_eq!(with("5").unwrap().parallelism, Some(5));
+        assert!(with("5").unwrap().notes.is_empty());
+        for (bad, shown) in [
+            ("-1", "-1"),
+            ("five", "\"five\""),
+            ("'5'", "\"5\""),
+            ("2.5", "2.5"),
+        ] {
+            assert_eq!(
+                with(bad).unwrap_err().to_string(),
+                format!(
+                    "jobermodel.yaml: `jobernetes_config.parallelization`: expected a whole number of Jobs at once, 0 for no limit, found {shown}"
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn typo_guard_stays_strict_for_steps_and_phases() {
+        assert_eq!(
+            error("phases: [{name: p, stpes: [{name: a}]}]"),
+            "plan.yaml: phase \"p\" has an unknown field \"stpes\" (did you mean \"steps\"?); a phase takes name, steps"
+        );
+        assert_eq!(
+            error("phases: [{name: p, steps: [{name: a, depend_on: [b]}]}]"),
+            "plan.yaml: step \"a\" has an unknown field \"depend_on\" (did you mean \"depends_on\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, backoff_limit, restart_policy, child_timeout, ttl, job, job_file"
+        );
+        assert_eq!(
+            error("version: 2\nsteps: [{name: a}]"),
+            "plan.yaml: unknown top-level key \"version\"; a plan has `steps`, `phases`, or Jobernetes' `jobernetes` and `jobernetes_config`"
+        );
+    }
+
+    #[test]
+    fn jobernetes_repository_model_runs_with_its_own_config() {
+        let p = load(&PlanSource::File(fixture(
+            "jobernetes/upstream/jobermodel.yaml",
+        )))
+        .unwrap();
+        assert_eq!(
+            names(&p),
+            [
+                "create_indices",
+                "download_brahms",
+                "import_brahms",
+                "download_crs",
+                "import_crs",
+                "enrichment_jobs-phase-three-sleep-20",
+            ]
+        );
+        assert_eq!(
+            deps(&p, "import_brahms"),
+            ["create_indices", "download_brahms"]
+        );
+        assert_eq!(deps(&p, "import_crs"), ["create_indices", "download_crs"]);
+        assert_eq!(
+            deps(&p, "enrichment_jobs-phase-three-sleep-20"),
+            [
+                "download_brahms",
+                "import_brahms",
+                "download_crs",
+                "import_crs"
+            ]
+        );
+        assert_eq!(p.options.cleanup, Some(Cleanup::Succeeded));
+        assert_eq!(
+            p.options.parallelism, None,
+            "parallelization: 0 is no limit"
+        );
+        assert_eq!(p.options.notes.len(), 4, "{:?}", p.options.notes);
+    }
+
+    #[test]
+    fn jobernetes_labels_are_kept_on_the_jobs() {
+        let p = load(&PlanSource::File(fixture(
+            "jobernetes/upstream/jobermodel.yaml",
+        )))
+        .unwrap();
+        let labels = |step_name: &str| {
+            let job = step(&p, step_name).settings.job.clone().unwrap();
+            job.metadata.labels.unwrap()
+        };
+        let file = labels("import_crs");
+        assert_eq!(file["jobernetes_job_name"], "import_crs");
+        assert_eq!(file["jobernetes_phase"], "1");
+        assert_eq!(file["jobernetes_exploded"], "False");
+        assert_eq!(
+            file["app"], "phase-two-sleep-10",
+            "the manifest's own labels stay"
+        );
+        let exploded = labels("enrichment_jobs-phase-three-sleep-20");
+        assert_eq!(exploded["jobernetes_job_name"], "enrichment_jobs");
+        assert_eq!(exploded["jobernetes_phase"], "2");
+        assert_eq!(exploded["jobernetes_exploded"], "True");
+    }
+
+    #[test]
+    fn etl_model_with_directories_of_yml_files_validates() {
+        let p = load(&PlanSource::File(fixture("jobernetes/etl/jobermodel.yaml"))).unwrap();
+        assert_eq!(p.steps.len(), 32);
+        assert_eq!(p.options.parallelism, Some(5));
+        assert_eq!(p.options.namespace.as_deref(), Some("nba-v2-production"));
+        assert_eq!(p.options.cleanup, Some(Cleanup::Never));
+        let brahms_l: Vec<&str> = names(&p)
+            .into_iter()
+            .filter(|n| n.starts_with("import_brahms_l-"))
+            .collect();
+        assert_eq!(
+            brahms_l.len(),
+            12,
+            "the editor's undo file is not a manifest"
+        );
+        assert_eq!(brahms_l[0], "import_brahms_l-brahms-l1-multimedia");
+        let mut expected = vec!["create_indices"];
+        expected.extend(&brahms_l);
+        assert_eq!(deps(&p, "import_brahms_u-brahms-u-specimens"), expected);
+        assert_eq!(
+            deps(&p, "import_brahms_wag-brahms-wag-multimedia"),
+            [
+                "create_indices",
+                "import_brahms_u-brahms-u-multimedia",
+                "import_brahms_u-brahms-u-specimens"
+            ]
+        );
+        assert_eq!(deps(&p, "force_merge"), ["log_extender-log-extender"]);
+        assert_eq!(step(&p, "force_merge").phase.as_deref(), Some("post_jobs"));
+    }
+
+    #[test]
+    fn directory_jobs_leave_out_hidden_files_and_subdirectories_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs");
+        for (name, text) in [
+            ("b.yml", JOB),
+            (".a.yaml", JOB),
+            ("c.YAML", POD),
+            (".c.yaml.un~", "undo"),
+            ("old/d.yaml", JOB),
+            ("..data/e.yaml", POD),
+        ] {
+            let path = jobs.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let model =
+            "jobernetes: [{phase_name: p, jobs: [{name: all, type: directory, job_path: jobs}]}]";
+        let p = parse(model, "jobermodel.yaml", dir.path()).unwrap();
+        // Extensions are compared as Jobernetes compares them: `c.YAML` is not a manifest.
+        assert_eq!(names(&p), ["all-b"]);
+        let mut notes = p.options.notes.clone();
+        notes.sort();
+        assert_eq!(
+            notes,
+            [
+                format!(
+                    "job \"all\": hidden file {} is left out; Jobernetes ran it, rename it to run it here",
+                    jobs.join(".a.yaml").display()
+                ),
+                format!(
+                    "job \"all\": subdirectory {} is not read; a directory job runs the manifests directly in `job_path`",
+                    jobs.join("old").display()
+                ),
+            ]
         );
     }
 }

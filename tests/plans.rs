@@ -133,6 +133,202 @@ fn jobernetes_tree_starts_each_job_as_soon_as_its_dependencies_succeed() {
     );
 }
 
+/// Children in the order they were created.
+fn created(out: &Output) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some("created"))
+        .filter_map(|l| l.split(' ').next())
+        .collect()
+}
+
+/// The most children between their `created` and their final line at any point of stdout.
+fn most_active(out: &Output) -> usize {
+    let (mut active, mut most) = (0usize, 0);
+    for line in out.stdout.lines() {
+        match line.split(' ').nth(1) {
+            Some("created") => active += 1,
+            Some("succeeded" | "failed" | "cancelled") => active -= 1,
+            _ => {}
+        }
+        most = most.max(active);
+    }
+    most
+}
+
+/// The Jobernetes repository's own model: its `jobernetes_config` holds `jobname`, which
+/// Jobernetes ignores, and `parallelization: 0`, which it reads as no limit.
+#[test]
+fn jobernetes_repository_model_runs_unchanged() {
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env(
+            "JOBHERD_PLAN_FILE",
+            fixture("jobernetes/upstream/jobermodel.yaml"),
+        )
+        .env("JOBHERD_NAME_PREFIX", "up")
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let mut names = created(&out);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "up-create-indices",
+            "up-download-brahms",
+            "up-download-crs",
+            "up-enrichment-jobs-phase-three-sleep-20",
+            "up-import-brahms",
+            "up-import-crs",
+        ],
+        "named after the model's jobs, not the manifests' metadata.name: {out}"
+    );
+    assert_eq!(creates(&cluster), 6);
+    let phase_two = [
+        "up-download-brahms",
+        "up-import-brahms",
+        "up-download-crs",
+        "up-import-crs",
+    ];
+    for job in phase_two {
+        created_after(&out, job, &["up-create-indices"]);
+    }
+    created_after(&out, "up-import-brahms", &["up-download-brahms"]);
+    created_after(&out, "up-import-crs", &["up-download-crs"]);
+    created_after(&out, "up-enrichment-jobs-phase-three-sleep-20", &phase_two);
+    // No limit: both downloads run at once.
+    assert!(
+        line_of(&out, "up-download-crs", " created")
+            < line_of(&out, "up-download-brahms", " succeeded"),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("plan: jobernetes_config.jobname is ignored, as Jobernetes ignores it"),
+        "{out}"
+    );
+    // cleanup: True, and every child succeeded.
+    assert!(cluster.jobs(NS).is_empty(), "{out}");
+}
+
+const ETL_NS: &str = "nba-v2-production";
+
+/// A real user's model: directories of `.yml` Jobs, dependencies on directory jobs,
+/// `parallelization: 5` and its own namespace.
+#[test]
+fn etl_model_runs_at_most_parallelization_jobs_at_once() {
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env(
+            "JOBHERD_PLAN_FILE",
+            fixture("jobernetes/etl/jobermodel.yaml"),
+        )
+        .env("JOBHERD_NAME_PREFIX", "etl")
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(created(&out).len(), 32, "{out}");
+    let most = most_active(&out);
+    assert!((2..=5).contains(&most), "{most} active at once: {out}");
+    let brahms_l: Vec<String> = (1..=6)
+        .flat_map(|i| {
+            ["multimedia", "specimens"]
+                .map(|kind| format!("etl-import-brahms-l-brahms-l{i}-{kind}"))
+        })
+        .collect();
+    let brahms_l: Vec<&str> = brahms_l.iter().map(String::as_str).collect();
+    created_after(&out, "etl-import-brahms-u-brahms-u-specimens", &brahms_l);
+    created_after(
+        &out,
+        "etl-import-brahms-wag-brahms-wag-multimedia",
+        &[
+            "etl-import-brahms-u-brahms-u-multimedia",
+            "etl-import-brahms-u-brahms-u-specimens",
+        ],
+    );
+    created_after(
+        &out,
+        "etl-enrich-speciments-with-multimedia",
+        &["etl-enrich-specimen-with-tax", "etl-import-nsr"],
+    );
+    created_after(&out, "etl-force-merge", &["etl-log-extender-log-extender"]);
+    // cleanup: False keeps them, in the model's namespace, with Jobernetes' labels.
+    let jobs = cluster.jobs(ETL_NS);
+    assert_eq!(jobs.len(), 32);
+    let job = cluster
+        .job(ETL_NS, "etl-import-brahms-l-brahms-l3-specimens")
+        .unwrap();
+    let labels = job.metadata.labels.unwrap();
+    assert_eq!(labels["jobernetes_job_name"], "import_brahms_l");
+    assert_eq!(labels["jobernetes_phase"], "1");
+    assert_eq!(labels["jobernetes_exploded"], "True");
+}
+
+#[test]
+fn jobherd_parallelism_wins_over_the_models_parallelization() {
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env(
+            "JOBHERD_PLAN_FILE",
+            fixture("jobernetes/etl/jobermodel.yaml"),
+        )
+        .env("JOBHERD_NAME_PREFIX", "etl")
+        .env("JOBHERD_PARALLELISM", "2")
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let most = most_active(&out);
+    assert!((1..=2).contains(&most), "{most} active at once: {out}");
+}
+
+#[test]
+fn etl_model_dry_run_lists_every_job_of_its_directories() {
+    let out = FakeCluster::start()
+        .jobherd()
+        .env("JOBHERD_DRY_RUN", "client")
+        .env("JOBHERD_NAME_PREFIX", "etl")
+        .env(
+            "JOBHERD_PLAN_FILE",
+            fixture("jobernetes/etl/jobermodel.yaml"),
+        )
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let items = list["items"].as_array().unwrap();
+    let names: Vec<&str> = items
+        .iter()
+        .map(|j| j["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 32);
+    assert_eq!(names[0], "etl-create-indices");
+    assert_eq!(names[31], "etl-force-merge");
+    for dir in ["brahms-amd", "brahms-u", "brahms-wag"] {
+        for kind in ["multimedia", "specimens"] {
+            // `<prefix>-<job>-<file stem>`: job import_brahms_amd, file brahms-amd-<kind>.yml.
+            let name = format!("etl-import-{dir}-{dir}-{kind}");
+            assert!(names.contains(&name.as_str()), "{name}: {names:?}");
+        }
+    }
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(
+        pos("etl-import-brahms-l-brahms-l6-specimens")
+            < pos("etl-import-brahms-u-brahms-u-multimedia")
+    );
+    assert!(pos("etl-import-nsr") < pos("etl-enrich-multimedia-with-tax"));
+    for job in items {
+        assert_eq!(job["metadata"]["namespace"], ETL_NS);
+        // The manifests keep their own container, volumes and env.
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["containers"][0]["image"], "busybox:1.36");
+        assert!(pod["volumes"].as_array().is_some_and(|v| !v.is_empty()));
+    }
+    assert!(
+        !out.stdout.contains("un~"),
+        "the editor's undo file is not a Job"
+    );
+}
+
 #[test]
 fn failed_step_skips_its_dependants_and_independent_branches_go_on() {
     let cluster = FakeCluster::start();
