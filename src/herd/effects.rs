@@ -27,6 +27,8 @@ const MAX_IN_FLIGHT: u32 = 64;
 /// A label selector of one deletecollection stays below this many bytes: proxies in front of
 /// API servers often cap request lines at 8 KiB.
 const MAX_SELECTOR: usize = 4000;
+/// Children per deletecollection, whose answer lists each deleted Job.
+const MAX_BATCH: usize = 250;
 
 pub struct Effects {
     api: ChildApi,
@@ -109,16 +111,25 @@ impl Effects {
     }
 
     /// Deletes children in as few requests as the selector limit allows, each taking its turn
-    /// under the rate limit; each batch is reported as `Event::Deleted` when it went through.
+    /// under the rate limit, one batch after another: a deletecollection answers with every
+    /// Job it deleted, and one such answer at a time keeps memory flat. Each batch is
+    /// reported as `Event::Deleted` when it went through.
     fn delete(&self, indices: Vec<usize>) {
-        for batch in batches(&self.children, indices) {
-            let deleter = self.deleter();
-            let events = self.events.clone();
-            tokio::spawn(async move {
+        let deleter = self.deleter();
+        let events = self.events.clone();
+        let batches = batches(&self.children, indices);
+        tokio::spawn(async move {
+            for batch in batches {
                 deleter.delete(&batch).await;
-                let _ = events.send(Event::Deleted { indices: batch }).await;
-            });
-        }
+                if events
+                    .send(Event::Deleted { indices: batch })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
     }
 
     fn deleter(&self) -> Deleter {
@@ -133,8 +144,9 @@ impl Effects {
     /// `JOBHERD_CLEANUP`: deletes finished children at the end, and waits for it.
     pub async fn clean_up(&self, indices: Vec<usize>) {
         let deleter = self.deleter();
-        let batches = batches(&self.children, indices);
-        futures::future::join_all(batches.iter().map(|b| deleter.delete(b))).await;
+        for batch in batches(&self.children, indices) {
+            deleter.delete(&batch).await;
+        }
     }
 }
 
@@ -289,7 +301,9 @@ fn batches(children: &Children, indices: Vec<usize>) -> Vec<Vec<usize>> {
     for index in indices {
         let len = children.get(index).label.len() + 1;
         match out.last_mut() {
-            Some(batch) if size + len <= MAX_SELECTOR => batch.push(index),
+            Some(batch) if size + len <= MAX_SELECTOR && batch.len() < MAX_BATCH => {
+                batch.push(index)
+            }
             _ => {
                 out.push(vec![index]);
                 size = 0;
