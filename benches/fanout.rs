@@ -1,40 +1,67 @@
 //! Fan-out benchmark: the release binary against the fake cluster, printing figures (no
-//! pass/fail): wall time, create throughput, API requests per child and jobherd's peak memory;
-//! and, for a chain of dependent steps, how long jobherd takes to start a step once its
-//! dependency finished (the hand-off).
+//! pass/fail): wall time, create throughput, API requests per child, jobherd's peak memory
+//! and CPU time; how long a dependency chain takes to hand over from one step to the next;
+//! and how fast a stopped run deletes thousands of active children.
 //!
-//! `cargo bench --bench fanout` (sizes from `BENCH_CHILDREN`, default "100,500").
+//! `cargo bench --bench fanout`. Environment:
+//! - `BENCH_CHILDREN`: fan-out sizes, default `1000` (the README's figures add `10000`);
+//! - `BENCH_QPS`: `JOBHERD_QPS` values to run each size at, default `20,200` (`JOBHERD_BURST`
+//!   is twice the QPS);
+//! - `BENCH_CANCEL`: active children to cancel with SIGTERM, default `5000` (`0` skips it).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use support::FakeCluster;
+use support::{FakeCluster, Kind, Running};
 
+/// jobherd's peak resident memory so far (VmHWM never goes down, so sampling misses little).
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn bench(children: usize) {
-    let cluster = FakeCluster::start();
-    let started = Instant::now();
-    let mut h = cluster
-        .jobherd()
-        .env("JOBHERD_IMAGE", "busybox")
-        .env("JOBHERD_COUNT", children.to_string())
-        .env("JOBHERD_LOGS", "none")
-        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"200"}"#)
-        .timeout(Duration::from_secs(1800))
-        .spawn();
+/// User + system CPU seconds of every child process waited for so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; no other memory is touched.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Waits for jobherd to exit, sampling its peak memory; returns (output, peak MiB, CPU s).
+fn finish(mut h: Running) -> (support::Output, f64, f64) {
+    let cpu_before = children_cpu();
     let mut peak = 0;
     while !h.exited() {
         peak = peak.max(peak_rss_kib(h.pid()).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = h.wait();
+    (out, peak as f64 / 1024.0, children_cpu() - cpu_before)
+}
+
+fn fan_out(children: usize, qps: u32) {
+    let cluster = FakeCluster::start();
+    let started = Instant::now();
+    let h = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_COUNT", children.to_string())
+        .env("JOBHERD_LOGS", "none")
+        .env("JOBHERD_QPS", qps.to_string())
+        .env("JOBHERD_BURST", (2 * qps).to_string())
+        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"200"}"#)
+        .timeout(Duration::from_secs(3600))
+        .spawn();
+    let (out, peak, cpu) = finish(h);
     let wall = started.elapsed();
     assert_eq!(out.code, Some(0), "{out}");
     let requests = cluster.requests();
@@ -48,12 +75,11 @@ fn bench(children: usize) {
     };
     let watches = requests.iter().filter(|r| r.verb == "watch").count();
     println!(
-        "children={children:>5}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  peak_rss={:.1} MiB",
+        "children={children:>5}  qps={qps:>3}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  peak_rss={peak:.1} MiB  cpu={cpu:.2}s",
         wall.as_secs_f64(),
         creates.len() as f64 / create_span.as_secs_f64().max(0.001),
         requests.len(),
         requests.len() as f64 / children as f64,
-        peak as f64 / 1024.0,
     );
 }
 
@@ -98,10 +124,96 @@ fn chain(steps: usize) {
     );
 }
 
+/// The step labels a delete or deletecollection request covers.
+fn deleted_labels(request: &support::Request) -> Vec<String> {
+    if request.verb == "delete" {
+        let index = request.name.rsplit('-').next().unwrap_or_default();
+        return vec![index.to_string()];
+    }
+    let selector = request.label_selector().unwrap_or_default();
+    let Some(set) = selector
+        .split_once(" in (")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+    else {
+        return Vec::new();
+    };
+    set.split(',').map(str::to_string).collect()
+}
+
+/// SIGTERM to a run with `children` active children: how long until each has a delete request,
+/// and until the fake holds none of their Jobs and pods.
+fn cancel(children: usize) {
+    let cluster = FakeCluster::start();
+    let mut h = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_COUNT", children.to_string())
+        .env("JOBHERD_LOGS", "none")
+        .env("JOBHERD_QPS", "1000")
+        .env("JOBHERD_BURST", "1000")
+        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"3600000"}"#)
+        .timeout(Duration::from_secs(1200))
+        .spawn();
+    let running =
+        |c: &FakeCluster| c.count(Kind::Pod, "default", |p| p["status"]["phase"] == "Running");
+    assert!(
+        cluster.wait_until(Duration::from_secs(900), |c| running(c) >= children),
+        "{} of {children} children running",
+        running(&cluster)
+    );
+    let before_stop = peak_rss_kib(h.pid()).unwrap_or(0) as f64 / 1024.0;
+    let stopped = Instant::now();
+    h.signal(libc::SIGTERM);
+    let (out, peak, _) = finish(h);
+    assert_eq!(out.code, Some(143), "{out}");
+    let exited = stopped.elapsed();
+    cluster.wait_until(Duration::from_secs(600), |c| {
+        c.count(Kind::Job, "default", |_| true) == 0 && c.count(Kind::Pod, "default", |_| true) == 0
+    });
+    let all_gone = stopped.elapsed();
+    let mut covered = HashSet::new();
+    let mut last_delete = Duration::ZERO;
+    let mut delete_requests = 0;
+    for r in cluster.requests() {
+        if r.resource == "jobs"
+            && matches!(r.verb, "delete" | "deletecollection")
+            && r.at >= stopped
+        {
+            delete_requests += 1;
+            covered.extend(deleted_labels(&r));
+            last_delete = last_delete.max(r.at.duration_since(stopped));
+        }
+    }
+    println!(
+        "cancel={children:>5}  every child asked to delete after {:.2}s ({delete_requests} requests, {} children covered)  jobherd exited after {:.2}s  no Job or pod left after {:.2}s  peak_rss={peak:.1} MiB ({before_stop:.1} MiB before the stop)",
+        last_delete.as_secs_f64(),
+        covered.len(),
+        exited.as_secs_f64(),
+        all_gone.as_secs_f64(),
+    );
+}
+
+fn list(var: &str, default: &str) -> Vec<usize> {
+    std::env::var(var)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
 fn main() {
     chain(20);
-    let sizes = std::env::var("BENCH_CHILDREN").unwrap_or_else(|_| "100,500".into());
-    for size in sizes.split(',').filter_map(|s| s.trim().parse().ok()) {
-        bench(size);
+    for children in list("BENCH_CHILDREN", "1000") {
+        for qps in list("BENCH_QPS", "20,200")
+            .into_iter()
+            .filter(|_| children > 0)
+        {
+            fan_out(children, qps as u32);
+        }
+    }
+    for children in list("BENCH_CANCEL", "5000") {
+        if children > 0 {
+            cancel(children);
+        }
     }
 }
