@@ -273,17 +273,22 @@ pub async fn delete_child(jobs: &Api<Job>, name: &str) -> Result<(), kube::Error
     }
 }
 
-/// Records the run's summary on the parent Job, where `kubectl describe job` shows it.
+/// Records the run's summary and outcome on the parent Job, where `kubectl describe job` shows
+/// them and a later run's `JOBHERD_RETRY` reads them.
 pub async fn annotate_parent(
     client: &Client,
     parent: &Parent,
-    summary: &str,
+    annotations: &[(&str, String)],
 ) -> Result<(), kube::Error> {
     if parent.kind != "Job" {
         return Ok(());
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), &parent.namespace);
-    let patch = serde_json::json!({"metadata": {"annotations": {"jobherd.io/summary": summary}}});
+    let values: serde_json::Map<String, serde_json::Value> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone().into()))
+        .collect();
+    let patch = serde_json::json!({"metadata": {"annotations": values}});
     jobs.patch(&parent.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map(|_| ())

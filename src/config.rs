@@ -8,6 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use serde::Deserialize;
 
+use crate::retry::{LAST_FAILED, RetryFrom};
+
 /// Every variable jobherd reads starts with this.
 pub const PREFIX: &str = "JOBHERD_";
 /// Variables a parent sets on its children; a nested jobherd must not reject them.
@@ -209,6 +211,8 @@ pub struct Config {
     /// After this long with nothing printed, a line of counts; `None` turns it off.
     pub heartbeat: Option<Duration>,
     pub progress: Progress,
+    /// `JOBHERD_RETRY`: the earlier run whose succeeded children this run takes over.
+    pub retry: Option<RetryFrom>,
     /// Where the summary goes for `kubectl describe pod`: the container's
     /// `terminationMessagePath`, `/dev/termination-log` unless the pod changes it.
     pub termination_log: PathBuf,
@@ -250,6 +254,7 @@ struct RawVars {
     burst: Option<String>,
     heartbeat: Option<String>,
     progress: Option<String>,
+    retry: Option<String>,
 }
 
 /// The variables jobherd knows, without the prefix. Keep in step with `RawVars`.
@@ -285,6 +290,7 @@ const KNOWN: &[&str] = &[
     "BURST",
     "HEARTBEAT",
     "PROGRESS",
+    "RETRY",
 ];
 
 impl Config {
@@ -479,6 +485,16 @@ impl RawVars {
                 _ => Err("expected auto, lines or counts".to_string()),
             })?
             .unwrap_or_default(),
+            retry: opt(&self.retry, "retry", |s| {
+                if s == LAST_FAILED {
+                    return Ok(RetryFrom::LastFailed);
+                }
+                check_dns_label(s)
+                    .map(|()| RetryFrom::Job(s.to_string()))
+                    .map_err(|e| {
+                        format!("expected an earlier parent Job's name or {LAST_FAILED}: {e}")
+                    })
+            })?,
             termination_log: self
                 .termination_log
                 .map_or_else(|| PathBuf::from(TERMINATION_LOG), PathBuf::from),
@@ -805,6 +821,20 @@ mod tests {
         );
         assert_eq!(c.heartbeat, Some(Duration::from_secs(300)));
         assert_eq!(c.progress, Progress::Counts);
+        let retry = |v: &str| parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_RETRY", v)]);
+        assert_eq!(
+            retry("nightly-28434560").unwrap().retry,
+            Some(RetryFrom::Job("nightly-28434560".into()))
+        );
+        assert_eq!(
+            retry("last-failed").unwrap().retry,
+            Some(RetryFrom::LastFailed)
+        );
+        let msg = retry("Nightly_1").unwrap_err().to_string();
+        assert!(
+            msg.contains("JOBHERD_RETRY") && msg.contains("last-failed"),
+            "{msg}"
+        );
         let off = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_HEARTBEAT", "0")]).unwrap();
         assert_eq!(off.heartbeat, None, "0 turns the heartbeat off");
         for (var, bad, expected) in [

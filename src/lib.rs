@@ -11,6 +11,7 @@ pub mod config;
 pub mod herd;
 pub mod plan;
 pub mod report;
+pub mod retry;
 pub mod run;
 
 use std::sync::Arc;
@@ -28,93 +29,176 @@ pub enum Error {
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Retry(#[from] retry::RetryError),
 }
 
 impl Error {
-    /// SPEC §5: 2 for configuration and plans (nothing was created), 4 for the API.
+    /// SPEC §5: 2 for configuration, plans and unusable earlier runs (nothing was created),
+    /// 4 for the API.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Plan(_) => 2,
-            Error::Cluster(_) => 4,
+            Error::Retry(retry::RetryError::Unusable { .. }) => 2,
+            Error::Cluster(_) | Error::Retry(retry::RetryError::Cluster(_)) => 4,
         }
     }
+}
+
+/// What a run needs once it knows where it runs.
+struct Setup {
+    client: kube::Client,
+    identity: child::Identity,
+    parent: Option<cluster::Parent>,
+    children: Arc<child::Children>,
+    options: plan::PlanOptions,
 }
 
 /// Runs jobherd with a parsed configuration; returns the exit code of a run that happened.
 pub async fn run(config: Config) -> Result<i32, Error> {
     let started = Instant::now();
-    let plan = config.plan.as_ref().map(plan::load).transpose()?;
-    let plan_options = plan.as_ref().map(|p| p.options.clone()).unwrap_or_default();
-    for note in &plan_options.notes {
-        tracing::info!("plan: {note}");
-    }
-    let here = cluster::Whereabouts::from_env();
-    // Children are built once before connecting, so a bad plan or template exits 2 with
-    // nothing created, with or without a cluster.
-    let offline = cluster::offline_identity(&config, &here, plan_options.namespace.clone());
-    let children = child::children(&config.defaults, plan.as_ref(), &offline)?;
-    if config.dry_run == Some(DryRun::Client) {
-        print_list((0..children.len()).map(|i| children.job(i)));
+    let Some(setup) = set_up(&config).await? else {
         return Ok(0);
-    }
-
-    let client = cluster::connect().await?;
-    let (identity, parent) =
-        cluster::identify(&client, &config, &here, plan_options.namespace.clone()).await?;
-    let children = Arc::new(child::children(&config.defaults, plan.as_ref(), &identity)?);
-    let namespace = identity.namespace.clone().unwrap_or_default();
-    if config.dry_run == Some(DryRun::Server) {
-        let jobs = herd::server_dry_run(client, &namespace, &children).await?;
-        print_list(jobs.into_iter());
-        return Ok(0);
-    }
-
-    let parent_text = parent.as_ref().map_or("no parent".to_string(), |p| {
-        format!("parent {} {}", p.kind, p.name)
-    });
+    };
+    let namespace = setup.identity.namespace.clone().unwrap_or_default();
     let mut reporter = Reporter::new(
         std::io::stdout(),
         config.progress,
         config.heartbeat,
-        children.len(),
+        setup.children.len(),
         Instant::now(),
     );
+    if let Some(parent) = &setup.parent
+        && let Some((code, summary)) = retry::recorded_before(&setup.client, parent).await
+    {
+        reporter.note(&format!("jobherd: this parent Job already ran to its end ({summary}); a retried parent exits {code} again instead of running anew"));
+        return Ok(code);
+    }
+    let earlier = earlier_run(&config, &setup).await?;
+    let parent_text = setup.parent.as_ref().map_or("no parent".to_string(), |p| {
+        format!("parent {} {}", p.kind, p.name)
+    });
     reporter.start(&format!(
         "jobherd run {}: {} children in namespace {namespace} ({parent_text})",
-        identity.run_id,
-        children.len()
+        setup.identity.run_id,
+        setup.children.len()
     ));
-    let rules = run::Rules {
-        parallelism: config.parallelism.or(plan_options.parallelism),
-        fail_fast: config.fail_fast,
-        stuck_timeout: config.stuck_timeout,
-        logs: config.logs,
-    };
-    let run = run::Run::new(children, &rules, &identity.run_id, Instant::now());
+    let run = start_run(&config, &setup, earlier, &mut reporter);
     let settings = herd::Settings {
         timeout: config.timeout,
         rate: config.rate,
-        cleanup: config.cleanup.or(plan_options.cleanup).unwrap_or_default(),
+        cleanup: config.cleanup.or(setup.options.cleanup).unwrap_or_default(),
     };
-    let api = herd::ChildApi::new(client.clone(), &identity);
+    let api = herd::ChildApi::new(setup.client.clone(), &setup.identity);
     let run = herd::execute(api, run, &mut reporter, &settings).await?;
 
     let elapsed = started.elapsed();
     let summary = reporter.finish(&run, elapsed);
     let ending = report::Ending {
         elapsed,
-        run_id: &identity.run_id,
+        run_id: &setup.identity.run_id,
         namespace: &namespace,
-        parent: parent.as_ref(),
-        suite: &identity.prefix,
+        parent: setup.parent.as_ref(),
+        prefix: &setup.identity.prefix,
         report_file: config.report_file.as_deref(),
         junit_file: config.junit_file.as_deref(),
         termination_log: &config.termination_log,
     };
     reporter
-        .publish(&run, &summary, Some(&client), &ending)
+        .publish(&run, &summary, Some(&setup.client), &ending)
         .await;
     Ok(run.exit_code())
+}
+
+/// Reads the plan, builds the children, connects and finds the parent; handles the dry runs
+/// (`None`: nothing more to do).
+async fn set_up(config: &Config) -> Result<Option<Setup>, Error> {
+    let plan = config.plan.as_ref().map(plan::load).transpose()?;
+    let options = plan.as_ref().map(|p| p.options.clone()).unwrap_or_default();
+    for note in &options.notes {
+        tracing::info!("plan: {note}");
+    }
+    let here = cluster::Whereabouts::from_env();
+    // Children are built once before connecting, so a bad plan or template exits 2 with
+    // nothing created, with or without a cluster.
+    let offline = cluster::offline_identity(config, &here, options.namespace.clone());
+    let children = child::children(&config.defaults, plan.as_ref(), &offline)?;
+    if config.dry_run == Some(DryRun::Client) {
+        print_list((0..children.len()).map(|i| children.job(i)));
+        return Ok(None);
+    }
+    let client = cluster::connect().await?;
+    let (identity, parent) =
+        cluster::identify(&client, config, &here, options.namespace.clone()).await?;
+    let children = Arc::new(child::children(&config.defaults, plan.as_ref(), &identity)?);
+    if config.dry_run == Some(DryRun::Server) {
+        let namespace = identity.namespace.clone().unwrap_or_default();
+        let jobs = herd::server_dry_run(client, &namespace, &children).await?;
+        print_list(jobs.into_iter());
+        return Ok(None);
+    }
+    Ok(Some(Setup {
+        client,
+        identity,
+        parent,
+        children,
+        options,
+    }))
+}
+
+/// `JOBHERD_RETRY`: the earlier run this one takes over from, checked before anything starts.
+async fn earlier_run(config: &Config, setup: &Setup) -> Result<Option<retry::Inherited>, Error> {
+    let Some(wanted) = &config.retry else {
+        return Ok(None);
+    };
+    // Parents live where their CronJob is; outside a pod, in the children's namespace.
+    let namespace = setup.parent.as_ref().map_or_else(
+        || setup.identity.namespace.clone().unwrap_or_default(),
+        |p| p.namespace.clone(),
+    );
+    let lookup = retry::Lookup {
+        client: &setup.client,
+        namespace: &namespace,
+        parent: setup.parent.as_ref(),
+        prefix: &setup.identity.prefix,
+    };
+    Ok(Some(
+        retry::earlier_run(&lookup, wanted, &setup.children).await?,
+    ))
+}
+
+/// The run's state machine, with what an earlier run did already.
+fn start_run<W: std::io::Write>(
+    config: &Config,
+    setup: &Setup,
+    earlier: Option<retry::Inherited>,
+    reporter: &mut Reporter<W>,
+) -> run::Run {
+    let rules = run::Rules {
+        parallelism: config.parallelism.or(setup.options.parallelism),
+        fail_fast: config.fail_fast,
+        stuck_timeout: config.stuck_timeout,
+        logs: config.logs,
+    };
+    let mut run = run::Run::new(
+        setup.children.clone(),
+        &rules,
+        &setup.identity.run_id,
+        Instant::now(),
+    );
+    if let Some(earlier) = earlier {
+        reporter.note(&format!(
+            "retrying run {}: {} of {} children succeeded there and are not run again",
+            earlier.from,
+            earlier.done.len(),
+            setup.children.len()
+        ));
+        for done in &earlier.done {
+            let transitions = run.inherit(done);
+            reporter.report(&run, &transitions, Instant::now());
+        }
+    }
+    run
 }
 
 /// Prints Jobs as a `v1` `List`, as `kubectl create --dry-run=client -o json` does for many.

@@ -16,6 +16,7 @@ use kube::Client;
 
 use crate::cluster::{self, Parent};
 use crate::config::Progress;
+use crate::retry::{OUTCOME, Outcome, SUMMARY};
 use crate::run::{Change, ChildResult, Phase, Run, Transition};
 pub use documents::{json, junit};
 
@@ -33,8 +34,8 @@ pub struct Ending<'a> {
     pub run_id: &'a str,
     pub namespace: &'a str,
     pub parent: Option<&'a Parent>,
-    /// The JUnit suite's name without a parent.
-    pub suite: &'a str,
+    /// The child name prefix: the JUnit suite's name without a parent, and part of the record.
+    pub prefix: &'a str,
     pub report_file: Option<&'a Path>,
     pub junit_file: Option<&'a Path>,
     pub termination_log: &'a Path,
@@ -83,6 +84,11 @@ impl<W: Write> Reporter<W> {
         let _ = writeln!(self.out, "{text}");
         let _ = self.out.flush();
         self.last_output = self.now;
+    }
+
+    /// A line of its own, about the run as a whole.
+    pub fn note(&mut self, text: &str) {
+        self.line(text);
     }
 
     /// The first line of a run.
@@ -211,7 +217,7 @@ impl<W: Write> Reporter<W> {
             write_file(path, &text);
         }
         if let Some(path) = end.junit_file {
-            let suite = end.parent.map_or(end.suite, |p| p.name.as_str());
+            let suite = end.parent.map_or(end.prefix, |p| p.name.as_str());
             write_file(path, &junit(run, suite, end.elapsed));
         }
         cluster::write_termination_log(end.termination_log, summary);
@@ -226,7 +232,15 @@ impl<W: Write> Reporter<W> {
                 cluster::describe(&e)
             );
         }
-        if let Err(e) = cluster::annotate_parent(client, parent, summary).await {
+        let record = Outcome::of(run, end.prefix, &parent.name).to_annotation();
+        if record.is_none() {
+            tracing::warn!(
+                "the run's record is too large for an annotation: JOBHERD_RETRY will read its children instead"
+            );
+        }
+        let mut annotations = vec![(SUMMARY, summary.to_string())];
+        annotations.extend(record.map(|r| (OUTCOME, r)));
+        if let Err(e) = cluster::annotate_parent(client, parent, &annotations).await {
             tracing::warn!("could not annotate the parent: {}", cluster::describe(&e));
         }
     }
@@ -248,6 +262,9 @@ pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
         Change::Pending { reason, message } => format!("pending: {reason}: {message}"),
         Change::Done(result) => {
             let mut s = result.as_str().to_string();
+            if let Some(run) = &state.earlier_run {
+                let _ = write!(s, " in earlier run {run}");
+            }
             if let Phase::Done {
                 reason, message, ..
             } = &state.phase
@@ -260,7 +277,9 @@ pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
                     let _ = write!(s, " ({m})");
                 }
             }
-            if matches!(result, ChildResult::Succeeded | ChildResult::Failed) {
+            if matches!(result, ChildResult::Succeeded | ChildResult::Failed)
+                && state.earlier_run.is_none()
+            {
                 let _ = write!(s, " after {}", attempts(state.attempts));
                 if let Some(d) = duration(state.started, state.finished) {
                     let _ = write!(s, " in {}", human(d));
@@ -359,7 +378,10 @@ pub fn table(run: &Run, rows: &[usize]) -> String {
                 match (reason, message.as_deref().filter(|m| !m.is_empty())) {
                     (Some(r), Some(m)) if *result != ChildResult::Succeeded => format!("{r}: {m}"),
                     (Some(r), None) if *result != ChildResult::Succeeded => r.clone(),
-                    _ => String::new(),
+                    _ => state
+                        .earlier_run
+                        .as_ref()
+                        .map_or(String::new(), |run| format!("done by earlier run {run}")),
                 },
             ),
             other => (format!("{other:?}").to_lowercase(), String::new()),
@@ -431,7 +453,10 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         ChildResult::Cancelled,
     ] {
         let n = tally.of(r);
-        if n > 0 || r == ChildResult::Succeeded {
+        let inherited = run.inherited();
+        if r == ChildResult::Succeeded && inherited > 0 {
+            parts.push(format!("{n} succeeded ({inherited} in earlier runs)"));
+        } else if n > 0 || r == ChildResult::Succeeded {
             parts.push(format!("{n} {}", r.as_str()));
         }
     }

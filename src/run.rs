@@ -103,6 +103,8 @@ pub struct ChildState {
     notice: Option<String>,
     /// When it started running, as its key in `Run::running`.
     running_since: Option<Timestamp>,
+    /// Succeeded in this earlier run (`JOBHERD_RETRY`), so not run again.
+    pub earlier_run: Option<Arc<str>>,
 }
 
 impl ChildState {
@@ -117,6 +119,7 @@ impl ChildState {
             job_attempts: 0,
             notice: None,
             running_since: None,
+            earlier_run: None,
         }
     }
 
@@ -491,6 +494,26 @@ impl Run {
         (0..self.total())
             .filter(|i| self.states[*i].phase.result().is_some_and(wanted))
             .collect()
+    }
+
+    /// `JOBHERD_RETRY`: children that succeeded in an earlier run are done before anything
+    /// starts, and their dependants are ready as if they had just succeeded.
+    pub fn inherit(&mut self, (index, run): &(usize, Arc<str>)) -> Vec<Transition> {
+        let mut out = Reaction::default();
+        if *index < self.total() && self.states[*index].phase == Phase::Waiting {
+            self.states[*index].earlier_run = Some(run.clone());
+            self.finish(*index, ChildResult::Succeeded, "", "", None, &mut out);
+            self.states[*index].finished = None;
+        }
+        out.transitions
+    }
+
+    /// How many children an earlier run did (`JOBHERD_RETRY`).
+    pub fn inherited(&self) -> usize {
+        self.states
+            .iter()
+            .filter(|s| s.earlier_run.is_some())
+            .count()
     }
 
     /// Takes one event; returns what the user sees and what to do next.

@@ -29,6 +29,9 @@ struct JsonChild<'a> {
     started: Option<String>,
     finished: Option<String>,
     depends_on: &'a [String],
+    /// The earlier run that succeeded with it (`JOBHERD_RETRY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    earlier_run: Option<&'a str>,
 }
 
 /// The JSON report of SPEC §6.
@@ -55,6 +58,7 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
                 started: s.started.map(|t| t.to_string()),
                 finished: s.finished.map(|t| t.to_string()),
                 depends_on: &children.step_of(i).depends_on_names,
+                earlier_run: s.earlier_run.as_deref(),
             }
         })
         .collect();
@@ -101,7 +105,16 @@ pub fn junit(run: &Run, suite: &str, elapsed: Duration) -> String {
             Phase::Done {
                 result: ChildResult::Succeeded,
                 ..
-            } => out.push_str("/>\n"),
+            } => match &s.earlier_run {
+                Some(run) => {
+                    let _ = writeln!(
+                        out,
+                        "><system-out>succeeded in earlier run {}</system-out></testcase>",
+                        xml(run)
+                    );
+                }
+                None => out.push_str("/>\n"),
+            },
             Phase::Done {
                 result: ChildResult::Skipped,
                 message,

@@ -565,3 +565,24 @@ fn cleanup_picks_finished_children_by_policy() {
     assert_eq!(run.to_clean_up(Cleanup::Succeeded), vec![0]);
     assert_eq!(run.to_clean_up(Cleanup::Always), vec![0, 1]);
 }
+
+#[test]
+fn inherited_children_are_never_created_and_their_dependants_start() {
+    let mut run = plan_run(&[("a", &[]), ("b", &["a"]), ("c", &["b"])], &RULES);
+    let t = run.inherit(&(0, Arc::from("nightly-1")));
+    assert_eq!(
+        t,
+        vec![Transition::Child {
+            index: 0,
+            change: Change::Done(ChildResult::Succeeded)
+        }]
+    );
+    assert_eq!(run.state(0).earlier_run.as_deref(), Some("nightly-1"));
+    assert_eq!(
+        creates(&listed(&mut run, vec![])),
+        vec![1],
+        "b runs as if a had just succeeded"
+    );
+    assert_eq!(run.inherited(), 1);
+    assert_tally(&run);
+}

@@ -1,0 +1,438 @@
+//! Re-running what failed (SPEC §7, `JOBHERD_RETRY`): the record a run leaves on its parent Job
+//! (annotation `jobherd.io/outcome`: its exit code, its shape, and which children succeeded,
+//! by which run), and how a later run of the same configuration reads an earlier run back, or
+//! refuses with the reason it cannot.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use serde::{Deserialize, Serialize};
+
+use crate::child::{Children, RUN_LABEL};
+use crate::cluster::{ClusterError, Parent};
+use crate::run::{ChildResult, Run, job_outcome};
+
+/// The annotation holding a run's record on its parent Job.
+pub const OUTCOME: &str = "jobherd.io/outcome";
+/// The annotation holding a run's summary line on its parent Job.
+pub const SUMMARY: &str = "jobherd.io/summary";
+/// `JOBHERD_RETRY=last-failed`: the newest failed run of the same CronJob.
+pub const LAST_FAILED: &str = "last-failed";
+/// Annotations of one object share 256 KiB; the record keeps well below that.
+const MAX_RECORD: usize = 128 * 1024;
+
+/// Which earlier run to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryFrom {
+    /// An earlier parent Job, by name.
+    Job(String),
+    /// The newest failed Job of the CronJob that made this run's parent.
+    LastFailed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    /// The earlier run cannot be used (exit 2: nothing is created).
+    #[error("JOBHERD_RETRY={wanted}: {problem}")]
+    Unusable { wanted: String, problem: String },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// A run's record, as the annotation holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub version: u32,
+    pub exit_code: i32,
+    /// The child name prefix the run used.
+    pub prefix: String,
+    /// (plan step, number of children) in order; one `("", N)` without a plan.
+    pub steps: Vec<(String, usize)>,
+    /// Succeeded children, grouped by the run (parent Job) that ran them.
+    pub done_by: Vec<DoneBy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoneBy {
+    pub run: String,
+    /// A bitmap over the children in order, as hex: bit `i % 8` of byte `i / 8` is child `i`.
+    pub children: String,
+}
+
+impl Outcome {
+    /// The record of a finished run whose parent Job is `own`.
+    pub fn of(run: &Run, prefix: &str, own: &str) -> Outcome {
+        let mut by_run: Vec<(String, Vec<u8>)> = Vec::new();
+        let bytes = run.total().div_ceil(8);
+        for i in 0..run.total() {
+            let state = run.state(i);
+            if state.phase.result() != Some(ChildResult::Succeeded) {
+                continue;
+            }
+            let who = state.earlier_run.as_deref().unwrap_or(own);
+            let slot = match by_run.iter().position(|(r, _)| r == who) {
+                Some(p) => p,
+                None => {
+                    by_run.push((who.to_string(), vec![0; bytes]));
+                    by_run.len() - 1
+                }
+            };
+            by_run[slot].1[i / 8] |= 1 << (i % 8);
+        }
+        Outcome {
+            version: 1,
+            exit_code: run.exit_code(),
+            prefix: prefix.to_string(),
+            steps: shape(run.children()),
+            done_by: by_run
+                .into_iter()
+                .map(|(run, bits)| DoneBy {
+                    run,
+                    children: bits.iter().fold(String::new(), |mut s, b| {
+                        let _ = write!(s, "{b:02x}");
+                        s
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    /// The annotation's value, unless it would be too large to store.
+    pub fn to_annotation(&self) -> Option<String> {
+        serde_json::to_string(self)
+            .ok()
+            .filter(|text| text.len() <= MAX_RECORD)
+    }
+
+    pub fn parse(text: &str) -> Result<Outcome, String> {
+        serde_json::from_str(text)
+            .map_err(|e| format!("its {OUTCOME} annotation is unreadable ({e})"))
+    }
+
+    /// For each child, the run that succeeded with it.
+    fn succeeded(&self) -> Result<Vec<(usize, String)>, String> {
+        let mut out = Vec::new();
+        for d in &self.done_by {
+            let bytes = (0..d.children.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(d.children.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| format!("its {OUTCOME} annotation has a bad bitmap"))?;
+            for (byte, bits) in bytes.iter().enumerate() {
+                for bit in 0..8 {
+                    if bits & (1 << bit) != 0 {
+                        out.push((byte * 8 + bit, d.run.clone()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// (plan step, children) of a configuration, the shape a retry must match.
+pub fn shape(children: &Children) -> Vec<(String, usize)> {
+    children
+        .steps()
+        .iter()
+        .map(|s| (s.name.clone().unwrap_or_default(), s.children.len()))
+        .collect()
+}
+
+/// Why two shapes differ, in the user's words; `None` when they match.
+fn differences(earlier: &[(String, usize)], now: &[(String, usize)]) -> Option<String> {
+    if earlier == now {
+        return None;
+    }
+    let plan = |s: &[(String, usize)]| !(s.len() == 1 && s[0].0.is_empty());
+    if !plan(earlier) && !plan(now) {
+        return Some(format!(
+            "the earlier run had {} children, this configuration has {} (JOBHERD_COUNT or JOBHERD_PARAMS differ)",
+            earlier[0].1, now[0].1
+        ));
+    }
+    if plan(earlier) != plan(now) {
+        return Some("one of the runs has a plan and the other has none".into());
+    }
+    let before: HashMap<&str, usize> = earlier.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let after: HashMap<&str, usize> = now.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let mut parts = Vec::new();
+    let gone: Vec<&str> = earlier
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !after.contains_key(n))
+        .collect();
+    let new: Vec<&str> = now
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !before.contains_key(n))
+        .collect();
+    if !gone.is_empty() {
+        parts.push(format!("steps no longer in the plan: {}", gone.join(", ")));
+    }
+    if !new.is_empty() {
+        parts.push(format!("steps new in the plan: {}", new.join(", ")));
+    }
+    for (name, count) in now {
+        if let Some(was) = before.get(name.as_str()).filter(|was| *was != count) {
+            parts.push(format!("step {name} had {was} children, now {count}"));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("the plan's steps come in another order".into());
+    }
+    Some(parts.join("; "))
+}
+
+/// What a retry takes over: the earlier run's name, and for each child it succeeded with, the
+/// run that did it (the earlier run, or one it had itself taken over from).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inherited {
+    pub from: String,
+    pub done: Vec<(usize, Arc<str>)>,
+}
+
+/// Where a retry looks: the namespace of the parents, and this run's own parent, if any.
+pub struct Lookup<'a> {
+    pub client: &'a Client,
+    pub namespace: &'a str,
+    pub parent: Option<&'a Parent>,
+    pub prefix: &'a str,
+}
+
+/// Reads the earlier run a retry starts from, and checks that this run can take it over.
+pub async fn earlier_run(
+    lookup: &Lookup<'_>,
+    wanted: &RetryFrom,
+    children: &Children,
+) -> Result<Inherited, RetryError> {
+    let jobs: Api<Job> = Api::namespaced(lookup.client.clone(), lookup.namespace);
+    let shown = match wanted {
+        RetryFrom::Job(name) => name.clone(),
+        RetryFrom::LastFailed => LAST_FAILED.to_string(),
+    };
+    let refuse = |problem: String| RetryError::Unusable {
+        wanted: shown.clone(),
+        problem,
+    };
+    let earlier = match wanted {
+        RetryFrom::Job(name) => jobs
+            .get_opt(name)
+            .await
+            .map_err(|e| ClusterError::from_kube("get", "jobs", lookup.namespace, e))?
+            .ok_or_else(|| {
+                refuse(format!(
+                    "no Job named {name} in namespace {}",
+                    lookup.namespace
+                ))
+            })?,
+        RetryFrom::LastFailed => last_failed(&jobs, lookup).await?.map_err(refuse)?,
+    };
+    let name = earlier.name_any();
+    if lookup
+        .parent
+        .is_some_and(|p| p.kind == "Job" && p.name == name)
+    {
+        return Err(refuse("that is this run's own parent Job".into()));
+    }
+    check_finished(&earlier).map_err(&refuse)?;
+    let done = match earlier.annotations().get(OUTCOME) {
+        Some(text) => from_record(text, children, lookup.prefix).map_err(&refuse)?,
+        None => from_children(&jobs, &earlier, children, lookup.namespace)
+            .await?
+            .map_err(&refuse)?,
+    };
+    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
+    let done = done
+        .into_iter()
+        .map(|(i, run)| {
+            let run = origins
+                .entry(run)
+                .or_insert_with_key(|r| Arc::from(r.as_str()));
+            (i, run.clone())
+        })
+        .collect();
+    Ok(Inherited { from: name, done })
+}
+
+/// The earlier parent must be a jobherd parent that is no longer running.
+fn check_finished(earlier: &Job) -> Result<(), String> {
+    let is_jobherd = earlier.annotations().contains_key(OUTCOME)
+        || earlier.annotations().contains_key(SUMMARY)
+        || runs_jobherd(earlier);
+    if !is_jobherd {
+        return Err(format!(
+            "Job {} is not a jobherd parent (no {OUTCOME} annotation, and its pods do not run jobherd)",
+            earlier.name_any()
+        ));
+    }
+    let active = earlier.status.as_ref().and_then(|s| s.active).unwrap_or(0);
+    if job_outcome(earlier).is_none() && active > 0 {
+        return Err(format!(
+            "Job {} is still running; retry it once it has finished (kubectl wait --for=condition=complete or failed)",
+            earlier.name_any()
+        ));
+    }
+    Ok(())
+}
+
+/// A Job whose pods run jobherd: its image is named jobherd, or it sets JOBHERD_* variables.
+fn runs_jobherd(job: &Job) -> bool {
+    let containers = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| p.containers.as_slice())
+        .unwrap_or_default();
+    containers.iter().any(|c| {
+        let image = c.image.as_deref().unwrap_or_default();
+        let last = image
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        last.split(':').next() == Some("jobherd")
+            || c.env
+                .iter()
+                .flatten()
+                .any(|e| e.name.starts_with("JOBHERD_"))
+    })
+}
+
+fn from_record(
+    text: &str,
+    children: &Children,
+    prefix: &str,
+) -> Result<Vec<(usize, String)>, String> {
+    let record = Outcome::parse(text)?;
+    if let Some(diff) = differences(&record.steps, &shape(children)) {
+        return Err(format!(
+            "this configuration does not match the earlier run's: {diff}"
+        ));
+    }
+    if record.prefix == prefix {
+        return Err(format!(
+            "the earlier run used the same child name prefix {prefix:?}: its children's names would be taken; give this run another JOBHERD_NAME_PREFIX"
+        ));
+    }
+    record.succeeded()
+}
+
+/// Without a record (an older jobherd, or a run that died before writing it): the earlier
+/// run's children that still exist tell which succeeded.
+async fn from_children(
+    jobs: &Api<Job>,
+    earlier: &Job,
+    children: &Children,
+    namespace: &str,
+) -> Result<Result<Vec<(usize, String)>, String>, ClusterError> {
+    let uid = earlier.uid().unwrap_or_default();
+    let params = ListParams::default().labels(&format!("{RUN_LABEL}={uid}"));
+    let found = jobs
+        .list(&params)
+        .await
+        .map_err(|e| ClusterError::from_kube("list", "jobs", namespace, e))?;
+    if found.items.is_empty() {
+        return Ok(Err(format!(
+            "Job {} left no {OUTCOME} record and none of its children are left (cleaned up, or removed by their TTL): a retry would run everything again; start a new run instead",
+            earlier.name_any()
+        )));
+    }
+    let by_label: HashMap<&str, usize> = children
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.label.as_str(), i))
+        .collect();
+    let mut done = Vec::new();
+    for job in &found.items {
+        let label = job
+            .labels()
+            .get(crate::child::STEP_LABEL)
+            .map(String::as_str)
+            .unwrap_or_default();
+        let Some(&index) = by_label.get(label) else {
+            return Ok(Err(format!(
+                "this configuration does not match the earlier run's: its child {} (step {label:?}) has no counterpart here",
+                job.name_any()
+            )));
+        };
+        if job_outcome(job) == Some(Ok(())) {
+            done.push((index, earlier.name_any()));
+        }
+    }
+    Ok(Ok(done))
+}
+
+/// The newest failed Job of the CronJob that made this run's parent (other than the parent).
+async fn last_failed(
+    jobs: &Api<Job>,
+    lookup: &Lookup<'_>,
+) -> Result<Result<Job, String>, ClusterError> {
+    let Some(parent) = lookup.parent.filter(|p| p.kind == "Job") else {
+        return Ok(Err(
+            "last-failed needs a parent Job made from a CronJob (kubectl create job --from=cronjob/NAME), or JOBHERD_TRIGGER=cronjob/NAME".into(),
+        ));
+    };
+    let own = jobs
+        .get(&parent.name)
+        .await
+        .map_err(|e| ClusterError::from_kube("get", "jobs", lookup.namespace, e))?;
+    let Some(cronjob) = own
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "CronJob")
+        .cloned()
+    else {
+        return Ok(Err(format!(
+            "last-failed needs a parent made from a CronJob; Job {} has no CronJob owner",
+            parent.name
+        )));
+    };
+    // Parents carry no run label; children do, and there can be thousands of them.
+    let params = ListParams::default().labels(&format!("!{RUN_LABEL}"));
+    let all = jobs
+        .list(&params)
+        .await
+        .map_err(|e| ClusterError::from_kube("list", "jobs", lookup.namespace, e))?;
+    let newest = all
+        .items
+        .into_iter()
+        .filter(|j| j.name_any() != parent.name)
+        .filter(|j| j.owner_references().iter().any(|o| o.uid == cronjob.uid))
+        .filter(failed_run)
+        .max_by_key(|j| j.creation_timestamp().map(|t| t.0));
+    Ok(newest.ok_or_else(|| format!("cronjob/{} has no failed run to retry", cronjob.name)))
+}
+
+/// A parent run that ended without every child succeeding: its record says so, or the Job
+/// failed (jobherd exited non-zero).
+fn failed_run(job: &Job) -> bool {
+    match job.annotations().get(OUTCOME).map(|t| Outcome::parse(t)) {
+        Some(Ok(record)) => record.exit_code != 0,
+        _ => matches!(job_outcome(job), Some(Err(_))),
+    }
+}
+
+/// A parent whose earlier attempt already recorded a final outcome (every child succeeded,
+/// some failed, or the run timed out): what it recorded. A retried parent then repeats that
+/// instead of running again, on clusters without `podFailurePolicy` to stop the retry.
+/// Returns the exit code and the summary it recorded.
+pub async fn recorded_before(client: &Client, parent: &Parent) -> Option<(i32, String)> {
+    if parent.kind != "Job" {
+        return None;
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &parent.namespace);
+    let job = jobs.get(&parent.name).await.ok()?;
+    let record = Outcome::parse(job.annotations().get(OUTCOME)?).ok()?;
+    let summary = job.annotations().get(SUMMARY).cloned().unwrap_or_default();
+    matches!(record.exit_code, 0 | 1 | 3).then_some((record.exit_code, summary))
+}
+
+#[cfg(test)]
+mod tests;
