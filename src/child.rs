@@ -129,29 +129,14 @@ pub fn children(
     plan: Option<&Plan>,
     id: &Identity,
 ) -> Result<Children, ConfigError> {
-    let mut out = Children {
-        specs: Vec::new(),
-        steps: Vec::new(),
-        by_name: HashMap::new(),
-    };
+    let mut out = Children::empty();
     let Some(plan) = plan else {
-        let own = StepSettings::default();
-        let first = child_name(&id.prefix, "0");
-        let template = build_template(defaults, &own, id)
-            .map_err(|e| ConfigError::Plan(format!("child {first}: {e}")))?;
-        let count = fan_out_len(&defaults.fan_out);
-        out.push_step(
-            None,
-            vec![],
-            vec![],
-            template,
-            defaults.fan_out.clone(),
-            |i| {
-                let suffix = i.to_string();
-                (child_name(&id.prefix, &suffix), suffix)
-            },
-        );
-        debug_assert_eq!(out.len(), count);
+        let template = build_template(defaults, &StepSettings::default(), id).map_err(|e| {
+            let first = child_name(&id.prefix, "0");
+            ConfigError::Plan(format!("child {first}: {e}"))
+        })?;
+        let fan_out = defaults.fan_out.clone();
+        out.push_step(&id.prefix, None, vec![], vec![], template, fan_out);
         return Ok(out);
     };
     let mut step_ids: HashMap<&str, usize> = HashMap::new();
@@ -164,43 +149,111 @@ pub fn children(
             .iter()
             .filter_map(|d| step_ids.get(d.as_str()).copied())
             .collect();
-        let many = !matches!(step.settings.fan_out, FanOut::Single);
-        let base = plan::k8s_name(&step.name);
         out.push_step(
+            &id.prefix,
             Some(step.name.clone()),
             depends_on,
             step.depends_on.clone(),
             template,
             step.settings.fan_out.clone(),
-            |i| {
-                let (suffix, label) = if many {
-                    (format!("{base}-{i}"), format!("{}-{i}", step.name))
-                } else {
-                    (base.clone(), step.name.clone())
-                };
-                (child_name(&id.prefix, &suffix), shorten(&label, MAX_NAME))
-            },
         );
         step_ids.insert(step.name.as_str(), out.steps.len() - 1);
     }
     Ok(out)
 }
 
+/// The shape of one step as a run's record keeps it: enough to name its children again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepShape {
+    /// The plan step; `None` without a plan.
+    pub name: Option<String>,
+    pub children: usize,
+    /// Named `<step>-<index>` even when alone (`count`/`params` of one).
+    pub fanned_out: bool,
+    /// Indices of the steps it depends on.
+    pub depends_on: Vec<usize>,
+}
+
 impl Children {
-    /// Adds a step and its children, named by `name_of(position)` -> (Job name, step label).
+    fn empty() -> Self {
+        Children {
+            specs: Vec::new(),
+            steps: Vec::new(),
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// Every step's shape, in order (see `StepShape`).
+    pub fn shape(&self) -> Vec<StepShape> {
+        self.steps
+            .iter()
+            .map(|s| StepShape {
+                name: s.name.clone(),
+                children: s.children.len(),
+                fanned_out: !matches!(s.fan_out, FanOut::Single),
+                depends_on: s.depends_on.clone(),
+            })
+            .collect()
+    }
+
+    /// The children of a run known only by its shape (a record read back): the same names
+    /// and labels as the run had, without Job templates.
+    pub fn from_shape(prefix: &str, shape: &[StepShape]) -> Children {
+        let mut out = Children::empty();
+        for step in shape {
+            let fan_out = if step.fanned_out {
+                FanOut::Count(step.children as u32)
+            } else {
+                FanOut::Single
+            };
+            let names = step
+                .depends_on
+                .iter()
+                .filter_map(|d| shape.get(*d)?.name.clone())
+                .collect();
+            let (name, deps) = (step.name.clone(), step.depends_on.clone());
+            out.push_step(prefix, name, deps, names, Job::default(), fan_out);
+        }
+        out
+    }
+
+    /// Children known only by their names and step labels (Jobs found in the cluster).
+    pub fn named(children: Vec<(String, String)>) -> Children {
+        let mut out = Children::empty();
+        for (name, label) in children {
+            out.by_name.insert(name.clone(), out.specs.len());
+            out.specs.push(ChildSpec {
+                name,
+                label,
+                step: 0,
+            });
+        }
+        out.steps.push(StepSpec {
+            name: None,
+            depends_on: vec![],
+            depends_on_names: vec![],
+            children: 0..out.specs.len(),
+            template: Job::default(),
+            fan_out: FanOut::Count(out.specs.len() as u32),
+        });
+        out
+    }
+
+    /// Adds a step and its children.
     fn push_step(
         &mut self,
+        prefix: &str,
         name: Option<String>,
         depends_on: Vec<usize>,
         depends_on_names: Vec<String>,
         template: Job,
         fan_out: FanOut,
-        name_of: impl Fn(usize) -> (String, String),
     ) {
         let step = self.steps.len();
         let start = self.specs.len();
+        let fanned_out = !matches!(fan_out, FanOut::Single);
         for position in 0..fan_out_len(&fan_out) {
-            let (child, label) = name_of(position);
+            let (child, label) = child_names(prefix, name.as_deref(), fanned_out, position);
             self.by_name.insert(child.clone(), self.specs.len());
             self.specs.push(ChildSpec {
                 name: child,
@@ -217,6 +270,29 @@ impl Children {
             fan_out,
         });
     }
+}
+
+/// The one naming rule: (Job name, `jobherd.io/step` label) of the child at `position` of a
+/// step. Without a plan: `<prefix>-<index>`, label `<index>`. In a plan: `<prefix>-<step>`, or
+/// `<prefix>-<step>-<index>` for a step that fans out, the step lowercased with `_` and `.`
+/// made `-` in the name and kept as written in the label.
+fn child_names(
+    prefix: &str,
+    step: Option<&str>,
+    fanned_out: bool,
+    position: usize,
+) -> (String, String) {
+    let Some(step) = step else {
+        let suffix = position.to_string();
+        return (child_name(prefix, &suffix), suffix);
+    };
+    let base = plan::k8s_name(step);
+    let (suffix, label) = if fanned_out {
+        (format!("{base}-{position}"), format!("{step}-{position}"))
+    } else {
+        (base, step.to_string())
+    };
+    (child_name(prefix, &suffix), shorten(&label, MAX_NAME))
 }
 
 fn fan_out_len(fan_out: &FanOut) -> usize {

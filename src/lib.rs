@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod herd;
 pub mod plan;
+pub mod record;
 pub mod report;
 pub mod retry;
 pub mod run;

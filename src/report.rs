@@ -16,7 +16,7 @@ use kube::Client;
 
 use crate::cluster::{self, Parent};
 use crate::config::Progress;
-use crate::retry::{OUTCOME, Outcome, SUMMARY};
+use crate::record::{OUTCOME, Outcome, SUMMARY};
 use crate::run::{Change, ChildResult, Phase, Run, Transition};
 pub use documents::{json, junit};
 

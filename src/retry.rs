@@ -1,30 +1,21 @@
-//! Re-running what failed (SPEC §7, `JOBHERD_RETRY`): the record a run leaves on its parent Job
-//! (annotation `jobherd.io/outcome`: its exit code, its shape, and which children succeeded,
-//! by which run), and how a later run of the same configuration reads an earlier run back, or
-//! refuses with the reason it cannot.
+//! Re-running what failed (SPEC §7, `JOBHERD_RETRY`): a later run of the same configuration
+//! reads an earlier run back from its record (`record.rs`), or from its children when it left
+//! none, and takes over what succeeded there; or refuses with the reason it cannot.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use serde::{Deserialize, Serialize};
 
-use crate::child::{Children, RUN_LABEL};
+use crate::child::{Children, RUN_LABEL, StepShape};
 use crate::cluster::{ClusterError, Parent};
-use crate::run::{ChildResult, Run, job_outcome};
+use crate::record::{OUTCOME, Outcome, SUMMARY};
+use crate::run::job_outcome;
 
-/// The annotation holding a run's record on its parent Job.
-pub const OUTCOME: &str = "jobherd.io/outcome";
-/// The annotation holding a run's summary line on its parent Job.
-pub const SUMMARY: &str = "jobherd.io/summary";
 /// `JOBHERD_RETRY=last-failed`: the newest failed run of the same CronJob.
 pub const LAST_FAILED: &str = "last-failed";
-/// Annotations of one object share 256 KiB; the record keeps well below that.
-const MAX_RECORD: usize = 128 * 1024;
-
 /// Which earlier run to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryFrom {
@@ -43,132 +34,37 @@ pub enum RetryError {
     Cluster(#[from] ClusterError),
 }
 
-/// A run's record, as the annotation holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub version: u32,
-    pub exit_code: i32,
-    /// The child name prefix the run used.
-    pub prefix: String,
-    /// (plan step, number of children) in order; one `("", N)` without a plan.
-    pub steps: Vec<(String, usize)>,
-    /// Succeeded children, grouped by the run (parent Job) that ran them.
-    pub done_by: Vec<DoneBy>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DoneBy {
-    pub run: String,
-    /// A bitmap over the children in order, as hex: bit `i % 8` of byte `i / 8` is child `i`.
-    pub children: String,
-}
-
-impl Outcome {
-    /// The record of a finished run whose parent Job is `own`.
-    pub fn of(run: &Run, prefix: &str, own: &str) -> Outcome {
-        let mut by_run: Vec<(String, Vec<u8>)> = Vec::new();
-        let bytes = run.total().div_ceil(8);
-        for i in 0..run.total() {
-            let state = run.state(i);
-            if state.phase.result() != Some(ChildResult::Succeeded) {
-                continue;
-            }
-            let who = state.earlier_run.as_deref().unwrap_or(own);
-            let slot = match by_run.iter().position(|(r, _)| r == who) {
-                Some(p) => p,
-                None => {
-                    by_run.push((who.to_string(), vec![0; bytes]));
-                    by_run.len() - 1
-                }
-            };
-            by_run[slot].1[i / 8] |= 1 << (i % 8);
-        }
-        Outcome {
-            version: 1,
-            exit_code: run.exit_code(),
-            prefix: prefix.to_string(),
-            steps: shape(run.children()),
-            done_by: by_run
-                .into_iter()
-                .map(|(run, bits)| DoneBy {
-                    run,
-                    children: bits.iter().fold(String::new(), |mut s, b| {
-                        let _ = write!(s, "{b:02x}");
-                        s
-                    }),
-                })
-                .collect(),
-        }
-    }
-
-    /// The annotation's value, unless it would be too large to store.
-    pub fn to_annotation(&self) -> Option<String> {
-        serde_json::to_string(self)
-            .ok()
-            .filter(|text| text.len() <= MAX_RECORD)
-    }
-
-    pub fn parse(text: &str) -> Result<Outcome, String> {
-        serde_json::from_str(text)
-            .map_err(|e| format!("its {OUTCOME} annotation is unreadable ({e})"))
-    }
-
-    /// For each child, the run that succeeded with it.
-    fn succeeded(&self) -> Result<Vec<(usize, String)>, String> {
-        let mut out = Vec::new();
-        for d in &self.done_by {
-            let bytes = (0..d.children.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(d.children.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()
-                .ok_or_else(|| format!("its {OUTCOME} annotation has a bad bitmap"))?;
-            for (byte, bits) in bytes.iter().enumerate() {
-                for bit in 0..8 {
-                    if bits & (1 << bit) != 0 {
-                        out.push((byte * 8 + bit, d.run.clone()));
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// (plan step, children) of a configuration, the shape a retry must match.
-pub fn shape(children: &Children) -> Vec<(String, usize)> {
-    children
-        .steps()
-        .iter()
-        .map(|s| (s.name.clone().unwrap_or_default(), s.children.len()))
-        .collect()
-}
-
-/// Why two shapes differ, in the user's words; `None` when they match.
-fn differences(earlier: &[(String, usize)], now: &[(String, usize)]) -> Option<String> {
-    if earlier == now {
+/// Why two shapes differ, in the user's words; `None` when they match. Dependencies may
+/// change: what succeeded stays done.
+fn differences(earlier: &[StepShape], now: &[StepShape]) -> Option<String> {
+    let key = |s: &StepShape| (s.name.clone(), s.children, s.fanned_out);
+    if earlier.iter().map(key).eq(now.iter().map(key)) {
         return None;
     }
-    let plan = |s: &[(String, usize)]| !(s.len() == 1 && s[0].0.is_empty());
+    let plan = |s: &[StepShape]| s.iter().any(|step| step.name.is_some());
     if !plan(earlier) && !plan(now) {
+        let count = |s: &[StepShape]| s.iter().map(|step| step.children).sum::<usize>();
         return Some(format!(
             "the earlier run had {} children, this configuration has {} (JOBHERD_COUNT or JOBHERD_PARAMS differ)",
-            earlier[0].1, now[0].1
+            count(earlier),
+            count(now)
         ));
     }
     if plan(earlier) != plan(now) {
         return Some("one of the runs has a plan and the other has none".into());
     }
-    let before: HashMap<&str, usize> = earlier.iter().map(|(n, c)| (n.as_str(), *c)).collect();
-    let after: HashMap<&str, usize> = now.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let name = |s: &StepShape| s.name.clone().unwrap_or_default();
+    let before: HashMap<String, &StepShape> = earlier.iter().map(|s| (name(s), s)).collect();
+    let after: HashMap<String, &StepShape> = now.iter().map(|s| (name(s), s)).collect();
     let mut parts = Vec::new();
-    let gone: Vec<&str> = earlier
+    let gone: Vec<String> = earlier
         .iter()
-        .map(|(n, _)| n.as_str())
+        .map(name)
         .filter(|n| !after.contains_key(n))
         .collect();
-    let new: Vec<&str> = now
+    let new: Vec<String> = now
         .iter()
-        .map(|(n, _)| n.as_str())
+        .map(name)
         .filter(|n| !before.contains_key(n))
         .collect();
     if !gone.is_empty() {
@@ -177,9 +73,19 @@ fn differences(earlier: &[(String, usize)], now: &[(String, usize)]) -> Option<S
     if !new.is_empty() {
         parts.push(format!("steps new in the plan: {}", new.join(", ")));
     }
-    for (name, count) in now {
-        if let Some(was) = before.get(name.as_str()).filter(|was| *was != count) {
-            parts.push(format!("step {name} had {was} children, now {count}"));
+    for step in now {
+        let Some(was) = before.get(&name(step)) else {
+            continue;
+        };
+        if was.children != step.children {
+            let n = name(step);
+            parts.push(format!(
+                "step {n} had {} children, now {}",
+                was.children, step.children
+            ));
+        } else if was.fanned_out != step.fanned_out {
+            let n = name(step);
+            parts.push(format!("step {n} fans out in one run and not in the other"));
         }
     }
     if parts.is_empty() {
@@ -311,7 +217,7 @@ fn from_record(
     prefix: &str,
 ) -> Result<Vec<(usize, String)>, String> {
     let record = Outcome::parse(text)?;
-    if let Some(diff) = differences(&record.steps, &shape(children)) {
+    if let Some(diff) = differences(&record.shape(), &children.shape()) {
         return Err(format!(
             "this configuration does not match the earlier run's: {diff}"
         ));

@@ -330,6 +330,18 @@ impl Reaction {
     }
 }
 
+/// A child's final state, read back after the fact (`record::rebuild`).
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub result: ChildResult,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub attempts: u32,
+    pub started: Option<Timestamp>,
+    pub finished: Option<Timestamp>,
+    pub earlier_run: Option<Arc<str>>,
+}
+
 /// The rules of a run, from the configuration.
 #[derive(Debug, Clone)]
 pub struct Rules {
@@ -382,6 +394,8 @@ pub struct Run {
     logs: LogBook,
     /// When the last child finished.
     all_done_at: Option<Instant>,
+    /// The exit code of a run read back after the fact (`ended_with`).
+    recorded_exit: Option<i32>,
     now: Instant,
 }
 
@@ -423,6 +437,7 @@ impl Run {
             listed: false,
             logs: LogBook::new(rules.logs),
             all_done_at: None,
+            recorded_exit: None,
             now,
         }
     }
@@ -475,6 +490,9 @@ impl Run {
 
     /// SPEC §5: 0 all succeeded, 1 any failed/skipped, 3 timeout, 130/143 signals.
     pub fn exit_code(&self) -> i32 {
+        if let Some(code) = self.recorded_exit {
+            return code;
+        }
         match self.stop {
             Some(Stop::Timeout) => 3,
             Some(Stop::Interrupt) => 130,
@@ -506,6 +524,27 @@ impl Run {
             self.states[*index].finished = None;
         }
         out.transitions
+    }
+
+    /// Puts a child in the final state a record or its Job says it reached.
+    pub fn restore(&mut self, index: usize, r: Restored) {
+        let done = Phase::Done {
+            result: r.result,
+            reason: r.reason,
+            message: r.message,
+        };
+        self.set_phase(index, done);
+        let state = &mut self.states[index];
+        state.attempts = r.attempts;
+        state.started = r.started;
+        state.finished = r.finished;
+        state.earlier_run = r.earlier_run;
+    }
+
+    /// A run read back after the fact ended with its parent's exit code, whatever its
+    /// children say (a parent that died has no code of its children's making).
+    pub fn ended_with(&mut self, code: i32) {
+        self.recorded_exit = Some(code);
     }
 
     /// How many children an earlier run did (`JOBHERD_RETRY`).

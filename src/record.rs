@@ -1,0 +1,291 @@
+//! The durable record of a run, on its parent Job (annotation `jobherd.io/outcome`): its exit
+//! code, its child name prefix, the shape of its steps, and every child's result, compact
+//! enough for 10,000 children. `retry` reads it to take over what succeeded; `trigger` reads it,
+//! with the children left in the cluster, to report a run from outside.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+
+use crate::child::{Children, STEP_LABEL, StepShape};
+use crate::config::LogsMode;
+use crate::run::{ChildResult, Restored, Rules, Run, job_outcome};
+
+/// The annotation holding a run's record on its parent Job.
+pub const OUTCOME: &str = "jobherd.io/outcome";
+/// The annotation holding a run's summary line on its parent Job.
+pub const SUMMARY: &str = "jobherd.io/summary";
+/// Annotations of one object share 256 KiB; the record keeps well below that.
+const MAX_RECORD: usize = 128 * 1024;
+
+/// A run's record, as the annotation holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub version: u32,
+    pub exit_code: i32,
+    /// The child name prefix the run used.
+    pub prefix: String,
+    pub steps: Vec<RecordedStep>,
+    /// Succeeded children, grouped by the run (parent Job) that ran them.
+    pub done_by: Vec<DoneBy>,
+    /// Bitmaps (see `DoneBy::children`) of the failed and the cancelled children; the others
+    /// were skipped.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub failed: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cancelled: String,
+}
+
+/// One step, as `child::StepShape` says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedStep {
+    /// Empty without a plan.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    pub children: usize,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fan_out: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DoneBy {
+    pub run: String,
+    /// A bitmap over the children in order, as hex: bit `i % 8` of byte `i / 8` is child `i`.
+    pub children: String,
+}
+
+impl Outcome {
+    /// The record of a finished run whose parent Job is `own`.
+    pub fn of(run: &Run, prefix: &str, own: &str) -> Outcome {
+        let mut done_by: Vec<(String, Vec<usize>)> = Vec::new();
+        let (mut failed, mut cancelled) = (Vec::new(), Vec::new());
+        for i in 0..run.total() {
+            let state = run.state(i);
+            match state.phase.result() {
+                Some(ChildResult::Succeeded) => {
+                    let who = state.earlier_run.as_deref().unwrap_or(own);
+                    match done_by.iter_mut().find(|(r, _)| r == who) {
+                        Some((_, children)) => children.push(i),
+                        None => done_by.push((who.to_string(), vec![i])),
+                    }
+                }
+                Some(ChildResult::Failed) => failed.push(i),
+                Some(ChildResult::Cancelled) => cancelled.push(i),
+                _ => {}
+            }
+        }
+        let total = run.total();
+        Outcome {
+            version: 1,
+            exit_code: run.exit_code(),
+            prefix: prefix.to_string(),
+            steps: run
+                .children()
+                .shape()
+                .into_iter()
+                .map(RecordedStep::from)
+                .collect(),
+            done_by: done_by
+                .into_iter()
+                .map(|(run, children)| DoneBy {
+                    run,
+                    children: bitmap(&children, total),
+                })
+                .collect(),
+            failed: bitmap(&failed, total),
+            cancelled: bitmap(&cancelled, total),
+        }
+    }
+
+    /// The annotation's value, unless it would be too large to store.
+    pub fn to_annotation(&self) -> Option<String> {
+        serde_json::to_string(self)
+            .ok()
+            .filter(|text| text.len() <= MAX_RECORD)
+    }
+
+    pub fn parse(text: &str) -> Result<Outcome, String> {
+        serde_json::from_str(text)
+            .map_err(|e| format!("its {OUTCOME} annotation is unreadable ({e})"))
+    }
+
+    pub fn shape(&self) -> Vec<StepShape> {
+        self.steps.iter().cloned().map(StepShape::from).collect()
+    }
+
+    /// For each succeeded child, the run that succeeded with it.
+    pub fn succeeded(&self) -> Result<Vec<(usize, String)>, String> {
+        let mut out = Vec::new();
+        for d in &self.done_by {
+            out.extend(
+                indices(&d.children)?
+                    .into_iter()
+                    .map(|i| (i, d.run.clone())),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every child's result, in order.
+    fn results(&self) -> Result<Vec<(ChildResult, Option<String>)>, String> {
+        let total = self.steps.iter().map(|s| s.children).sum();
+        let mut out = vec![(ChildResult::Skipped, None); total];
+        let mut set = |i: usize, r: (ChildResult, Option<String>)| {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = r;
+            }
+        };
+        for (i, run) in self.succeeded()? {
+            set(i, (ChildResult::Succeeded, Some(run)));
+        }
+        for i in indices(&self.failed)? {
+            set(i, (ChildResult::Failed, None));
+        }
+        for i in indices(&self.cancelled)? {
+            set(i, (ChildResult::Cancelled, None));
+        }
+        Ok(out)
+    }
+}
+
+impl From<StepShape> for RecordedStep {
+    fn from(s: StepShape) -> Self {
+        RecordedStep {
+            name: s.name.unwrap_or_default(),
+            children: s.children,
+            fan_out: s.fanned_out,
+            depends_on: s.depends_on,
+        }
+    }
+}
+
+impl From<RecordedStep> for StepShape {
+    fn from(s: RecordedStep) -> Self {
+        StepShape {
+            name: (!s.name.is_empty()).then_some(s.name),
+            children: s.children,
+            fanned_out: s.fan_out,
+            depends_on: s.depends_on,
+        }
+    }
+}
+
+/// The children at `set` of `total`, as a hex bitmap; empty when none is set.
+fn bitmap(set: &[usize], total: usize) -> String {
+    if set.is_empty() {
+        return String::new();
+    }
+    let mut bytes = vec![0u8; total.div_ceil(8)];
+    for &i in set {
+        bytes[i / 8] |= 1 << (i % 8);
+    }
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn indices(hex: &str) -> Result<Vec<usize>, String> {
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| format!("its {OUTCOME} annotation has a bad bitmap"))?;
+    Ok(bytes
+        .iter()
+        .enumerate()
+        .flat_map(|(byte, bits)| {
+            (0..8)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| byte * 8 + bit)
+        })
+        .collect())
+}
+
+/// The run a parent's record and its children left in the cluster describe, for reports
+/// written after the fact. Without a record (a parent that died before writing one), the
+/// children found are the run. `own` is the parent's name, `exit_code` its own.
+pub fn rebuild(
+    record: Option<&Outcome>,
+    jobs: &[Job],
+    (run_id, own): (&str, &str),
+    exit_code: i32,
+) -> Run {
+    let (children, results) = match record.and_then(|r| Some((r, r.results().ok()?))) {
+        Some((record, results)) => (
+            Children::from_shape(&record.prefix, &record.shape()),
+            results,
+        ),
+        None => {
+            let mut found: Vec<(String, String)> = jobs
+                .iter()
+                .map(|j| {
+                    (
+                        j.name_any(),
+                        j.labels().get(STEP_LABEL).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            found.sort();
+            let results = found
+                .iter()
+                .map(|_| (ChildResult::Cancelled, None))
+                .collect();
+            // (A child still running when its parent ended reads as cancelled.)
+            (Children::named(found), results)
+        }
+    };
+    let rules = Rules {
+        parallelism: None,
+        fail_fast: false,
+        stuck_timeout: Duration::from_secs(120),
+        logs: LogsMode::None,
+    };
+    let by_name: HashMap<String, &Job> = jobs.iter().map(|j| (j.name_any(), j)).collect();
+    let mut run = Run::new(Arc::new(children), &rules, run_id, Instant::now());
+    let mut origins: HashMap<String, Arc<str>> = HashMap::new();
+    for (index, (result, earlier)) in results.into_iter().enumerate() {
+        let job = by_name.get(run.children().name(index)).copied();
+        let earlier = earlier.filter(|r| r != own).map(|r| {
+            origins
+                .entry(r)
+                .or_insert_with_key(|r| Arc::from(r.as_str()))
+                .clone()
+        });
+        run.restore(index, restored(result, job, earlier));
+    }
+    run.ended_with(exit_code);
+    run
+}
+
+/// A child's result, with what its Job (when still there) adds: reason, attempts, times.
+fn restored(result: ChildResult, job: Option<&Job>, earlier_run: Option<Arc<str>>) -> Restored {
+    let status = job.and_then(|j| j.status.as_ref());
+    let (result, reason, message) = match job.and_then(job_outcome) {
+        Some(Ok(())) => (ChildResult::Succeeded, None, None),
+        Some(Err((reason, message))) => (ChildResult::Failed, Some(reason), Some(message)),
+        None => (result, None, None),
+    };
+    let attempts = status.map_or(0, |s| {
+        (s.failed.unwrap_or(0) + s.succeeded.unwrap_or(0) + s.active.unwrap_or(0)).max(0) as u32
+    });
+    Restored {
+        result,
+        reason,
+        message,
+        attempts,
+        started: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
+        finished: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
+        earlier_run,
+    }
+}
+
+#[cfg(test)]
+mod tests;
