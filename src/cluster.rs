@@ -19,7 +19,7 @@ pub enum ClusterError {
     #[error("cannot connect to the Kubernetes API: {0}")]
     Connect(String),
     #[error(
-        "forbidden: cannot {verb} {resource} in namespace {namespace} ({message}); grant `{verb}` on `{resource}` in jobherd's Role (see rbac.yaml)"
+        "forbidden: cannot {verb} {resource} in namespace {namespace} ({message}); grant `{verb}` on `{resource}` in the Role bound to this identity (see rbac.yaml, or k8s/trigger-rbac.yaml for JOBHERD_TRIGGER)"
     )]
     Forbidden {
         verb: String,

@@ -255,6 +255,9 @@ struct RawVars {
     heartbeat: Option<String>,
     progress: Option<String>,
     retry: Option<String>,
+    trigger: Option<String>,
+    trigger_name: Option<String>,
+    trigger_timeout: Option<String>,
 }
 
 /// The variables jobherd knows, without the prefix. Keep in step with `RawVars`.
@@ -291,7 +294,143 @@ const KNOWN: &[&str] = &[
     "HEARTBEAT",
     "PROGRESS",
     "RETRY",
+    "TRIGGER",
+    "TRIGGER_NAME",
+    "TRIGGER_TIMEOUT",
 ];
+
+/// In trigger mode, the variables that are the trigger's own; every other one is passed on to
+/// the triggered parent.
+const TRIGGER_OWN: &[&str] = &[
+    "TRIGGER",
+    "TRIGGER_NAME",
+    "TRIGGER_TIMEOUT",
+    "NAMESPACE",
+    "REPORT_FILE",
+    "JUNIT_FILE",
+    "DRY_RUN",
+    "LOG_FORMAT",
+    "RETRY",
+    "TERMINATION_LOG",
+];
+
+/// What jobherd was asked to do: run a herd, or trigger one from a CronJob (SPEC §7).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Run(Box<Config>),
+    Trigger(TriggerConfig),
+}
+
+impl Mode {
+    pub fn from_env() -> Result<Mode, ConfigError> {
+        Mode::from_vars(std::env::vars())
+    }
+
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Mode, ConfigError> {
+        let ours = known_vars(vars)?;
+        if ours.iter().any(|(k, _)| k == &format!("{PREFIX}TRIGGER")) {
+            TriggerConfig::from_known(ours).map(Mode::Trigger)
+        } else {
+            read_raw(ours)?
+                .into_config()
+                .map(|c| Mode::Run(Box::new(c)))
+        }
+    }
+
+    pub fn log_format(&self) -> LogFormat {
+        match self {
+            Mode::Run(c) => c.log_format,
+            Mode::Trigger(t) => t.log_format,
+        }
+    }
+}
+
+/// `JOBHERD_TRIGGER=cronjob/NAME`: the trigger's own settings, and the overrides it passes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerConfig {
+    /// The CronJob's name.
+    pub cronjob: String,
+    /// `JOBHERD_TRIGGER_NAME`: the Job to create; a unique one by default.
+    pub name: Option<String>,
+    /// The CronJob's namespace.
+    pub namespace: Option<String>,
+    /// `JOBHERD_TRIGGER_TIMEOUT`: how long to follow the parent before deleting it (exit 3).
+    pub timeout: Option<Duration>,
+    pub report_file: Option<PathBuf>,
+    pub junit_file: Option<PathBuf>,
+    pub dry_run: Option<DryRun>,
+    pub log_format: LogFormat,
+    pub retry: Option<RetryFrom>,
+    /// Every other variable, set on the triggered parent over the CronJob's values.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl TriggerConfig {
+    fn from_known(ours: Vec<(String, String)>) -> Result<Self, ConfigError> {
+        let own = |k: &str| TRIGGER_OWN.contains(&&k[PREFIX.len()..]);
+        let (mine, overrides): (Vec<_>, Vec<_>) = ours.into_iter().partition(|(k, _)| own(k));
+        let raw = read_raw(mine)?;
+        let cronjob = opt(&raw.trigger, "trigger", parse_trigger)?.unwrap_or_default();
+        let label = |v: &str| check_dns_label(v).map(|()| v.to_string());
+        Ok(TriggerConfig {
+            cronjob,
+            name: opt(&raw.trigger_name, "trigger_name", label)?,
+            namespace: opt(&raw.namespace, "namespace", label)?,
+            timeout: opt(
+                &raw.trigger_timeout,
+                "trigger_timeout",
+                parse_positive_duration,
+            )?,
+            report_file: raw.report_file.clone().map(PathBuf::from),
+            junit_file: raw.junit_file.clone().map(PathBuf::from),
+            dry_run: opt(&raw.dry_run, "dry_run", parse_dry_run)?,
+            log_format: opt(&raw.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
+            retry: opt(&raw.retry, "retry", parse_retry)?,
+            overrides,
+        })
+    }
+}
+
+fn parse_dry_run(s: &str) -> Result<DryRun, String> {
+    match s {
+        "client" => Ok(DryRun::Client),
+        "server" => Ok(DryRun::Server),
+        _ => Err("expected client or server".to_string()),
+    }
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".to_string()),
+    }
+}
+
+fn parse_retry(s: &str) -> Result<RetryFrom, String> {
+    if s == LAST_FAILED {
+        return Ok(RetryFrom::LastFailed);
+    }
+    check_dns_label(s)
+        .map(|()| RetryFrom::Job(s.to_string()))
+        .map_err(|e| format!("expected an earlier parent Job's name or {LAST_FAILED}: {e}"))
+}
+
+/// `cronjob/NAME`, as kubectl writes a resource (`cronjobs/NAME`, `cronjob.batch/NAME` too).
+fn parse_trigger(s: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected cronjob/NAME";
+    let (kind, name) = s.split_once('/').ok_or(EXPECTED)?;
+    if !matches!(
+        kind,
+        "cronjob" | "cronjobs" | "cronjob.batch" | "cronjobs.batch"
+    ) {
+        return Err(EXPECTED.into());
+    }
+    check_dns_label(name).map_err(|e| format!("{EXPECTED}: {e}"))?;
+    Ok(name.to_string())
+}
 
 impl Config {
     /// Reads the process environment.
@@ -303,6 +442,16 @@ impl Config {
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        read_raw(known_vars(vars)?)?.into_config()
+    }
+}
+
+/// The `JOBHERD_*` variables, each known (a typo is an error with a "did you mean"), without
+/// the empty ones.
+fn known_vars(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    {
         let ours: Vec<(String, String)> = vars
             .into_iter()
             .filter(|(k, _)| k.starts_with(PREFIX))
@@ -323,16 +472,34 @@ impl Config {
         }
         // Empty values count as unset, as they do for most Kubernetes tooling and in
         // manifests where a variable is templated to "".
-        let ours = ours.into_iter().filter(|(_, v)| !v.trim().is_empty());
-        let raw: RawVars = envy::prefixed(PREFIX)
-            .from_iter(ours)
-            .map_err(|e| ConfigError::Plan(format!("reading {PREFIX}* variables: {e}")))?;
-        raw.into_config()
+        Ok(ours
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect())
     }
+}
+
+fn read_raw(vars: Vec<(String, String)>) -> Result<RawVars, ConfigError> {
+    envy::prefixed(PREFIX)
+        .from_iter(vars)
+        .map_err(|e| ConfigError::Plan(format!("reading {PREFIX}* variables: {e}")))
 }
 
 impl RawVars {
     fn into_config(self) -> Result<Config, ConfigError> {
+        for (name, set) in [
+            ("TRIGGER_NAME", &self.trigger_name),
+            ("TRIGGER_TIMEOUT", &self.trigger_timeout),
+        ] {
+            if set.is_some() {
+                return Err(ConfigError::Missing {
+                    var: format!("{PREFIX}TRIGGER"),
+                    why: format!(
+                        "{PREFIX}{name} only goes with trigger mode (JOBHERD_TRIGGER=cronjob/NAME)"
+                    ),
+                });
+            }
+        }
         let env = match &self.env {
             Some(v) => parse_json(v)
                 .and_then(|j| env_from_json(&j))
@@ -460,17 +627,8 @@ impl RawVars {
             .unwrap_or_default(),
             report_file: self.report_file.map(PathBuf::from),
             junit_file: self.junit_file.map(PathBuf::from),
-            dry_run: opt(&self.dry_run, "dry_run", |s| match s {
-                "client" => Ok(DryRun::Client),
-                "server" => Ok(DryRun::Server),
-                _ => Err("expected client or server".to_string()),
-            })?,
-            log_format: opt(&self.log_format, "log_format", |s| match s {
-                "text" => Ok(LogFormat::Text),
-                "json" => Ok(LogFormat::Json),
-                _ => Err("expected text or json".to_string()),
-            })?
-            .unwrap_or_default(),
+            dry_run: opt(&self.dry_run, "dry_run", parse_dry_run)?,
+            log_format: opt(&self.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
             rate: RateLimit {
                 qps: opt(&self.qps, "qps", parse_qps)?.unwrap_or(RateLimit::default().qps),
                 burst: opt(&self.burst, "burst", parse_positive)?
@@ -485,16 +643,7 @@ impl RawVars {
                 _ => Err("expected auto, lines or counts".to_string()),
             })?
             .unwrap_or_default(),
-            retry: opt(&self.retry, "retry", |s| {
-                if s == LAST_FAILED {
-                    return Ok(RetryFrom::LastFailed);
-                }
-                check_dns_label(s)
-                    .map(|()| RetryFrom::Job(s.to_string()))
-                    .map_err(|e| {
-                        format!("expected an earlier parent Job's name or {LAST_FAILED}: {e}")
-                    })
-            })?,
+            retry: opt(&self.retry, "retry", parse_retry)?,
             termination_log: self
                 .termination_log
                 .map_or_else(|| PathBuf::from(TERMINATION_LOG), PathBuf::from),
@@ -992,6 +1141,75 @@ mod tests {
         let template = r#"{"apiVersion":"batch/v1","kind":"Job","spec":{"template":{"spec":{"containers":[{"name":"c","image":"alpine"}]}}}}"#;
         assert!(parse(&[("JOBHERD_JOB_TEMPLATE", template)]).is_ok());
         assert!(parse(&[("JOBHERD_PLAN", "{}")]).is_ok());
+    }
+
+    #[test]
+    fn trigger_mode_keeps_its_own_settings_and_passes_on_the_rest() {
+        let mode = Mode::from_vars(vars(&[
+            ("JOBHERD_TRIGGER", "cronjob/nightly"),
+            ("JOBHERD_TRIGGER_NAME", "build-42"),
+            ("JOBHERD_TRIGGER_TIMEOUT", "30m"),
+            ("JOBHERD_JUNIT_FILE", "reports/jobherd.xml"),
+            ("JOBHERD_RETRY", "last-failed"),
+            ("JOBHERD_PARAMS", r#"[{"REGION":"eu"}]"#),
+            ("JOBHERD_TIMEOUT", "1h"),
+            ("JOBHERD_FAIL_FAST", ""),
+        ]))
+        .unwrap();
+        let Mode::Trigger(t) = mode else {
+            panic!("{mode:?}")
+        };
+        assert_eq!(t.cronjob, "nightly");
+        assert_eq!(t.name.as_deref(), Some("build-42"));
+        assert_eq!(t.timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(t.junit_file, Some(PathBuf::from("reports/jobherd.xml")));
+        assert_eq!(t.retry, Some(RetryFrom::LastFailed));
+        assert_eq!(
+            t.overrides,
+            vars(&[
+                ("JOBHERD_PARAMS", r#"[{"REGION":"eu"}]"#),
+                ("JOBHERD_TIMEOUT", "1h"),
+            ]),
+            "an empty value passes nothing on"
+        );
+        let run = Mode::from_vars(vars(&[("JOBHERD_IMAGE", "x")])).unwrap();
+        assert!(matches!(run, Mode::Run(_)));
+    }
+
+    #[test]
+    fn bad_trigger_settings_name_the_variable() {
+        for (pairs, expected) in [
+            (
+                &[("JOBHERD_TRIGGER", "deployment/web")][..],
+                "expected cronjob/NAME",
+            ),
+            (&[("JOBHERD_TRIGGER", "cronjob/Nightly")][..], "DNS-1123"),
+            (
+                &[
+                    ("JOBHERD_TRIGGER", "cronjob/n"),
+                    ("JOBHERD_TRIGGER_NAME", "Build 42"),
+                ][..],
+                "JOBHERD_TRIGGER_NAME",
+            ),
+            (
+                &[
+                    ("JOBHERD_TRIGGER", "cronjob/n"),
+                    ("JOBHERD_TRIGGER_TIMEOUT", "soon"),
+                ][..],
+                "JOBHERD_TRIGGER_TIMEOUT",
+            ),
+            (
+                &[("JOBHERD_TRIGGER", "cronjob/n"), ("JOBHERD_PARAMZ", "[]")][..],
+                "did you mean JOBHERD_PARAMS",
+            ),
+            (
+                &[("JOBHERD_IMAGE", "x"), ("JOBHERD_TRIGGER_NAME", "b")][..],
+                "only goes with trigger mode",
+            ),
+        ] {
+            let msg = Mode::from_vars(vars(pairs)).unwrap_err().to_string();
+            assert!(msg.contains(expected), "{pairs:?}: {msg}");
+        }
     }
 
     #[test]

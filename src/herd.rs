@@ -4,7 +4,7 @@
 //! them: their results come back as events. The whole loop is `execute`.
 
 mod effects;
-mod sources;
+pub(crate) mod sources;
 
 use std::io::Write;
 use std::sync::Arc;

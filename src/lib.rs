@@ -14,6 +14,7 @@ pub mod record;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod trigger;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +33,8 @@ pub enum Error {
     Cluster(#[from] cluster::ClusterError),
     #[error(transparent)]
     Retry(#[from] retry::RetryError),
+    #[error(transparent)]
+    Trigger(#[from] trigger::TriggerError),
 }
 
 impl Error {
@@ -41,7 +44,10 @@ impl Error {
         match self {
             Error::Config(_) | Error::Plan(_) => 2,
             Error::Retry(retry::RetryError::Unusable { .. }) => 2,
-            Error::Cluster(_) | Error::Retry(retry::RetryError::Cluster(_)) => 4,
+            Error::Trigger(trigger::TriggerError::Unusable { .. }) => 2,
+            Error::Cluster(_)
+            | Error::Retry(retry::RetryError::Cluster(_))
+            | Error::Trigger(trigger::TriggerError::Cluster(_)) => 4,
         }
     }
 }

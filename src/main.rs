@@ -2,17 +2,17 @@
 
 use std::process::ExitCode;
 
-use jobherd::config::{Config, LogFormat};
+use jobherd::config::{LogFormat, Mode};
 
 fn main() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(c) => c,
+    let mode = match Mode::from_env() {
+        Ok(m) => m,
         Err(e) => {
             eprintln!("jobherd: {e}");
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_format);
+    init_logging(mode.log_format());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -23,7 +23,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = match runtime.block_on(jobherd::run(config)) {
+    let outcome = runtime.block_on(async {
+        match mode {
+            Mode::Run(config) => jobherd::run(*config).await,
+            Mode::Trigger(trigger) => jobherd::trigger::trigger(trigger).await,
+        }
+    });
+    let code = match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("jobherd: {e}");

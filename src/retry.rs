@@ -300,20 +300,36 @@ async fn last_failed(
             parent.name
         )));
     };
+    newest_failed(
+        jobs,
+        lookup.namespace,
+        (&cronjob.name, &cronjob.uid),
+        &parent.name,
+    )
+    .await
+}
+
+/// The newest failed run (parent Job) of a CronJob, other than `except`.
+pub async fn newest_failed(
+    jobs: &Api<Job>,
+    namespace: &str,
+    (cronjob, uid): (&str, &str),
+    except: &str,
+) -> Result<Result<Job, String>, ClusterError> {
     // Parents carry no run label; children do, and there can be thousands of them.
     let params = ListParams::default().labels(&format!("!{RUN_LABEL}"));
     let all = jobs
         .list(&params)
         .await
-        .map_err(|e| ClusterError::from_kube("list", "jobs", lookup.namespace, e))?;
+        .map_err(|e| ClusterError::from_kube("list", "jobs", namespace, e))?;
     let newest = all
         .items
         .into_iter()
-        .filter(|j| j.name_any() != parent.name)
-        .filter(|j| j.owner_references().iter().any(|o| o.uid == cronjob.uid))
+        .filter(|j| j.name_any() != except)
+        .filter(|j| j.owner_references().iter().any(|o| o.uid == uid))
         .filter(failed_run)
         .max_by_key(|j| j.creation_timestamp().map(|t| t.0));
-    Ok(newest.ok_or_else(|| format!("cronjob/{} has no failed run to retry", cronjob.name)))
+    Ok(newest.ok_or_else(|| format!("cronjob/{cronjob} has no failed run to retry")))
 }
 
 /// A parent run that ended without every child succeeding: its record says so, or the Job

@@ -1,14 +1,14 @@
 //! What happens on its own: the two watches (Jobs and Pods of the run, by label), signals, a
 //! ticker and the deadline, each a task feeding the run's event channel. Dropping the returned
-//! set stops them all.
+//! set stops them all. The trigger uses the same tasks with its own events.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc::Sender;
 use tokio::task::JoinSet;
@@ -27,51 +27,94 @@ pub fn start(
     timeout: Option<Duration>,
     events: Sender<Event>,
 ) -> Result<JoinSet<()>, ClusterError> {
-    let io = |e: std::io::Error| ClusterError::Connect(format!("installing signal handlers: {e}"));
-    let terminate = signal(SignalKind::terminate()).map_err(io)?;
-    let interrupt = signal(SignalKind::interrupt()).map_err(io)?;
     let config = watcher::Config::default().labels(&api.selector());
     let mut tasks = JoinSet::new();
-    tasks.spawn(watch_jobs(
+    tasks.spawn(watch_or_give_up(
         api.jobs.clone(),
         config.clone(),
         api.namespace.clone(),
         events.clone(),
+        Event::Jobs,
+        Event::Fatal,
     ));
     tasks.spawn(watch_pods(api.pods.clone(), config, events.clone()));
-    tasks.spawn(signals(terminate, interrupt, events.clone()));
-    tasks.spawn(ticks(events.clone()));
-    if let Some(timeout) = timeout {
-        tasks.spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = events.send(Event::Deadline).await;
-        });
-    }
+    let made = Made {
+        signalled: Event::Signal,
+        tick: || Event::Tick,
+        deadline: || Event::Deadline,
+    };
+    timers(&mut tasks, timeout, events, made)?;
     Ok(tasks)
 }
 
-async fn watch_jobs(
-    jobs: Api<Job>,
+/// How the timers' events are made, for each kind of event channel.
+pub struct Made<E> {
+    pub signalled: fn(Stop) -> E,
+    pub tick: fn() -> E,
+    pub deadline: fn() -> E,
+}
+
+/// Signals, a ticker and, with a timeout, the deadline.
+pub fn timers<E: Send + 'static>(
+    tasks: &mut JoinSet<()>,
+    timeout: Option<Duration>,
+    events: Sender<E>,
+    made: Made<E>,
+) -> Result<(), ClusterError> {
+    let Made {
+        signalled,
+        tick,
+        deadline,
+    } = made;
+    let io = |e: std::io::Error| ClusterError::Connect(format!("installing signal handlers: {e}"));
+    let terminate = signal(SignalKind::terminate()).map_err(io)?;
+    let interrupt = signal(SignalKind::interrupt()).map_err(io)?;
+    tasks.spawn(signals(terminate, interrupt, events.clone(), signalled));
+    tasks.spawn(ticks(events.clone(), tick));
+    if let Some(timeout) = timeout {
+        tasks.spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = events.send(deadline()).await;
+        });
+    }
+    Ok(())
+}
+
+/// A watch that must work: forbidden, or the API gone for `API_GIVE_UP`, ends the run.
+pub async fn watch_or_give_up<K, E>(
+    api: Api<K>,
     config: watcher::Config,
     namespace: String,
-    events: Sender<Event>,
-) {
-    let mut stream = watcher(jobs, config).default_backoff().boxed();
+    events: Sender<E>,
+    seen: fn(Box<watcher::Event<K>>) -> E,
+    fatal: fn(ClusterError) -> E,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let resource = K::plural(&()).to_string();
+    let mut stream = watcher(api, config).default_backoff().boxed();
     let mut down_since = None;
     loop {
-        let event = match stream.next().await {
+        let (event, last) = match stream.next().await {
             Some(Ok(event)) => {
                 down_since = None;
-                Event::Jobs(Box::new(event))
+                (seen(Box::new(event)), false)
             }
-            Some(Err(e)) => match trouble("jobs", &namespace, e, &mut down_since) {
-                Some(fatal) => Event::Fatal(fatal),
+            Some(Err(e)) => match trouble(&resource, &namespace, e, &mut down_since) {
+                Some(problem) => (fatal(problem), true),
                 None => continue,
             },
-            None => Event::Fatal(ClusterError::Connect("the Job watch ended".into())),
+            None => {
+                let ended = format!("the {resource} watch ended");
+                (fatal(ClusterError::Connect(ended)), true)
+            }
         };
-        let fatal = matches!(event, Event::Fatal(_));
-        if events.send(event).await.is_err() || fatal {
+        if events.send(event).await.is_err() || last {
             return;
         }
     }
@@ -132,24 +175,29 @@ fn trouble(
     })
 }
 
-async fn signals(mut terminate: Signal, mut interrupt: Signal, events: Sender<Event>) {
+async fn signals<E>(
+    mut terminate: Signal,
+    mut interrupt: Signal,
+    events: Sender<E>,
+    signalled: fn(Stop) -> E,
+) {
     loop {
         let why = tokio::select! {
             _ = terminate.recv() => Stop::Terminate,
             _ = interrupt.recv() => Stop::Interrupt,
         };
-        if events.send(Event::Signal(why)).await.is_err() {
+        if events.send(signalled(why)).await.is_err() {
             return;
         }
     }
 }
 
-async fn ticks(events: Sender<Event>) {
+async fn ticks<E>(events: Sender<E>, tick: fn() -> E) {
     let mut every = tokio::time::interval(TICK);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         every.tick().await;
-        if events.send(Event::Tick).await.is_err() {
+        if events.send(tick()).await.is_err() {
             return;
         }
     }
