@@ -190,13 +190,19 @@ fn failed_child_reports_reason_and_attempts_after_retries() {
 #[test]
 fn on_failure_child_logs_survive_the_pod_being_deleted() {
     // With OnFailure the Job controller deletes the pod when it gives up; jobherd keeps the
-    // tail of an earlier failed attempt, read while the container was restarting.
+    // tail of an earlier failed attempt, read while the container was restarting. A grace
+    // period of 0 makes the pod go in the same step as the failure (instead of terminating for
+    // a while, when its log could still be read).
     let cluster = FakeCluster::start();
     let out = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_NAME_PREFIX", "etl")
         .env("JOBHERD_BACKOFF_LIMIT", "2")
+        .env(
+            "JOBHERD_JOB_TEMPLATE",
+            r#"{"apiVersion":"batch/v1","kind":"Job","spec":{"template":{"spec":{"terminationGracePeriodSeconds":0}}}}"#,
+        )
         .env(
             "JOBHERD_ENV",
             r#"{"FAKE_EXIT":"3","FAKE_LOG":"disk full","FAKE_RUN_MS":"300"}"#,
