@@ -1,8 +1,14 @@
 //! A fake Kubernetes cluster for tests: an HTTP API server speaking kube-apiserver's JSON API
-//! on 127.0.0.1, with a simulated Job controller, kubelet and garbage collector behind it.
+//! on 127.0.0.1, with a simulated Job controller, kubelet, garbage collector and TTL controller
+//! behind it, behaving like the Kubernetes version it is told to be.
 //!
-//! See the parent module for the child-fate convention. Everything here is usable from plain
+//! See the parent module for the version table, time scaling, the child-fate convention and
+//! the remaining differences from a real cluster. Everything here is usable from plain
 //! synchronous tests: the server and controllers run on their own tokio runtime.
+//!
+//! `http.rs` (the API) and `kubectl.rs` (apply) → `versions.rs` (what a version takes),
+//! `defaults.rs`, `store.rs` (objects, watches, history, logs) → `sim.rs` (event loop, GC,
+//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd).
 
 mod defaults;
 mod http;
