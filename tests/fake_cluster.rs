@@ -433,25 +433,19 @@ fn exit_codes_per_attempt_let_a_job_succeed_on_retry() {
 
 #[test]
 fn on_failure_restarts_in_place_then_deletes_the_pod() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job(
         "crashy",
         "OnFailure",
         &[("FAKE_EXIT", "2"), ("FAKE_RUN_MS", "5")],
     ));
-    let mut restarts_seen = 0;
-    assert!(cluster.wait_until(secs(10), |c| {
-        for p in c.pods_of("default", "crashy") {
-            let cs = &p
-                .status
-                .and_then(|s| s.container_statuses)
-                .unwrap_or_default()[..];
-            if let Some(cs) = cs.first() {
-                restarts_seen = restarts_seen.max(cs.restart_count);
-            }
-        }
-        has_condition(c, "crashy", "Failed")
-    }));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "crashy", "Failed")));
+    let restarts_seen = cluster
+        .history(Kind::Pod)
+        .iter()
+        .filter_map(|r| r.object["status"]["containerStatuses"][0]["restartCount"].as_u64())
+        .max()
+        .unwrap_or(0);
     assert!(restarts_seen >= 1, "the container restarted in place");
     assert_eq!(
         conditions(&cluster, "crashy").last().map(|c| c.1.as_str()),
@@ -490,25 +484,22 @@ fn active_deadline_fails_the_job_and_kills_its_pod() {
 
 #[test]
 fn parallelism_and_completions() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job_with(
         "fan",
         "Never",
         &[("FAKE_RUN_MS", "100")],
         json!({"completions": 4, "parallelism": 2}),
     ));
-    assert!(cluster.wait_until(secs(5), |c| {
-        c.job("default", "fan")
-            .and_then(|j| j.status)
-            .and_then(|s| s.active)
-            == Some(2)
-    }));
-    assert_eq!(
-        cluster.pods_of("default", "fan").len(),
-        2,
-        "never more than parallelism at once"
-    );
     assert!(cluster.wait_until(secs(10), |c| has_condition(c, "fan", "Complete")));
+    let active = |p: &serde_json::Value| {
+        matches!(p["status"]["phase"].as_str(), Some("Pending" | "Running")) && !deleting(p)
+    };
+    assert_eq!(
+        peak(&cluster.history(Kind::Pod), active),
+        2,
+        "parallelism 2 used, never more at once"
+    );
     assert_eq!(cluster.pods_of("default", "fan").len(), 4);
     assert_eq!(
         cluster
@@ -521,20 +512,29 @@ fn parallelism_and_completions() {
 
 #[test]
 fn suspend_holds_pods_until_resumed() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job_with("later", "Never", &[], json!({"suspend": true})));
     assert!(cluster.wait_until(secs(5), |c| has_condition(c, "later", "Suspended")));
-    std::thread::sleep(millis(50));
-    assert!(cluster.pods_of("default", "later").is_empty());
-    with_client(&cluster, |client| async move {
+    let resumed = with_client(&cluster, |client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let patch = json!({"spec": {"suspend": false}});
         jobs.patch("later", &PatchParams::default(), &Patch::Strategic(&patch))
             .await
-            .expect("resume");
+            .expect("resume")
     });
+    let resumed_rv: u64 = resumed
+        .metadata
+        .resource_version
+        .and_then(|rv| rv.parse().ok())
+        .expect("rv");
     assert!(cluster.wait_until(secs(10), |c| has_condition(c, "later", "Complete")));
     assert!(!has_condition(&cluster, "later", "Suspended"));
+    let pods = cluster.history(Kind::Pod);
+    assert!(!pods.is_empty());
+    assert!(
+        pods.iter().all(|r| r.rv > resumed_rv),
+        "no pod while the Job was suspended"
+    );
 }
 
 #[test]
@@ -707,7 +707,7 @@ fn pod_logs_tail_timestamps_follow_and_404_when_gone() {
 
 #[test]
 fn stuck_pods_show_waiting_reasons_and_unschedulable() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job("pull", "Never", &[("FAKE_WAITING", "ErrImagePull")]));
     cluster.create_job(job(
         "config",
@@ -740,8 +740,17 @@ fn stuck_pods_show_waiting_reasons_and_unschedulable() {
         cluster.wait_until(secs(5), |c| waiting(c, "missing") == ["ErrImagePull"]
             || waiting(c, "missing") == ["ImagePullBackOff"])
     );
+    assert!(cluster.wait_until(secs(5), |c| !waiting(c, "pull").is_empty()));
+    let pull = pod_names(&cluster, "pull")[0].clone();
+    let pulled = |reason: &str| {
+        cluster.wait_until(secs(5), |c| {
+            c.history_of(Kind::Pod, "default", &pull).iter().any(|r| {
+                r.object["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == reason
+            })
+        })
+    };
     assert!(
-        cluster.wait_until(secs(5), |c| waiting(c, "pull") == ["ImagePullBackOff"]),
+        pulled("ErrImagePull") && pulled("ImagePullBackOff"),
         "ErrImagePull alternates with ImagePullBackOff"
     );
     let unscheduled = |c: &FakeCluster| {
