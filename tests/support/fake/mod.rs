@@ -699,6 +699,10 @@ impl FakeCluster {
     /// A parent Job that the Job controller leaves alone, and its Running pod: what jobherd
     /// finds through `POD_NAME`/`POD_NAMESPACE` when it runs as a CronJob's Job.
     pub fn create_parent(&self, ns: &str, name: &str) -> Parent {
+        let mut status = json!({"active": 1, "ready": 1, "startTime": meta::now_time()});
+        if !self.shared.config.version.job_ready() {
+            status.as_object_mut().map(|s| s.remove("ready"));
+        }
         let job = self.insert(
             Kind::Job,
             json!({
@@ -708,7 +712,7 @@ impl FakeCluster {
                     "restartPolicy": "Never", "serviceAccountName": "jobherd",
                     "containers": [{"name": "jobherd", "image": "jobherd:test"}],
                 }}},
-                "status": {"active": 1, "ready": 1, "startTime": meta::now_time()},
+                "status": status,
             }),
         );
         let mut st = lock(&self.shared.store);
