@@ -1830,3 +1830,250 @@ fn missing_config_map_reference_is_a_create_container_config_error() {
         reason(&cluster)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Containers of jobherd's image run the real binary.
+
+/// A Job whose pod runs jobherd (image `jobherd:test`) with these env entries, knowing itself
+/// through the downward API as cronjob.yaml sets it up.
+fn herd_job(name: &str, env: serde_json::Value) -> Job {
+    let mut all = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+    ];
+    all.extend(env.as_array().cloned().unwrap_or_default());
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "serviceAccountName": "jobherd",
+            "containers": [{"name": "jobherd", "image": "jobherd:test", "env": all,
+                "terminationMessagePolicy": "FallbackToLogsOnError"}],
+        }}},
+    }))
+    .expect("herd job")
+}
+
+fn env_value(name: &str, value: &str) -> serde_json::Value {
+    json!({"name": name, "value": value})
+}
+
+/// The terminated state of a Job's (only) pod's first container.
+fn terminated(cluster: &FakeCluster, job: &str) -> serde_json::Value {
+    let pod = &cluster.pods_of("default", job)[0];
+    let v = serde_json::to_value(pod).expect("pod json");
+    v["status"]["containerStatuses"][0]["state"]["terminated"].clone()
+}
+
+#[test]
+fn jobherd_image_runs_the_real_binary_with_its_output_as_the_pod_log() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(herd_job(
+        "dry",
+        json!([
+            env_value("JOBHERD_DRY_RUN", "client"),
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "2"),
+        ]),
+    ));
+    assert!(
+        cluster.wait_until(secs(30), |c| has_condition(c, "dry", "Complete")),
+        "{:?}",
+        conditions(&cluster, "dry")
+    );
+    assert_eq!(terminated(&cluster, "dry")["exitCode"], 0);
+    assert_eq!(terminated(&cluster, "dry")["reason"], "Completed");
+    let pod = pod_names(&cluster, "dry")[0].clone();
+    let log = cluster.log_lines("default", &pod).expect("log").join("\n");
+    let list: serde_json::Value = serde_json::from_str(&log).expect("the dry run's JSON");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|j| j["metadata"]["name"].as_str())
+        .collect();
+    // A client dry run asks the API nothing, not even who its parent is.
+    assert_eq!(names.len(), 2);
+    assert!(
+        names[0].starts_with("jobherd-") && names[0].ends_with("-0"),
+        "{names:?}"
+    );
+    assert_eq!(cluster.jobs("default").len(), 1, "nothing created");
+}
+
+#[test]
+fn jobherd_with_a_bad_variable_exits_2_and_says_why_in_the_termination_message() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(herd_job(
+        "bad",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "-1"),
+        ]),
+    ));
+    assert!(cluster.wait_until(secs(30), |c| has_condition(c, "bad", "Failed")));
+    let t = terminated(&cluster, "bad");
+    assert_eq!(
+        (t["exitCode"].clone(), t["reason"].clone()),
+        (json!(2), json!("Error"))
+    );
+    let message = t["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("JOBHERD_COUNT") && message.contains("\"-1\""),
+        "FallbackToLogsOnError: the last log lines: {t}"
+    );
+}
+
+#[test]
+fn a_herd_runs_inside_the_cluster_as_a_jobs_pod() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(herd_job(
+        "nightly",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "2"),
+        ]),
+    ));
+    assert!(
+        cluster.wait_until(secs(60), |c| has_condition(c, "nightly", "Complete")),
+        "{:?}",
+        conditions(&cluster, "nightly")
+    );
+    let parent = cluster.job("default", "nightly").expect("parent");
+    let parent_uid = parent.metadata.uid.clone().expect("uid");
+    let t = terminated(&cluster, "nightly");
+    assert_eq!(t["exitCode"], 0, "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("jobherd succeeded: 2 succeeded of 2 children")),
+        "the summary is the termination message: {t}"
+    );
+    for child in ["nightly-0", "nightly-1"] {
+        let job = cluster.job("default", child).expect(child);
+        let owner = &job.metadata.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Job", parent_uid.as_str())
+        );
+        assert!(has_condition(&cluster, child, "Complete"), "{child}");
+    }
+    let summary = parent.metadata.annotations.unwrap_or_default();
+    assert!(
+        summary
+            .get("jobherd.io/summary")
+            .is_some_and(|s| s.starts_with("jobherd succeeded")),
+        "{summary:?}"
+    );
+}
+
+#[test]
+fn herds_nest_two_deep() {
+    let cluster = FakeCluster::start();
+    // The top herd's one child is itself a herd: a jobherd pod that knows itself through the
+    // downward API (JOBHERD_JOB_TEMPLATE) and runs two busybox children.
+    let template = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+            "name": "herd", "image": "jobherd:test",
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "JOBHERD_IMAGE", "value": "busybox"},
+                {"name": "JOBHERD_COUNT", "value": "2"},
+            ],
+        }]}}},
+    });
+    cluster.create_job(herd_job(
+        "top",
+        json!([
+            env_value("JOBHERD_IMAGE", "jobherd:test"),
+            env_value("JOBHERD_JOB_TEMPLATE", &template.to_string()),
+        ]),
+    ));
+    assert!(
+        cluster.wait_until(secs(90), |c| has_condition(c, "top", "Complete")),
+        "{:?}",
+        conditions(&cluster, "top")
+    );
+    let mid = cluster.job("default", "top-0").expect("the middle herd");
+    let mid_uid = mid.metadata.uid.clone().expect("uid");
+    assert!(has_condition(&cluster, "top-0", "Complete"));
+    for leaf in ["top-0-0", "top-0-1"] {
+        let job = cluster.job("default", leaf).expect(leaf);
+        let owner = &job.metadata.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!(owner.uid, mid_uid, "{leaf} belongs to the middle herd");
+        assert!(has_condition(&cluster, leaf, "Complete"), "{leaf}");
+    }
+    assert_eq!(terminated(&cluster, "top-0")["exitCode"], 0);
+}
+
+#[test]
+fn a_deleted_herd_pod_gets_a_real_sigterm_and_cleans_up() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    cluster.create_job(herd_job(
+        "stopping",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "2"),
+            env_value("JOBHERD_ENV", r#"{"FAKE_HOLD":"never"}"#),
+        ]),
+    ));
+    assert!(cluster.wait_until(secs(60), |c| {
+        ["stopping-0", "stopping-1"].iter().all(|j| {
+            c.pods_of("default", j)
+                .iter()
+                .any(|p| phase(p) == "Running")
+        })
+    }));
+    let pod = pod_names(&cluster, "stopping")[0].clone();
+    assert!(cluster.delete(Kind::Pod, "default", &pod, Propagation::Background));
+    // jobherd exits 143 on SIGTERM after deleting its active children.
+    assert!(cluster.wait_until(secs(30), |c| c.pod("default", &pod).is_none()));
+    let h = cluster.history_of(Kind::Pod, "default", &pod);
+    let code = h.iter().find_map(|r| {
+        r.object["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"].as_i64()
+    });
+    assert_eq!(code, Some(143));
+    assert!(
+        cluster.job("default", "stopping-0").is_none()
+            && cluster.job("default", "stopping-1").is_none()
+    );
+}
+
+#[test]
+fn jobherd_processes_die_with_the_cluster_even_when_a_test_panics() {
+    let pids = std::sync::Mutex::new(Vec::new());
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cluster = FakeCluster::start();
+        cluster.create_job(herd_job(
+            "doomed",
+            json!([
+                env_value("JOBHERD_IMAGE", "busybox"),
+                env_value("JOBHERD_ENV", r#"{"FAKE_HOLD":"never"}"#),
+            ]),
+        ));
+        assert!(cluster.wait_until(secs(60), |c| c.job("default", "doomed-0").is_some()));
+        *pids.lock().expect("pids") = cluster.process_ids();
+        panic!("a test failing while jobherd runs in a pod");
+    }));
+    assert!(failed.is_err());
+    let pids = pids.into_inner().expect("pids");
+    assert_eq!(pids.len(), 1, "the herd's process");
+    // Gone, or a zombie waiting for this process to reap it.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    let end = Instant::now() + secs(10);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < end {
+        std::thread::sleep(millis(20));
+    }
+    assert!(
+        !pids.iter().any(|p| alive(*p)),
+        "a jobherd outlived its cluster"
+    );
+}

@@ -691,6 +691,11 @@ impl FakeCluster {
             .is_some()
     }
 
+    /// Pids of the processes containers of jobherd's image run now.
+    pub fn process_ids(&self) -> Vec<u32> {
+        lock(&self.shared.processes).iter().copied().collect()
+    }
+
     /// Ends every container holding on `name` (`FAKE_HOLD`); later ones do not hold.
     pub fn release(&self, name: &str) {
         let _ = self.shared.control.send(Control::Release(name.to_string()));
