@@ -773,3 +773,36 @@ fn log_format_json_makes_jobherds_own_lines_json() {
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn log_lines_in_a_pod_carry_no_terminal_colours() {
+    // jobherd as a CronJob's pod (the fake's kubelet runs the real binary for its image):
+    // stderr is no terminal there, and `kubectl logs` or Jenkins would show escape codes as is.
+    // A child namespace other than the parent's makes jobherd log a warning line.
+    let cluster = FakeCluster::start();
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "plain"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "jobherd", "image": "jobherd:test", "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "JOBHERD_IMAGE", "value": "busybox"},
+                {"name": "JOBHERD_NAMESPACE", "value": "elsewhere"},
+            ]}]}}},
+    }))
+    .unwrap();
+    cluster.create_job(job);
+    let pod_of = |c: &FakeCluster| c.pods(NS).into_iter().find_map(|p| p.metadata.name);
+    let done = |c: &FakeCluster| {
+        c.job(NS, "plain")
+            .is_some_and(|j| jobherd::run::job_outcome(&j).is_some())
+    };
+    assert!(cluster.wait_until(LONG, done));
+    let pod = pod_of(&cluster).expect("the herd's pod");
+    let log = cluster.log_lines(NS, &pod).expect("its log").join("\n");
+    assert!(
+        log.contains("WARN") && log.contains("another namespace"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "escape codes in the log: {log:?}");
+}
