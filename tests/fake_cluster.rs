@@ -2077,3 +2077,31 @@ fn jobherd_processes_die_with_the_cluster_even_when_a_test_panics() {
         "a jobherd outlived its cluster"
     );
 }
+
+#[test]
+fn a_herd_past_its_jobs_deadline_is_stopped_with_sigterm() {
+    // cronjob.yaml's activeDeadlineSeconds: the Job controller deletes the herd's pod, whose
+    // jobherd gets SIGTERM, deletes its active children and exits 143.
+    let cluster = FakeCluster::start();
+    let mut job = herd_job(
+        "late",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_ENV", r#"{"FAKE_HOLD":"never"}"#),
+        ]),
+    );
+    if let Some(spec) = job.spec.as_mut() {
+        spec.active_deadline_seconds = Some(2);
+    }
+    cluster.create_job(job);
+    assert!(cluster.wait_until(secs(30), |c| c.job("default", "late-0").is_some()));
+    assert!(cluster.wait_until(secs(30), |c| has_condition(c, "late", "Failed")));
+    assert_eq!(
+        conditions(&cluster, "late").last().map(|c| c.1.clone()),
+        Some("DeadlineExceeded".to_string())
+    );
+    assert!(
+        cluster.job("default", "late-0").is_none(),
+        "the child was deleted"
+    );
+}
