@@ -2105,3 +2105,49 @@ fn a_herd_past_its_jobs_deadline_is_stopped_with_sigterm() {
         "the child was deleted"
     );
 }
+
+#[test]
+fn indexed_jobs_run_one_pod_per_index_from_1_22() {
+    for version in [21, 33] {
+        let cluster = FakeCluster::builder().version(version).start();
+        cluster.create_job(job_with(
+            "idx",
+            "Never",
+            &[("FAKE_RUN_MS", "20")],
+            json!({"completionMode": "Indexed", "completions": 3, "parallelism": 3}),
+        ));
+        assert!(cluster.wait_until(secs(10), |c| has_condition(c, "idx", "Complete")));
+        let job = cluster.object(Kind::Job, "default", "idx").expect("job");
+        let pods = cluster.pods_of("default", "idx");
+        assert_eq!(pods.len(), 3);
+        if version < 22 {
+            // IndexedJob is alpha and off: the field is dropped, the Job is NonIndexed.
+            assert!(job["spec"]["completionMode"].is_null());
+            assert!(job["status"]["completedIndexes"].is_null());
+            continue;
+        }
+        assert_eq!(job["status"]["completedIndexes"], "0-2", "{job}");
+        let mut indexes: Vec<String> = pods
+            .iter()
+            .map(|p| {
+                let v = serde_json::to_value(p).expect("pod");
+                let i = v["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                    .as_str()
+                    .expect("index annotation")
+                    .to_string();
+                assert!(
+                    v["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&format!("idx-{i}-"))),
+                    "{v}"
+                );
+                assert_eq!(v["spec"]["hostname"], format!("idx-{i}"));
+                let env = v["spec"]["containers"][0]["env"].to_string();
+                assert!(env.contains("JOB_COMPLETION_INDEX"), "{env}");
+                i
+            })
+            .collect();
+        indexes.sort();
+        assert_eq!(indexes, ["0", "1", "2"]);
+    }
+}

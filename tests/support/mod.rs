@@ -28,7 +28,7 @@
 //! | from | behaviour |
 //! |---|---|
 //! | all | graceful pod deletion; `Complete`/`Failed`; `failed` ends at `backoffLimit + 1` for `Never` |
-//! | 1.22 | `completionMode`, `suspend` (alpha and dropped in 1.21) |
+//! | 1.22 | `completionMode` (Indexed Jobs), `suspend` (alpha and dropped in 1.21) |
 //! | 1.24 | Job `status.ready` |
 //! | 1.25 | server-side field validation: unknown fields warned about (`Warning: 299`) or, with `fieldValidation=Strict`, refused (400); before, pruned silently |
 //! | 1.26 | `batch.kubernetes.io/job-tracking` pod finalizer and `uncountedTerminatedPods`; `podFailurePolicy` (with `FailureTarget`); `DisruptionTarget` on evictions |
@@ -92,8 +92,9 @@
 //!
 //! # Where the fake still differs from a real cluster, and why
 //! - No CronJob controller: CronJobs are stored, never scheduled (jobherd never waits for one).
-//! - Every Job is NonIndexed to the controller: `completionMode: Indexed`, `successPolicy`,
-//!   `backoffLimitPerIndex` and `managedBy` are stored, not acted on (jobherd builds none).
+//! - `successPolicy`, `backoffLimitPerIndex`/`maxFailedIndexes` and `managedBy` are stored,
+//!   not acted on (jobherd builds none; their Jobs would end on `backoffLimit`/completions).
+//!   Indexed Jobs get one pod per index (`JOB_COMPLETION_INDEX`, `completedIndexes`).
 //! - One node, no scheduler constraints, no probes, no init containers; a pod is Ready when all
 //!   its containers run; QoS is always BestEffort. jobherd reads none of it.
 //! - Controllers see each write at once (no informer lag) and watchers get events of every kind

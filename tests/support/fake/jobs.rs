@@ -1,6 +1,7 @@
-//! The Job controller: creates a Job's pods (replacing failed ones after the controller's
-//! back-off), counts the pods that ended, applies `podFailurePolicy`, deadlines and
-//! `backoffLimit`, and writes status and conditions as the configured version does:
+//! The Job controller: creates a Job's pods (one per index for an Indexed Job; failed ones
+//! replaced after the controller's back-off), counts the pods that ended, applies
+//! `podFailurePolicy`, deadlines and `backoffLimit`, and writes status and conditions as the
+//! configured version does:
 //!
 //! - 1.31+: `SuccessCriteriaMet`/`FailureTarget` in one update, `Complete`/`Failed` in a later
 //!   one, once nothing is uncounted and no pod is terminating;
@@ -24,6 +25,9 @@ use super::versions::Version;
 /// The finalizer that keeps a Job's pod until the Job controller has counted it (1.26+).
 pub const TRACKING: &str = "batch.kubernetes.io/job-tracking";
 
+/// An Indexed Job's pod's index (annotation; also a label from 1.28).
+pub const INDEX: &str = "batch.kubernetes.io/job-completion-index";
+
 /// The Job controller's pod-failure back-off: 10 s, doubling, at most 6 minutes (real time).
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(360);
@@ -35,6 +39,8 @@ pub struct JobTrack {
     failed: u32,
     /// Pods already counted (or ignored by a podFailurePolicy rule).
     counted: HashSet<String>,
+    /// Indexed Jobs: the indexes that succeeded.
+    completed: std::collections::BTreeSet<u32>,
     failures_since_success: u32,
     last_failure: Option<Instant>,
     /// A pass is scheduled for when the back-off ends.
@@ -142,10 +148,18 @@ impl Sim {
             }
         }
         let clock = Instant::now();
+        let indexed = v.indexed_and_suspend() && spec["completionMode"] == "Indexed";
         for puid in &new_s {
             track.counted.insert(puid.clone());
             track.succeeded += 1;
             track.failures_since_success = 0;
+            if let Some(i) = pods
+                .iter()
+                .find(|p| meta::uid_of(p) == puid)
+                .and_then(index_of)
+            {
+                track.completed.insert(i);
+            }
         }
         for puid in &new_f {
             track.counted.insert(puid.clone());
@@ -244,7 +258,12 @@ impl Sim {
             };
             let completions = spec["completions"].as_u64().map(|c| c as u32);
             let parallelism = spec["parallelism"].as_u64().unwrap_or(1) as u32;
-            let succeeded = track.succeeded;
+            // An Indexed Job counts distinct indexes, not pods.
+            let succeeded = if indexed {
+                track.completed.len() as u32
+            } else {
+                track.succeeded
+            };
             let complete = match completions {
                 Some(c) => succeeded >= c,
                 None => succeeded >= 1 && active.is_empty(),
@@ -341,8 +360,19 @@ impl Sim {
                 None,
             );
         }
-        for _ in 0..create {
-            let pod = pod_from_template(&st, &job, v);
+        // Indexed: the lowest indexes that neither succeeded nor run.
+        let mut free = (0..spec["completions"].as_u64().unwrap_or(0) as u32).filter(|i| {
+            let track = &self.jobs[&uid];
+            !track.completed.contains(i) && !active.iter().any(|p| index_of(p) == Some(*i))
+        });
+        let indexes: Vec<Option<u32>> = (0..create)
+            .map(|_| if indexed { free.next() } else { None })
+            .collect();
+        for index in indexes {
+            if indexed && index.is_none() {
+                break;
+            }
+            let pod = pod_from_template(&st, &job, v, index);
             if let Ok(created) = st.create(Kind::Pod, pod) {
                 self.attempt_base
                     .insert(meta::uid_of(&created).to_string(), counts.1);
@@ -381,6 +411,12 @@ impl Sim {
             }
         }
         render_counts(&mut status, v, counts, &pods);
+        if indexed && let Some(track) = self.jobs.get(&uid) {
+            let ranges = index_ranges(&track.completed);
+            if !ranges.is_empty() {
+                status["completedIndexes"] = json!(ranges);
+            }
+        }
         if status
             != st
                 .get(Kind::Job, key)
@@ -695,16 +731,44 @@ pub fn job_labels(v: Version, uid: &str, name: &str) -> Vec<(&'static str, Strin
     labels
 }
 
-/// A pod as the Job controller creates it: `<job>-<5 chars>`, template labels (which include
-/// the controller labels added on Job create), a controller ownerReference, and from 1.26 the
-/// job-tracking finalizer.
-pub fn pod_from_template(st: &Store, job: &Value, v: Version) -> Value {
+/// The index of an Indexed Job's pod.
+fn index_of(pod: &Value) -> Option<u32> {
+    meta::annotation(pod, INDEX)?.parse().ok()
+}
+
+/// `0-2,5`: completed indexes as `status.completedIndexes` writes them.
+fn index_ranges(indexes: &std::collections::BTreeSet<u32>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut iter = indexes.iter().copied().peekable();
+    while let Some(start) = iter.next() {
+        let mut end = start;
+        while iter.peek() == Some(&(end + 1)) {
+            end = iter.next().unwrap_or(end);
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+    }
+    out.join(",")
+}
+
+/// A pod as the Job controller creates it: `<job>-<5 chars>` (`<job>-<index>-<5 chars>` for an
+/// Indexed Job, with its index as annotation, label, hostname and `JOB_COMPLETION_INDEX`),
+/// template labels (which include the controller labels added on Job create), a controller
+/// ownerReference, and from 1.26 the job-tracking finalizer.
+pub fn pod_from_template(st: &Store, job: &Value, v: Version, index: Option<u32>) -> Value {
     let ns = meta::namespace_of(job);
     let job_name = meta::name_of(job);
     let tmpl = &job["spec"]["template"];
-    let mut name = format!("{job_name}-{}", meta::random_suffix(5));
+    let base = match index {
+        Some(i) => format!("{job_name}-{i}"),
+        None => job_name.to_string(),
+    };
+    let mut name = format!("{base}-{}", meta::random_suffix(5));
     while st.get(Kind::Pod, &store::key(ns, &name)).is_some() {
-        name = format!("{job_name}-{}", meta::random_suffix(5));
+        name = format!("{base}-{}", meta::random_suffix(5));
     }
     let mut labels = tmpl["metadata"]["labels"].clone();
     if !labels.is_object() {
@@ -723,8 +787,29 @@ pub fn pod_from_template(st: &Store, job: &Value, v: Version) -> Value {
     if v.tracking_finalizers() {
         metadata["finalizers"] = json!([TRACKING]);
     }
+    let mut spec = tmpl["spec"].clone();
+    if let Some(i) = index {
+        if !metadata["annotations"].is_object() {
+            metadata["annotations"] = json!({});
+        }
+        metadata["annotations"][INDEX] = json!(i.to_string());
+        if v.0 >= 28 {
+            metadata["labels"][INDEX] = json!(i.to_string());
+        }
+        spec["hostname"] = json!(format!("{job_name}-{i}"));
+        let env = json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef":
+            {"fieldPath": format!("metadata.annotations['{INDEX}']")}}});
+        for c in spec["containers"].as_array_mut().into_iter().flatten() {
+            if !c["env"].is_array() {
+                c["env"] = json!([]);
+            }
+            if let Some(e) = c["env"].as_array_mut() {
+                e.push(env.clone());
+            }
+        }
+    }
     json!({
-        "apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": tmpl["spec"],
+        "apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,
         "status": {"phase": "Pending", "qosClass": "BestEffort"},
     })
 }

@@ -721,7 +721,7 @@ impl FakeCluster {
             }),
         );
         let mut st = lock(&self.shared.store);
-        let mut pod = jobs::pod_from_template(&st, &job, self.shared.config.version);
+        let mut pod = jobs::pod_from_template(&st, &job, self.shared.config.version, None);
         if let Some(m) = pod["metadata"].as_object_mut() {
             m.remove("finalizers");
         }
