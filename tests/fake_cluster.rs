@@ -1632,6 +1632,17 @@ fn cronjob_yaml_is_refused_by_kubectl_at_1_21_and_applies_at_1_32() {
         .expect("rbac applies at 1.21");
     let kinds: Vec<&str> = rbac.iter().filter_map(|o| o["kind"].as_str()).collect();
     assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
+    // Kinds the fake does not serve are validated all the same (and not stored).
+    let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndatta: {a: b}\n";
+    let refused = old
+        .kubectl_apply("cm.yaml", typo)
+        .expect_err("unknown field");
+    assert!(
+        refused.contains(
+            r#"ValidationError(ConfigMap): unknown field "datta" in io.k8s.api.core.v1.ConfigMap"#
+        ),
+        "{refused}"
+    );
 
     let new = FakeCluster::builder().version(32).start();
     let applied = new
@@ -1646,6 +1657,16 @@ fn cronjob_yaml_is_refused_by_kubectl_at_1_21_and_applies_at_1_32() {
     // kubectl >= 1.25 asks the server to be strict.
     let mut typo = cronjob.replace("concurrencyPolicy:", "concurrencyPolicyy:");
     typo = typo.replace("name: jobherd-pi\n", "name: jobherd-typo\n");
+    let refused = new
+        .kubectl_apply(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndatta: {}\n",
+        )
+        .expect_err("strict");
+    assert!(
+        refused.ends_with(r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "datta""#),
+        "{refused}"
+    );
     let refused = new.kubectl_apply("typo.yaml", &typo).expect_err("strict");
     assert!(
         refused.contains(r#"Error from server (BadRequest): error when creating "typo.yaml": CronJob in version "v1" cannot be handled as a CronJob: strict decoding error: unknown field "spec.concurrencyPolicyy""#),
