@@ -676,17 +676,22 @@ fn cleanup_always_deletes_finished_children_and_junit_is_written() {
 
 #[test]
 fn logs_all_prefixes_every_line_with_the_child() {
+    // The children run until their lines were followed, however slow the machine.
     let cluster = FakeCluster::start();
-    let out = cluster
+    let mut h = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_NAME_PREFIX", "logs")
         .env("JOBHERD_LOGS", "all")
         .env(
             "JOBHERD_PARAMS",
-            r#"[{"FAKE_LOG":"alpha","FAKE_RUN_MS":"300"},{"FAKE_LOG":"beta","FAKE_RUN_MS":"300"}]"#,
+            r#"[{"FAKE_LOG":"alpha","FAKE_HOLD":"go"},{"FAKE_LOG":"beta","FAKE_HOLD":"go"}]"#,
         )
-        .run();
+        .spawn();
+    h.wait_for_stdout("logs-0 | alpha", LONG);
+    h.wait_for_stdout("logs-1 | beta", LONG);
+    cluster.release("go");
+    let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("logs-0 | alpha"), "{out}");
     assert!(out.stdout.contains("logs-1 | beta"), "{out}");
