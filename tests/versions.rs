@@ -93,9 +93,11 @@ fn assert_tracking(version: u32, pods: &[Revision]) {
     );
 }
 
-/// Each pod that was deleted while running kept running until it stopped, then went.
-fn assert_graceful(pods: &[Revision]) {
+/// Each pod deleted before it ended stayed until it stopped, then went. Returns how many were
+/// deleted while running.
+fn assert_graceful(pods: &[Revision]) -> usize {
     let uids: std::collections::BTreeSet<&str> = pods.iter().map(Revision::uid).collect();
+    let mut running = 0;
     for uid in uids {
         let h: Vec<&Revision> = pods.iter().filter(|r| r.uid() == uid).collect();
         let Some(marked) = h
@@ -104,16 +106,19 @@ fn assert_graceful(pods: &[Revision]) {
         else {
             continue;
         };
-        assert_eq!(
-            h[marked].object["status"]["phase"], "Running",
-            "deleted while running"
+        let phase = h[marked].object["status"]["phase"].as_str().unwrap_or("");
+        assert!(
+            phase == "Running" || phase == "Pending",
+            "deleted before it ended: {phase}"
         );
+        running += usize::from(phase == "Running");
         let stopped = h[marked..]
             .iter()
             .any(|r| r.object["status"]["phase"] == "Failed");
         assert!(stopped, "the pod stopped before it went");
         assert_eq!(h.last().map(|r| r.event), Some("DELETED"));
     }
+    running
 }
 
 fn children_succeed(version: u32) {
@@ -223,6 +228,7 @@ fn timeout_deletes_children_and_their_pods_go_gracefully(version: u32) {
     assert!(children(&cluster).is_empty(), "children deleted: {out}");
     assert!(cluster.wait_until(LONG, |c| c.pods(NS).is_empty()));
     let pods = cluster.history(Kind::Pod);
+    assert_eq!(pods.iter().filter(|r| r.event == "ADDED").count(), 2);
     assert_graceful(&pods);
     assert_tracking(version, &pods);
 }
@@ -236,7 +242,13 @@ fn sigterm_deletes_children_and_exits_143(version: u32) {
         .env("JOBHERD_PARALLELISM", "2")
         .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"never"}"#)
         .spawn();
-    h.wait_for_stdout(" running", LONG);
+    let running = |c: &FakeCluster| {
+        c.pods(NS)
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .count()
+    };
+    assert!(cluster.wait_until(LONG, |c| running(c) == 2));
     h.signal(libc::SIGTERM);
     let out = h.wait();
     assert_eq!(out.code, Some(143), "{out}");
@@ -244,7 +256,7 @@ fn sigterm_deletes_children_and_exits_143(version: u32) {
     assert_eq!(creates(&cluster), 2, "the pending child is not created");
     assert!(children(&cluster).is_empty(), "{out}");
     assert!(cluster.wait_until(LONG, |c| c.pods(NS).is_empty()));
-    assert_graceful(&cluster.history(Kind::Pod));
+    assert_eq!(assert_graceful(&cluster.history(Kind::Pod)), 2);
 }
 
 fn restarted_parent_adopts_children(version: u32) {
