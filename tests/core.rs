@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use support::FakeCluster;
+use support::{FakeCluster, Kind, peak};
 
 const NS: &str = "default";
 const LONG: Duration = Duration::from_secs(30);
@@ -190,13 +190,19 @@ fn failed_child_reports_reason_and_attempts_after_retries() {
 #[test]
 fn on_failure_child_logs_survive_the_pod_being_deleted() {
     // With OnFailure the Job controller deletes the pod when it gives up; jobherd keeps the
-    // tail of an earlier failed attempt, read while the container was restarting.
+    // tail of an earlier failed attempt, read while the container was restarting. A grace
+    // period of 0 makes the pod go in the same step as the failure (instead of terminating for
+    // a while, when its log could still be read).
     let cluster = FakeCluster::start();
     let out = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_NAME_PREFIX", "etl")
         .env("JOBHERD_BACKOFF_LIMIT", "2")
+        .env(
+            "JOBHERD_JOB_TEMPLATE",
+            r#"{"apiVersion":"batch/v1","kind":"Job","spec":{"template":{"spec":{"terminationGracePeriodSeconds":0}}}}"#,
+        )
         .env(
             "JOBHERD_ENV",
             r#"{"FAKE_EXIT":"3","FAKE_LOG":"disk full","FAKE_RUN_MS":"300"}"#,
@@ -214,31 +220,36 @@ fn on_failure_child_logs_survive_the_pod_being_deleted() {
 
 #[test]
 fn parallelism_is_never_exceeded() {
-    let cluster = FakeCluster::start();
-    let mut h = cluster
+    // Measured on the cluster's recorded history, not by sampling it. The children hold until
+    // two of them exist, so a jobherd that ignored the limit would have created more by then.
+    let cluster = FakeCluster::builder().record_history(true).start();
+    let h = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_COUNT", "6")
         .env("JOBHERD_PARALLELISM", "2")
-        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"300"}"#)
+        .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"go"}"#)
         .spawn();
-    let mut most = 0;
-    let started = std::time::Instant::now();
-    while !h.exited() && started.elapsed() < LONG {
-        most = most.max(active_jobs(&cluster).len());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(cluster.wait_until(LONG, |c| c.jobs(NS).len() >= 2));
+    cluster.release("go");
     let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(creates(&cluster).len(), 6);
+    let active = |j: &serde_json::Value| {
+        let job: Job = serde_json::from_value(j.clone()).expect("a Job");
+        label(&job, "app.kubernetes.io/managed-by") == Some("jobherd")
+            && jobherd::run::job_outcome(&job).is_none()
+    };
+    let most = peak(&cluster.history(Kind::Job), active);
     assert!(most <= 2, "{most} children were active at once");
     assert_eq!(most, 2, "parallelism 2 should be used");
 }
 
 #[test]
 fn fail_fast_deletes_active_children_and_creates_no_more() {
+    // The first child fails only once the second exists: both are active, as intended.
     let cluster = FakeCluster::start();
-    let out = cluster
+    let h = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_NAME_PREFIX", "ff")
@@ -247,9 +258,12 @@ fn fail_fast_deletes_active_children_and_creates_no_more() {
         .env("JOBHERD_BACKOFF_LIMIT", "0")
         .env(
             "JOBHERD_PARAMS",
-            r#"[{"FAKE_EXIT":"1","FAKE_RUN_MS":"100"},{"FAKE_RUN_MS":"20000"},{},{}]"#,
+            r#"[{"FAKE_EXIT":"1","FAKE_HOLD":"fail"},{"FAKE_RUN_MS":"20000"},{},{}]"#,
         )
-        .run();
+        .spawn();
+    assert!(cluster.wait_until(LONG, |c| c.job(NS, "ff-1").is_some()));
+    cluster.release("fail");
+    let out = h.wait();
     assert_eq!(out.code, Some(1), "{out}");
     assert_eq!(creates(&cluster).len(), 2, "{out}");
     assert!(out.stdout.contains("ff-1 cancelled"), "{out}");
@@ -343,7 +357,8 @@ fn sigint_exits_130() {
 fn restarted_parent_adopts_children_without_duplicates() {
     let cluster = FakeCluster::start();
     let parent = cluster.create_parent(NS, "nightly-7");
-    let params = r#"[{"FAKE_RUN_MS":"50"},{"FAKE_RUN_MS":"1500"},{"FAKE_RUN_MS":"1500"}]"#;
+    // Children 1 and 2 run until the restarted parent has adopted them.
+    let params = r#"[{"FAKE_RUN_MS":"50"},{"FAKE_HOLD":"rest"},{"FAKE_HOLD":"rest"}]"#;
     let mut first = cluster
         .jobherd()
         .in_pod(&parent)
@@ -351,16 +366,20 @@ fn restarted_parent_adopts_children_without_duplicates() {
         .env("JOBHERD_PARAMS", params)
         .spawn();
     first.wait_for_stdout("nightly-7-0 succeeded", LONG);
+    assert!(cluster.wait_until(LONG, |c| c.jobs(NS).len() == 4));
     first.kill();
     first.wait();
     assert_eq!(creates(&cluster).len(), 3);
 
-    let out = cluster
+    let mut second = cluster
         .jobherd()
         .in_pod(&parent)
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_PARAMS", params)
-        .run();
+        .spawn();
+    second.wait_for_stdout("nightly-7-2 adopted", LONG);
+    cluster.release("rest");
+    let out = second.wait();
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(creates(&cluster).len(), 3, "no child created twice: {out}");
     assert!(out.stdout.contains("nightly-7-1 adopted"), "{out}");
@@ -387,10 +406,12 @@ fn dropped_watches_lose_and_double_no_transition() {
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_COUNT", "3")
-        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"800"}"#)
+        .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"go"}"#)
         .spawn();
     h.wait_for_stdout(" running", LONG);
     cluster.drop_watches();
+    // The children end only after the drop: jobherd must learn of it through new watches.
+    cluster.release("go");
     let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
     for i in 0..3 {
@@ -415,13 +436,14 @@ fn expired_watch_relists_and_finishes() {
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_COUNT", "3")
-        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"800"}"#)
+        .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"go"}"#)
         .spawn();
     h.wait_for_stdout(" running", LONG);
     // Every resourceVersion handed out so far is now too old: resumed watches get 410 Expired.
     cluster.compact();
     let compacted = std::time::Instant::now();
     cluster.drop_watches();
+    cluster.release("go");
     let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(count_lines(&out.stdout, " succeeded after"), 3, "{out}");
@@ -654,17 +676,22 @@ fn cleanup_always_deletes_finished_children_and_junit_is_written() {
 
 #[test]
 fn logs_all_prefixes_every_line_with_the_child() {
+    // The children run until their lines were followed, however slow the machine.
     let cluster = FakeCluster::start();
-    let out = cluster
+    let mut h = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
         .env("JOBHERD_NAME_PREFIX", "logs")
         .env("JOBHERD_LOGS", "all")
         .env(
             "JOBHERD_PARAMS",
-            r#"[{"FAKE_LOG":"alpha","FAKE_RUN_MS":"300"},{"FAKE_LOG":"beta","FAKE_RUN_MS":"300"}]"#,
+            r#"[{"FAKE_LOG":"alpha","FAKE_HOLD":"go"},{"FAKE_LOG":"beta","FAKE_HOLD":"go"}]"#,
         )
-        .run();
+        .spawn();
+    h.wait_for_stdout("logs-0 | alpha", LONG);
+    h.wait_for_stdout("logs-1 | beta", LONG);
+    cluster.release("go");
+    let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("logs-0 | alpha"), "{out}");
     assert!(out.stdout.contains("logs-1 | beta"), "{out}");
@@ -750,4 +777,37 @@ fn log_format_json_makes_jobherds_own_lines_json() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v["fields"]["message"].is_string(), "{line}");
     }
+}
+
+#[test]
+fn log_lines_in_a_pod_carry_no_terminal_colours() {
+    // jobherd as a CronJob's pod (the fake's kubelet runs the real binary for its image):
+    // stderr is no terminal there, and `kubectl logs` or Jenkins would show escape codes as is.
+    // A child namespace other than the parent's makes jobherd log a warning line.
+    let cluster = FakeCluster::start();
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "plain"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "jobherd", "image": "jobherd:test", "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "JOBHERD_IMAGE", "value": "busybox"},
+                {"name": "JOBHERD_NAMESPACE", "value": "elsewhere"},
+            ]}]}}},
+    }))
+    .unwrap();
+    cluster.create_job(job);
+    let pod_of = |c: &FakeCluster| c.pods(NS).into_iter().find_map(|p| p.metadata.name);
+    let done = |c: &FakeCluster| {
+        c.job(NS, "plain")
+            .is_some_and(|j| jobherd::run::job_outcome(&j).is_some())
+    };
+    assert!(cluster.wait_until(LONG, done));
+    let pod = pod_of(&cluster).expect("the herd's pod");
+    let log = cluster.log_lines(NS, &pod).expect("its log").join("\n");
+    assert!(
+        log.contains("WARN") && log.contains("another namespace"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "escape codes in the log: {log:?}");
 }

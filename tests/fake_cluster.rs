@@ -433,25 +433,19 @@ fn exit_codes_per_attempt_let_a_job_succeed_on_retry() {
 
 #[test]
 fn on_failure_restarts_in_place_then_deletes_the_pod() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job(
         "crashy",
         "OnFailure",
         &[("FAKE_EXIT", "2"), ("FAKE_RUN_MS", "5")],
     ));
-    let mut restarts_seen = 0;
-    assert!(cluster.wait_until(secs(10), |c| {
-        for p in c.pods_of("default", "crashy") {
-            let cs = &p
-                .status
-                .and_then(|s| s.container_statuses)
-                .unwrap_or_default()[..];
-            if let Some(cs) = cs.first() {
-                restarts_seen = restarts_seen.max(cs.restart_count);
-            }
-        }
-        has_condition(c, "crashy", "Failed")
-    }));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "crashy", "Failed")));
+    let restarts_seen = cluster
+        .history(Kind::Pod)
+        .iter()
+        .filter_map(|r| r.object["status"]["containerStatuses"][0]["restartCount"].as_u64())
+        .max()
+        .unwrap_or(0);
     assert!(restarts_seen >= 1, "the container restarted in place");
     assert_eq!(
         conditions(&cluster, "crashy").last().map(|c| c.1.as_str()),
@@ -490,25 +484,22 @@ fn active_deadline_fails_the_job_and_kills_its_pod() {
 
 #[test]
 fn parallelism_and_completions() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job_with(
         "fan",
         "Never",
         &[("FAKE_RUN_MS", "100")],
         json!({"completions": 4, "parallelism": 2}),
     ));
-    assert!(cluster.wait_until(secs(5), |c| {
-        c.job("default", "fan")
-            .and_then(|j| j.status)
-            .and_then(|s| s.active)
-            == Some(2)
-    }));
-    assert_eq!(
-        cluster.pods_of("default", "fan").len(),
-        2,
-        "never more than parallelism at once"
-    );
     assert!(cluster.wait_until(secs(10), |c| has_condition(c, "fan", "Complete")));
+    let active = |p: &serde_json::Value| {
+        matches!(p["status"]["phase"].as_str(), Some("Pending" | "Running")) && !deleting(p)
+    };
+    assert_eq!(
+        peak(&cluster.history(Kind::Pod), active),
+        2,
+        "parallelism 2 used, never more at once"
+    );
     assert_eq!(cluster.pods_of("default", "fan").len(), 4);
     assert_eq!(
         cluster
@@ -521,20 +512,29 @@ fn parallelism_and_completions() {
 
 #[test]
 fn suspend_holds_pods_until_resumed() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job_with("later", "Never", &[], json!({"suspend": true})));
     assert!(cluster.wait_until(secs(5), |c| has_condition(c, "later", "Suspended")));
-    std::thread::sleep(millis(50));
-    assert!(cluster.pods_of("default", "later").is_empty());
-    with_client(&cluster, |client| async move {
+    let resumed = with_client(&cluster, |client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let patch = json!({"spec": {"suspend": false}});
         jobs.patch("later", &PatchParams::default(), &Patch::Strategic(&patch))
             .await
-            .expect("resume");
+            .expect("resume")
     });
+    let resumed_rv: u64 = resumed
+        .metadata
+        .resource_version
+        .and_then(|rv| rv.parse().ok())
+        .expect("rv");
     assert!(cluster.wait_until(secs(10), |c| has_condition(c, "later", "Complete")));
     assert!(!has_condition(&cluster, "later", "Suspended"));
+    let pods = cluster.history(Kind::Pod);
+    assert!(!pods.is_empty());
+    assert!(
+        pods.iter().all(|r| r.rv > resumed_rv),
+        "no pod while the Job was suspended"
+    );
 }
 
 #[test]
@@ -707,7 +707,7 @@ fn pod_logs_tail_timestamps_follow_and_404_when_gone() {
 
 #[test]
 fn stuck_pods_show_waiting_reasons_and_unschedulable() {
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job("pull", "Never", &[("FAKE_WAITING", "ErrImagePull")]));
     cluster.create_job(job(
         "config",
@@ -740,8 +740,17 @@ fn stuck_pods_show_waiting_reasons_and_unschedulable() {
         cluster.wait_until(secs(5), |c| waiting(c, "missing") == ["ErrImagePull"]
             || waiting(c, "missing") == ["ImagePullBackOff"])
     );
+    assert!(cluster.wait_until(secs(5), |c| !waiting(c, "pull").is_empty()));
+    let pull = pod_names(&cluster, "pull")[0].clone();
+    let pulled = |reason: &str| {
+        cluster.wait_until(secs(5), |c| {
+            c.history_of(Kind::Pod, "default", &pull).iter().any(|r| {
+                r.object["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == reason
+            })
+        })
+    };
     assert!(
-        cluster.wait_until(secs(5), |c| waiting(c, "pull") == ["ImagePullBackOff"]),
+        pulled("ErrImagePull") && pulled("ImagePullBackOff"),
         "ErrImagePull alternates with ImagePullBackOff"
     );
     let unscheduled = |c: &FakeCluster| {
@@ -1061,4 +1070,1105 @@ fn watches_send_bookmarks_and_end_at_timeout_seconds() {
         0,
         "the stream ended at timeoutSeconds"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fidelity to real control planes (/work/shared/KUBERNETES.md), asserted on recorded history:
+// every version of every object, in the order watchers saw them.
+
+/// Whether a Job (or pod) version has condition `ty` with status True.
+fn cond_true(obj: &serde_json::Value, ty: &str) -> bool {
+    obj["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == ty && c["status"] == "True"))
+}
+
+fn finalizers(obj: &serde_json::Value) -> Vec<String> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn deleting(obj: &serde_json::Value) -> bool {
+    !obj["metadata"]["deletionTimestamp"].is_null()
+}
+
+/// The first version (index) for which `pred` holds.
+fn first(history: &[Revision], pred: impl Fn(&Revision) -> bool) -> Option<usize> {
+    history.iter().position(pred)
+}
+
+/// A Job as JSON, with a pod template patched by `pod_spec` (merged into the pod spec).
+fn job_json(
+    name: &str,
+    restart: &str,
+    env: &[(&str, &str)],
+    spec: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::to_value(job_with(name, restart, env, spec)).expect("job value")
+}
+
+fn with_pod_spec(mut job: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    for (k, v) in extra.as_object().expect("object") {
+        job["spec"]["template"]["spec"][k] = v.clone();
+    }
+    job
+}
+
+/// One plain HTTP/1.1 request to the fake; returns status, `Warning` headers and the body.
+fn raw(
+    cluster: &FakeCluster,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, Vec<String>, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(cluster.addr()).expect("connect");
+    let body = body.to_string();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, rest) = resp.split_once("\r\n\r\n").expect("http response");
+    eprintln!("HEAD {head}");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let warnings = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("warning"))
+        .map(|(_, v)| v.trim().to_string())
+        .collect();
+    (
+        status,
+        warnings,
+        serde_json::from_str(rest).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn success_criteria_met_comes_in_an_earlier_update_than_complete() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    cluster.create_job(job("ok", "Never", &[("FAKE_RUN_MS", "20")]));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "ok", "Complete")));
+    let jobs = cluster.history_of(Kind::Job, "default", "ok");
+    let met = first(&jobs, |r| cond_true(&r.object, "SuccessCriteriaMet")).expect("interim");
+    let complete = first(&jobs, |r| cond_true(&r.object, "Complete")).expect("final");
+    assert!(
+        met < complete,
+        "SuccessCriteriaMet at {met}, Complete at {complete}"
+    );
+    // The count passed through uncountedTerminatedPods while the pod kept its finalizer.
+    let uncounted = first(&jobs, |r| {
+        r.object["status"]["uncountedTerminatedPods"]["succeeded"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    })
+    .expect("an update listing the pod as uncounted");
+    let counted = first(&jobs, |r| r.object["status"]["succeeded"] == 1).expect("counted");
+    assert!(uncounted < counted);
+    let pods = cluster.history(Kind::Pod);
+    assert!(
+        pods.iter().any(
+            |r| r.object["status"]["phase"] == "Running" && finalizers(&r.object) == [TRACKING]
+        )
+    );
+    let released = pods
+        .iter()
+        .find(|r| r.object["status"]["phase"] == "Succeeded" && finalizers(&r.object).is_empty())
+        .expect("the finalizer is removed once the pod is counted");
+    assert!(jobs[uncounted].rv < released.rv && released.rv < jobs[counted].rv);
+    let last = &jobs[jobs.len() - 1].object["status"];
+    assert_eq!(last["uncountedTerminatedPods"], json!({}));
+    assert_eq!(
+        (last["ready"].clone(), last["terminating"].clone()),
+        (json!(0), json!(0))
+    );
+}
+
+#[test]
+fn failed_waits_until_no_pod_is_terminating() {
+    // OnFailure, backoffLimit 1, as in KUBERNETES.md: FailureTarget with terminating: 1, Failed
+    // once the pod has gone.
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job_with(
+        "crash",
+        "OnFailure",
+        &[
+            ("FAKE_EXIT", "1"),
+            ("FAKE_RUN_MS", "1000"),
+            ("FAKE_TERM_MS", "200"),
+        ],
+        json!({"backoffLimit": 1}),
+    ));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "crash", "Failed")));
+    let jobs = cluster.history_of(Kind::Job, "default", "crash");
+    let target = first(&jobs, |r| cond_true(&r.object, "FailureTarget")).expect("interim");
+    let failed = first(&jobs, |r| cond_true(&r.object, "Failed")).expect("final");
+    assert!(target < failed);
+    assert!(
+        jobs[target..failed]
+            .iter()
+            .any(|r| r.object["status"]["terminating"] == 1),
+        "the pod was seen terminating between FailureTarget and Failed"
+    );
+    assert_eq!(jobs[failed].object["status"]["terminating"], 0);
+    assert_eq!(jobs[failed].object["status"]["failed"], 1);
+    assert_eq!(
+        conditions(&cluster, "crash"),
+        [
+            (
+                "FailureTarget".to_string(),
+                "BackoffLimitExceeded".to_string()
+            ),
+            ("Failed".into(), "BackoffLimitExceeded".into())
+        ]
+    );
+    let pods = cluster.history(Kind::Pod);
+    let still_running = first(&pods, |r| {
+        deleting(&r.object) && r.object["status"]["phase"] == "Running"
+    })
+    .expect("the deleted pod kept running for a while");
+    let stopped = first(&pods, |r| {
+        deleting(&r.object) && r.object["status"]["phase"] == "Failed"
+    })
+    .expect("then it stopped");
+    assert!(pods[still_running].rv < pods[stopped].rv);
+    assert!(
+        pods[stopped].rv < jobs[failed].rv,
+        "Failed waited for the pod"
+    );
+    let before = pods[still_running].at;
+    assert!(pods[stopped].at.duration_since(before) >= millis(150));
+}
+
+#[test]
+fn deleted_pod_gets_sigterm_then_sigkill_after_its_grace_period() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    // One that exits 100 ms after SIGTERM, one that ignores it and is killed after 1 s.
+    cluster.create_job(job("polite", "Never", &[("FAKE_RUN_MS", "60000")]));
+    let stubborn = with_pod_spec(
+        job_json(
+            "stubborn",
+            "Never",
+            &[("FAKE_RUN_MS", "60000"), ("FAKE_TERM_MS", "60000")],
+            json!({}),
+        ),
+        json!({"terminationGracePeriodSeconds": 1}),
+    );
+    cluster.create_job(serde_json::from_value(stubborn).expect("job"));
+    let running = |c: &FakeCluster, job: &str| {
+        c.pods_of("default", job)
+            .iter()
+            .any(|p| phase(p) == "Running")
+    };
+    assert!(cluster.wait_until(secs(10), |c| running(c, "polite") && running(c, "stubborn")));
+    let polite = pod_names(&cluster, "polite")[0].clone();
+    let stubborn = pod_names(&cluster, "stubborn")[0].clone();
+    let (p, s) = (polite.clone(), stubborn.clone());
+    let answered = with_client(&cluster, |client| async move {
+        let pods: Api<Pod> = Api::default_namespaced(client);
+        let a = pods
+            .delete(&p, &DeleteParams::default())
+            .await
+            .expect("delete");
+        let b = pods
+            .delete(&s, &DeleteParams::default())
+            .await
+            .expect("delete");
+        (a.left(), b.left())
+    });
+    let marked = answered.0.expect("a graceful delete answers the pod");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+    assert_eq!(
+        answered
+            .1
+            .and_then(|p| p.metadata.deletion_grace_period_seconds),
+        Some(1)
+    );
+    assert!(
+        cluster.wait_until(secs(10), |c| c.pod("default", &polite).is_none()
+            && c.pod("default", &stubborn).is_none())
+    );
+    for (name, code, at_least) in [(&polite, 143, millis(100)), (&stubborn, 137, secs(1))] {
+        let h = cluster.history_of(Kind::Pod, "default", name);
+        let marked = first(&h, |r| deleting(&r.object)).expect("marked for deletion");
+        assert_eq!(h[marked].object["status"]["phase"], "Running", "{name}");
+        let ended = first(&h, |r| {
+            r.object["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == code
+        })
+        .unwrap_or_else(|| panic!("{name} ended with {code}"));
+        assert_eq!(h[ended].object["status"]["phase"], "Failed");
+        assert!(
+            h[ended].at.duration_since(h[marked].at) >= at_least,
+            "{name}"
+        );
+        assert_eq!(h.last().map(|r| r.event), Some("DELETED"));
+    }
+}
+
+#[test]
+fn background_deletion_removes_the_job_at_once_and_its_pods_gracefully() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    cluster.create_job(job(
+        "bg",
+        "Never",
+        &[("FAKE_RUN_MS", "60000"), ("FAKE_TERM_MS", "300")],
+    ));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.pods_of("default", "bg")
+            .iter()
+            .any(|p| phase(p) == "Running")
+    }));
+    with_client(&cluster, |client| async move {
+        Api::<Job>::default_namespaced(client)
+            .delete("bg", &DeleteParams::background())
+            .await
+            .expect("delete")
+    });
+    assert!(
+        cluster.job("default", "bg").is_none(),
+        "the Job goes at once"
+    );
+    assert!(cluster.wait_until(secs(10), |c| c.pods("default").is_empty()));
+    let job_gone = cluster
+        .history_of(Kind::Job, "default", "bg")
+        .last()
+        .map(|r| (r.event, r.rv))
+        .expect("job history");
+    assert_eq!(job_gone.0, "DELETED");
+    let pods = cluster.history(Kind::Pod);
+    let marked = first(&pods, |r| deleting(&r.object)).expect("the pod was deleted gracefully");
+    assert!(job_gone.1 < pods[marked].rv);
+    assert_eq!(pods[marked].object["status"]["phase"], "Running");
+    // Its Job is gone: the job-tracking finalizer does not hold the pod back.
+    assert!(
+        pods[marked..]
+            .iter()
+            .any(|r| finalizers(&r.object).is_empty())
+    );
+    assert_eq!(pods.last().map(|r| r.event), Some("DELETED"));
+}
+
+/// For each pod of a Job's history, in creation order: when it was added and when it failed.
+fn pod_lifetimes(pods: &[Revision]) -> Vec<(Instant, Option<Instant>)> {
+    let mut out: Vec<(String, Instant, Option<Instant>)> = Vec::new();
+    for r in pods {
+        match out.iter_mut().find(|(uid, _, _)| uid == r.uid()) {
+            None => out.push((r.uid().to_string(), r.at, None)),
+            Some((_, _, failed)) => {
+                if failed.is_none() && r.object["status"]["phase"] == "Failed" {
+                    *failed = Some(r.at);
+                }
+            }
+        }
+    }
+    out.into_iter().map(|(_, a, f)| (a, f)).collect()
+}
+
+#[test]
+fn never_pods_are_replaced_after_the_controllers_doubling_back_off() {
+    // 10 s then 20 s on a real cluster; at time scale 0.02, 200 ms then 400 ms.
+    let cluster = FakeCluster::builder()
+        .record_history(true)
+        .time_scale(0.02)
+        .start();
+    cluster.create_job(job(
+        "flaky",
+        "Never",
+        &[
+            ("FAKE_EXIT", "1"),
+            ("FAKE_RUN_MS", "5"),
+            ("FAKE_PENDING_MS", "1"),
+        ],
+    ));
+    assert!(cluster.wait_until(secs(20), |c| has_condition(c, "flaky", "Failed")));
+    let lives = pod_lifetimes(&cluster.history(Kind::Pod));
+    assert_eq!(lives.len(), 3, "backoffLimit 2: three pods");
+    for (n, back_off) in [(1, millis(200)), (2, millis(400))] {
+        let failed = lives[n - 1].1.expect("the earlier pod failed");
+        let waited = lives[n].0.duration_since(failed);
+        assert!(
+            waited >= back_off,
+            "pod {n} came {waited:?} after the failure"
+        );
+    }
+}
+
+#[test]
+fn on_failure_containers_restart_with_crash_loop_back_off() {
+    // The kubelet restarts at once, then after 10 s, 20 s... (200 ms, 400 ms at scale 0.02).
+    let cluster = FakeCluster::builder()
+        .record_history(true)
+        .time_scale(0.02)
+        .start();
+    cluster.create_job(job_with(
+        "crashy",
+        "OnFailure",
+        &[("FAKE_EXIT", "2"), ("FAKE_RUN_MS", "5")],
+        json!({"backoffLimit": 3}),
+    ));
+    assert!(cluster.wait_until(secs(20), |c| has_condition(c, "crashy", "Failed")));
+    let pods = cluster.history(Kind::Pod);
+    let container = |r: &Revision| r.object["status"]["containerStatuses"][0].clone();
+    let backing_off: Vec<&Revision> = pods
+        .iter()
+        .filter(|r| container(r)["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+        .collect();
+    assert!(!backing_off.is_empty(), "CrashLoopBackOff between restarts");
+    assert!(
+        backing_off.iter().all(|r| {
+            let c = container(r);
+            c["restartCount"].as_u64() >= Some(1) && c["lastState"]["terminated"]["exitCode"] == 2
+        }),
+        "the first restart is immediate"
+    );
+    // When restart n started running.
+    let started = |n: u64| {
+        pods.iter()
+            .find(|r| {
+                let c = container(r);
+                c["restartCount"] == n && !c["state"]["running"].is_null()
+            })
+            .map(|r| r.at)
+            .unwrap_or_else(|| panic!("restart {n} ran"))
+    };
+    let ended = |n: u64| {
+        pods.iter()
+            .find(|r| {
+                let c = container(r);
+                c["restartCount"] == n && !c["state"]["terminated"].is_null()
+            })
+            .map(|r| r.at)
+            .unwrap_or_else(|| panic!("attempt {n} ended"))
+    };
+    assert!(started(2).duration_since(ended(1)) >= millis(200));
+    assert!(started(3).duration_since(ended(2)) >= millis(400));
+    let status = cluster
+        .job("default", "crashy")
+        .and_then(|j| j.status)
+        .expect("status");
+    assert_eq!(status.failed, Some(1), "one pod, restarted in place");
+}
+
+#[test]
+fn failed_count_ends_one_above_backoff_limit() {
+    // backoffLimit 3 means three retries: four failed pods, in every version (the seed's
+    // "3 or 4" came from controllers before 1.20 that counted workqueue requeues).
+    for version in [21, 33] {
+        let cluster = FakeCluster::builder().version(version).start();
+        cluster.create_job(job_with(
+            "limit",
+            "Never",
+            &[("FAKE_EXIT", "1"), ("FAKE_RUN_MS", "5")],
+            json!({"backoffLimit": 3}),
+        ));
+        assert!(cluster.wait_until(secs(20), |c| has_condition(c, "limit", "Failed")));
+        let status = cluster
+            .job("default", "limit")
+            .and_then(|j| j.status)
+            .expect("status");
+        assert_eq!(status.failed, Some(4), "1.{version}");
+        assert_eq!(cluster.pods_of("default", "limit").len(), 4, "1.{version}");
+    }
+}
+
+#[test]
+fn version_1_21_has_no_interim_conditions_finalizers_or_newer_fields() {
+    let cluster = FakeCluster::builder()
+        .version(21)
+        .record_history(true)
+        .start();
+    let mut j = job_json(
+        "old",
+        "Never",
+        &[("FAKE_RUN_MS", "20")],
+        json!({"completionMode": "NonIndexed"}),
+    );
+    j["spec"]["podReplacementPolicy"] = json!("Failed");
+    let (minor, stored) = with_client(&cluster, |client| async move {
+        let minor = client.apiserver_version().await.expect("version").minor;
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        let j: Job = serde_json::from_value(j).expect("job");
+        let stored = jobs
+            .create(&PostParams::default(), &j)
+            .await
+            .expect("create");
+        (minor, serde_json::to_value(stored).expect("json"))
+    });
+    assert_eq!(minor, "21");
+    for gone in ["completionMode", "suspend", "podReplacementPolicy"] {
+        assert!(stored["spec"][gone].is_null(), "spec.{gone} at 1.21");
+    }
+    let uid = stored["metadata"]["uid"].clone();
+    assert_eq!(
+        stored["spec"]["selector"],
+        json!({"matchLabels": {"controller-uid": uid}})
+    );
+    let labels = stored["spec"]["template"]["metadata"]["labels"].clone();
+    assert!(labels["batch.kubernetes.io/job-name"].is_null() && labels["job-name"] == "old");
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "old", "Complete")));
+    assert_eq!(
+        conditions(&cluster, "old"),
+        [("Complete".to_string(), String::new())]
+    );
+    assert!(
+        cluster
+            .history(Kind::Pod)
+            .iter()
+            .all(|r| finalizers(&r.object).is_empty())
+    );
+    for r in cluster.history_of(Kind::Job, "default", "old") {
+        for absent in ["ready", "terminating", "uncountedTerminatedPods"] {
+            assert!(
+                r.object["status"][absent].is_null(),
+                "status.{absent} at 1.21"
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_fields_are_pruned_before_1_25_then_warned_about_or_refused() {
+    let mut body = with_pod_spec(
+        job_json(
+            "fields",
+            "Never",
+            &[],
+            json!({"podFailurePolicy": {"rules": [
+            {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [3]}}]}}),
+        ),
+        json!({"hostUsers": false}),
+    );
+    // A field no Kubernetes has (k8s-openapi's Job would drop it, so it is added here).
+    body["spec"]["bogus"] = json!(1);
+    let path = "/apis/batch/v1/namespaces/default/jobs";
+    // 1.21: no field validation; unknown fields are dropped silently.
+    let old = FakeCluster::builder().version(21).start();
+    let (code, warnings, stored) = raw(&old, "POST", path, &body);
+    assert_eq!((code, warnings.len()), (201, 0), "{stored}");
+    for gone in ["bogus", "podFailurePolicy"] {
+        assert!(stored["spec"][gone].is_null(), "{gone}");
+    }
+    // 1.25: podFailurePolicy is known but its gate is off (dropped without a word); hostUsers
+    // (alpha, off) too; bogus is unknown: warned about.
+    let mid = FakeCluster::builder().version(25).start();
+    let (code, warnings, stored) = raw(&mid, "POST", path, &body);
+    assert_eq!(code, 201);
+    assert_eq!(warnings, [r#"299 - "unknown field \"spec.bogus\"""#]);
+    assert!(stored["spec"]["podFailurePolicy"].is_null());
+    assert!(stored["spec"]["template"]["spec"]["hostUsers"].is_null());
+    // 1.33: podFailurePolicy and hostUsers are kept; Strict refuses the unknown field.
+    let new = FakeCluster::start();
+    let (code, _, stored) = raw(&new, "POST", path, &body);
+    assert_eq!(code, 201);
+    assert!(stored["spec"]["podFailurePolicy"].is_object());
+    assert_eq!(stored["spec"]["template"]["spec"]["hostUsers"], false);
+    let mut again = body.clone();
+    again["metadata"]["name"] = json!("strict");
+    let (code, _, status) = raw(
+        &new,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        &again,
+    );
+    assert_eq!(code, 400);
+    assert_eq!(
+        status["message"],
+        r#"Job in version "v1" cannot be handled as a Job: strict decoding error: unknown field "spec.bogus""#
+    );
+    assert!(new.job("default", "strict").is_none());
+    // Newer than the version: unknown there, as a 1.24 server says.
+    let before = FakeCluster::builder().version(24).start();
+    let (_, warnings, _) = raw(
+        &before,
+        "POST",
+        &format!("{path}?fieldValidation=Strict"),
+        &body,
+    );
+    assert!(warnings.is_empty(), "1.24 has no field validation");
+}
+
+#[test]
+fn cronjob_yaml_is_refused_by_kubectl_at_1_21_and_applies_at_1_32() {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).expect("manifest")
+    };
+    let cronjob = read("cronjob.yaml");
+    let old = FakeCluster::builder().version(21).start();
+    let refused = old
+        .kubectl_apply("cronjob.yaml", &cronjob)
+        .expect_err("1.21 refuses it");
+    assert!(
+        refused.contains(r#"error validating data: ValidationError(CronJob.spec.jobTemplate.spec): unknown field "podFailurePolicy" in io.k8s.api.batch.v1.JobSpec"#),
+        "{refused}"
+    );
+    assert!(
+        refused.starts_with(r#"error: error validating "cronjob.yaml""#),
+        "{refused}"
+    );
+    assert!(
+        old.objects(Kind::CronJob, "default").is_empty(),
+        "nothing applied"
+    );
+    let rbac = old
+        .kubectl_apply("rbac.yaml", &read("rbac.yaml"))
+        .expect("rbac applies at 1.21");
+    let kinds: Vec<&str> = rbac.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
+    // Kinds the fake does not serve are validated all the same (and not stored).
+    let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndatta: {a: b}\n";
+    let refused = old
+        .kubectl_apply("cm.yaml", typo)
+        .expect_err("unknown field");
+    assert!(
+        refused.contains(
+            r#"ValidationError(ConfigMap): unknown field "datta" in io.k8s.api.core.v1.ConfigMap"#
+        ),
+        "{refused}"
+    );
+
+    let new = FakeCluster::builder().version(32).start();
+    let applied = new
+        .kubectl_apply("cronjob.yaml", &cronjob)
+        .expect("1.32 takes it");
+    assert_eq!(applied.len(), 1);
+    let stored = new
+        .object(Kind::CronJob, "default", "jobherd-pi")
+        .expect("stored");
+    assert!(stored["spec"]["jobTemplate"]["spec"]["podFailurePolicy"].is_object());
+    assert_eq!(stored["spec"]["concurrencyPolicy"], "Forbid");
+    // kubectl >= 1.25 asks the server to be strict.
+    let mut typo = cronjob.replace("concurrencyPolicy:", "concurrencyPolicyy:");
+    typo = typo.replace("name: jobherd-pi\n", "name: jobherd-typo\n");
+    let refused = new
+        .kubectl_apply(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndatta: {}\n",
+        )
+        .expect_err("strict");
+    assert!(
+        refused.ends_with(r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "datta""#),
+        "{refused}"
+    );
+    let refused = new.kubectl_apply("typo.yaml", &typo).expect_err("strict");
+    assert!(
+        refused.contains(r#"Error from server (BadRequest): error when creating "typo.yaml": CronJob in version "v1" cannot be handled as a CronJob: strict decoding error: unknown field "spec.concurrencyPolicyy""#),
+        "{refused}"
+    );
+}
+
+#[test]
+fn each_container_has_its_own_fate_and_log() {
+    let cluster = FakeCluster::start();
+    let mut j = job_json(
+        "pair",
+        "Never",
+        &[("FAKE_RUN_MS", "20"), ("FAKE_LOG", "main says hi")],
+        json!({"backoffLimit": 0}),
+    );
+    j["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "sidecar", "image": "busybox", "env": [
+            {"name": "FAKE_RUN_MS", "value": "200"}, {"name": "FAKE_EXIT", "value": "3"},
+            {"name": "FAKE_LOG", "value": "sidecar fails"}]}));
+    cluster.create_job(serde_json::from_value(j).expect("job"));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "pair", "Failed")));
+    let pod = &cluster.pods_of("default", "pair")[0];
+    let name = pod.metadata.name.clone().expect("name");
+    let statuses = pod
+        .status
+        .clone()
+        .and_then(|s| s.container_statuses)
+        .expect("statuses");
+    let codes: Vec<(String, i32)> = statuses
+        .iter()
+        .map(|s| {
+            let t = s
+                .state
+                .clone()
+                .and_then(|s| s.terminated)
+                .expect("terminated");
+            (s.name.clone(), t.exit_code)
+        })
+        .collect();
+    assert_eq!(codes, [("main".to_string(), 0), ("sidecar".to_string(), 3)]);
+    assert_eq!(phase(pod), "Failed");
+    assert_eq!(
+        cluster.container_log_lines("default", &name, "sidecar"),
+        Some(vec!["sidecar fails".to_string(), "exit code 3".into()])
+    );
+    assert_eq!(
+        cluster.log_lines("default", &name),
+        Some(vec!["main says hi".to_string()])
+    );
+}
+
+#[test]
+fn pod_failure_policy_fails_the_job_or_ignores_disruptions() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    let policy = json!({"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [3]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]});
+    cluster.create_job(job_with(
+        "exit3",
+        "Never",
+        &[("FAKE_EXIT", "3"), ("FAKE_RUN_MS", "5")],
+        json!({"podFailurePolicy": policy.clone()}),
+    ));
+    cluster.create_job(job_with(
+        "evicted",
+        "Never",
+        &[
+            ("FAKE_EXIT", "1,0"),
+            ("FAKE_RUN_MS", "60000"),
+            ("FAKE_TERM_MS", "20"),
+        ],
+        json!({"podFailurePolicy": policy, "backoffLimit": 0}),
+    ));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "exit3", "Failed")));
+    assert_eq!(
+        conditions(&cluster, "exit3"),
+        [
+            ("FailureTarget".to_string(), "PodFailurePolicy".to_string()),
+            ("Failed".into(), "PodFailurePolicy".into())
+        ]
+    );
+    let warning = cluster
+        .events("default")
+        .into_iter()
+        .find(|e| e["reason"] == "PodFailurePolicy")
+        .expect("a Warning Event");
+    assert_eq!(warning["type"], "Warning");
+    assert!(
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failed with exit code 3 matching FailJob rule at index 0")),
+        "{warning}"
+    );
+    // An eviction is ignored: the Job (backoffLimit 0) replaces the pod instead of failing.
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.pods_of("default", "evicted")
+            .iter()
+            .any(|p| phase(p) == "Running")
+    }));
+    let first_pod = pod_names(&cluster, "evicted")[0].clone();
+    assert!(cluster.evict("default", &first_pod));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.pods_of("default", "evicted")
+            .iter()
+            .any(|p| p.metadata.name.as_ref() != Some(&first_pod) && phase(p) == "Running")
+    }));
+    let status = cluster
+        .job("default", "evicted")
+        .and_then(|j| j.status)
+        .expect("status");
+    assert_eq!(status.failed, None, "the eviction is not a failure");
+    assert!(!has_condition(&cluster, "evicted", "Failed"));
+    let h = cluster.history_of(Kind::Pod, "default", &first_pod);
+    assert!(
+        h.iter()
+            .any(|r| cond_true(&r.object, "DisruptionTarget") && deleting(&r.object))
+    );
+}
+
+#[test]
+fn held_containers_run_until_released() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    cluster.create_job(job(
+        "held",
+        "Never",
+        &[("FAKE_HOLD", "go"), ("FAKE_RUN_MS", "0")],
+    ));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.pods_of("default", "held")
+            .iter()
+            .any(|p| phase(p) == "Running")
+    }));
+    let released_after = cluster.resource_version();
+    cluster.release("go");
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "held", "Complete")));
+    let done = cluster
+        .history(Kind::Pod)
+        .into_iter()
+        .find(|r| r.object["status"]["phase"] == "Succeeded")
+        .expect("succeeded");
+    assert!(done.rv > released_after, "nothing ended before the release");
+    // Released names stay released.
+    cluster.create_job(job("later", "Never", &[("FAKE_HOLD", "go")]));
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "later", "Complete")));
+}
+
+#[test]
+fn missing_config_map_reference_is_a_create_container_config_error() {
+    let cluster = FakeCluster::start();
+    let mut j = job_json("cfg", "Never", &[], json!({}));
+    j["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "a"}}}]);
+    cluster.create_job(serde_json::from_value(j).expect("job"));
+    let reason = |c: &FakeCluster| {
+        c.pods_of("default", "cfg")
+            .first()
+            .and_then(|p| {
+                p.status
+                    .clone()?
+                    .container_statuses?
+                    .first()?
+                    .state
+                    .clone()?
+                    .waiting
+            })
+            .map(|w| (w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
+    };
+    let expected = Some((
+        "CreateContainerConfigError".to_string(),
+        "configmap \"settings\" not found".to_string(),
+    ));
+    assert!(
+        cluster.wait_until(secs(10), |c| reason(c) == expected),
+        "{:?}",
+        reason(&cluster)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Containers of jobherd's image run the real binary.
+
+/// A Job whose pod runs jobherd (image `jobherd:test`) with these env entries, knowing itself
+/// through the downward API as cronjob.yaml sets it up.
+fn herd_job(name: &str, env: serde_json::Value) -> Job {
+    let mut all = vec![
+        json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+        json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
+    ];
+    all.extend(env.as_array().cloned().unwrap_or_default());
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "serviceAccountName": "jobherd",
+            "containers": [{"name": "jobherd", "image": "jobherd:test", "env": all,
+                "terminationMessagePolicy": "FallbackToLogsOnError"}],
+        }}},
+    }))
+    .expect("herd job")
+}
+
+fn env_value(name: &str, value: &str) -> serde_json::Value {
+    json!({"name": name, "value": value})
+}
+
+/// The terminated state of a Job's (only) pod's first container.
+fn terminated(cluster: &FakeCluster, job: &str) -> serde_json::Value {
+    let pod = &cluster.pods_of("default", job)[0];
+    let v = serde_json::to_value(pod).expect("pod json");
+    v["status"]["containerStatuses"][0]["state"]["terminated"].clone()
+}
+
+#[test]
+fn jobherd_image_runs_the_real_binary_with_its_output_as_the_pod_log() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(herd_job(
+        "dry",
+        json!([
+            env_value("JOBHERD_DRY_RUN", "client"),
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "2"),
+        ]),
+    ));
+    assert!(
+        cluster.wait_until(secs(30), |c| has_condition(c, "dry", "Complete")),
+        "{:?}",
+        conditions(&cluster, "dry")
+    );
+    assert_eq!(terminated(&cluster, "dry")["exitCode"], 0);
+    assert_eq!(terminated(&cluster, "dry")["reason"], "Completed");
+    let pod = pod_names(&cluster, "dry")[0].clone();
+    let log = cluster.log_lines("default", &pod).expect("log").join("\n");
+    let list: serde_json::Value = serde_json::from_str(&log).expect("the dry run's JSON");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|j| j["metadata"]["name"].as_str())
+        .collect();
+    // A client dry run asks the API nothing, not even who its parent is.
+    assert_eq!(names.len(), 2);
+    assert!(
+        names[0].starts_with("jobherd-") && names[0].ends_with("-0"),
+        "{names:?}"
+    );
+    assert_eq!(cluster.jobs("default").len(), 1, "nothing created");
+}
+
+#[test]
+fn jobherd_with_a_bad_variable_exits_2_and_says_why_in_the_termination_message() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(herd_job(
+        "bad",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "-1"),
+        ]),
+    ));
+    assert!(cluster.wait_until(secs(30), |c| has_condition(c, "bad", "Failed")));
+    let t = terminated(&cluster, "bad");
+    assert_eq!(
+        (t["exitCode"].clone(), t["reason"].clone()),
+        (json!(2), json!("Error"))
+    );
+    let message = t["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("JOBHERD_COUNT") && message.contains("\"-1\""),
+        "FallbackToLogsOnError: the last log lines: {t}"
+    );
+}
+
+#[test]
+fn a_herd_runs_inside_the_cluster_as_a_jobs_pod() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(herd_job(
+        "nightly",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "2"),
+        ]),
+    ));
+    assert!(
+        cluster.wait_until(secs(60), |c| has_condition(c, "nightly", "Complete")),
+        "{:?}",
+        conditions(&cluster, "nightly")
+    );
+    let parent = cluster.job("default", "nightly").expect("parent");
+    let parent_uid = parent.metadata.uid.clone().expect("uid");
+    let t = terminated(&cluster, "nightly");
+    assert_eq!(t["exitCode"], 0, "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("jobherd succeeded: 2 succeeded of 2 children")),
+        "the summary is the termination message: {t}"
+    );
+    for child in ["nightly-0", "nightly-1"] {
+        let job = cluster.job("default", child).expect(child);
+        let owner = &job.metadata.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Job", parent_uid.as_str())
+        );
+        assert!(has_condition(&cluster, child, "Complete"), "{child}");
+    }
+    let summary = parent.metadata.annotations.unwrap_or_default();
+    assert!(
+        summary
+            .get("jobherd.io/summary")
+            .is_some_and(|s| s.starts_with("jobherd succeeded")),
+        "{summary:?}"
+    );
+}
+
+#[test]
+fn herds_nest_two_deep() {
+    let cluster = FakeCluster::start();
+    // The top herd's one child is itself a herd: a jobherd pod that knows itself through the
+    // downward API (JOBHERD_JOB_TEMPLATE) and runs two busybox children.
+    let template = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{
+            "name": "herd", "image": "jobherd:test",
+            "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "JOBHERD_IMAGE", "value": "busybox"},
+                {"name": "JOBHERD_COUNT", "value": "2"},
+            ],
+        }]}}},
+    });
+    cluster.create_job(herd_job(
+        "top",
+        json!([
+            env_value("JOBHERD_IMAGE", "jobherd:test"),
+            env_value("JOBHERD_JOB_TEMPLATE", &template.to_string()),
+        ]),
+    ));
+    assert!(
+        cluster.wait_until(secs(90), |c| has_condition(c, "top", "Complete")),
+        "{:?}",
+        conditions(&cluster, "top")
+    );
+    let mid = cluster.job("default", "top-0").expect("the middle herd");
+    let mid_uid = mid.metadata.uid.clone().expect("uid");
+    assert!(has_condition(&cluster, "top-0", "Complete"));
+    for leaf in ["top-0-0", "top-0-1"] {
+        let job = cluster.job("default", leaf).expect(leaf);
+        let owner = &job.metadata.owner_references.clone().unwrap_or_default()[0];
+        assert_eq!(owner.uid, mid_uid, "{leaf} belongs to the middle herd");
+        assert!(has_condition(&cluster, leaf, "Complete"), "{leaf}");
+    }
+    assert_eq!(terminated(&cluster, "top-0")["exitCode"], 0);
+}
+
+#[test]
+fn a_deleted_herd_pod_gets_a_real_sigterm_and_cleans_up() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    cluster.create_job(herd_job(
+        "stopping",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_COUNT", "2"),
+            env_value("JOBHERD_ENV", r#"{"FAKE_HOLD":"never"}"#),
+        ]),
+    ));
+    assert!(cluster.wait_until(secs(60), |c| {
+        ["stopping-0", "stopping-1"].iter().all(|j| {
+            c.pods_of("default", j)
+                .iter()
+                .any(|p| phase(p) == "Running")
+        })
+    }));
+    let pod = pod_names(&cluster, "stopping")[0].clone();
+    assert!(cluster.delete(Kind::Pod, "default", &pod, Propagation::Background));
+    // jobherd exits 143 on SIGTERM after deleting its active children.
+    assert!(cluster.wait_until(secs(30), |c| c.pod("default", &pod).is_none()));
+    let h = cluster.history_of(Kind::Pod, "default", &pod);
+    let code = h.iter().find_map(|r| {
+        r.object["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"].as_i64()
+    });
+    assert_eq!(code, Some(143));
+    assert!(
+        cluster.job("default", "stopping-0").is_none()
+            && cluster.job("default", "stopping-1").is_none()
+    );
+}
+
+#[test]
+fn jobherd_processes_die_with_the_cluster_even_when_a_test_panics() {
+    let pids = std::sync::Mutex::new(Vec::new());
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cluster = FakeCluster::start();
+        cluster.create_job(herd_job(
+            "doomed",
+            json!([
+                env_value("JOBHERD_IMAGE", "busybox"),
+                env_value("JOBHERD_ENV", r#"{"FAKE_HOLD":"never"}"#),
+            ]),
+        ));
+        assert!(cluster.wait_until(secs(60), |c| c.job("default", "doomed-0").is_some()));
+        *pids.lock().expect("pids") = cluster.process_ids();
+        panic!("a test failing while jobherd runs in a pod");
+    }));
+    assert!(failed.is_err());
+    let pids = pids.into_inner().expect("pids");
+    assert_eq!(pids.len(), 1, "the herd's process");
+    // Gone, or a zombie waiting for this process to reap it.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    let end = Instant::now() + secs(10);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < end {
+        std::thread::sleep(millis(20));
+    }
+    assert!(
+        !pids.iter().any(|p| alive(*p)),
+        "a jobherd outlived its cluster"
+    );
+}
+
+#[test]
+fn a_herd_past_its_jobs_deadline_is_stopped_with_sigterm() {
+    // cronjob.yaml's activeDeadlineSeconds: the Job controller deletes the herd's pod, whose
+    // jobherd gets SIGTERM, deletes its active children and exits 143.
+    let cluster = FakeCluster::start();
+    let mut job = herd_job(
+        "late",
+        json!([
+            env_value("JOBHERD_IMAGE", "busybox"),
+            env_value("JOBHERD_ENV", r#"{"FAKE_HOLD":"never"}"#),
+        ]),
+    );
+    if let Some(spec) = job.spec.as_mut() {
+        spec.active_deadline_seconds = Some(2);
+    }
+    cluster.create_job(job);
+    assert!(cluster.wait_until(secs(30), |c| c.job("default", "late-0").is_some()));
+    assert!(cluster.wait_until(secs(30), |c| has_condition(c, "late", "Failed")));
+    assert_eq!(
+        conditions(&cluster, "late").last().map(|c| c.1.clone()),
+        Some("DeadlineExceeded".to_string())
+    );
+    assert!(
+        cluster.job("default", "late-0").is_none(),
+        "the child was deleted"
+    );
+}
+
+#[test]
+fn indexed_jobs_run_one_pod_per_index_from_1_22() {
+    for version in [21, 33] {
+        let cluster = FakeCluster::builder().version(version).start();
+        cluster.create_job(job_with(
+            "idx",
+            "Never",
+            &[("FAKE_RUN_MS", "20")],
+            json!({"completionMode": "Indexed", "completions": 3, "parallelism": 3}),
+        ));
+        assert!(cluster.wait_until(secs(10), |c| has_condition(c, "idx", "Complete")));
+        let job = cluster.object(Kind::Job, "default", "idx").expect("job");
+        let pods = cluster.pods_of("default", "idx");
+        assert_eq!(pods.len(), 3);
+        if version < 22 {
+            // IndexedJob is alpha and off: the field is dropped, the Job is NonIndexed.
+            assert!(job["spec"]["completionMode"].is_null());
+            assert!(job["status"]["completedIndexes"].is_null());
+            continue;
+        }
+        assert_eq!(job["status"]["completedIndexes"], "0-2", "{job}");
+        let mut indexes: Vec<String> = pods
+            .iter()
+            .map(|p| {
+                let v = serde_json::to_value(p).expect("pod");
+                let i = v["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                    .as_str()
+                    .expect("index annotation")
+                    .to_string();
+                assert!(
+                    v["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with(&format!("idx-{i}-"))),
+                    "{v}"
+                );
+                assert_eq!(v["spec"]["hostname"], format!("idx-{i}"));
+                let env = v["spec"]["containers"][0]["env"].to_string();
+                assert!(env.contains("JOB_COMPLETION_INDEX"), "{env}");
+                i
+            })
+            .collect();
+        indexes.sort();
+        assert_eq!(indexes, ["0", "1", "2"]);
+    }
 }

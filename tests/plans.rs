@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::{FakeCluster, Output};
 
 const NS: &str = "default";
@@ -86,15 +88,20 @@ fn jobernetes_simple_example_runs_unchanged() {
 
 #[test]
 fn jobernetes_tree_starts_each_job_as_soon_as_its_dependencies_succeed() {
+    // The long A (tree-dream-a) holds until B's short follow-up has started: a jobherd that
+    // waited for the whole phase would never get there.
     let cluster = FakeCluster::start();
-    let out = cluster
+    let mut h = cluster
         .jobherd()
         .env(
             "JOBHERD_PLAN_FILE",
             fixture("jobernetes/tree/jobermodel.yaml"),
         )
         .env("JOBHERD_NAME_PREFIX", "tree")
-        .run();
+        .spawn();
+    h.wait_for_stdout("tree-sleep-hickup-b created", Duration::from_secs(30));
+    cluster.release("dream-a");
+    let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
     created_after(&out, "tree-dream-a", &["tree-sleep-one"]);
     created_after(&out, "tree-dream-b", &["tree-sleep-one"]);

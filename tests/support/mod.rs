@@ -14,40 +14,103 @@
 //! # The fake cluster
 //! kube-apiserver's HTTP/JSON API on `127.0.0.1:<random port>` (plain http; the kubeconfig
 //! from [`fake::FakeCluster::kubeconfig_path`] points at it) for batch/v1 Jobs and CronJobs,
-//! v1 Pods (with `log`), events.k8s.io/v1 and v1 Events, with create (generateName, dryRun),
-//! get, list (selectors, limit/continue), watch (resourceVersion, bookmarks, timeoutSeconds,
-//! 410 Expired), update, merge/strategic/JSON/apply patch, delete (propagationPolicy) and
-//! deletecollection. Behind it run a Job controller (Kubernetes 1.33 semantics, or pre-1.31
-//! conditions with `FakeCluster::builder().pre_131_conditions(true)`), a kubelet, the
-//! garbage collector and the TTL-after-finished controller, all in real time.
+//! v1 Pods (with `log`), events.k8s.io/v1 and v1 Events, with create (generateName, dryRun,
+//! fieldValidation), get, list (selectors, limit/continue), watch (resourceVersion, bookmarks,
+//! timeoutSeconds, 410 Expired), update, merge/strategic/JSON/apply patch, delete
+//! (propagationPolicy, gracePeriodSeconds) and deletecollection. Behind it run a Job
+//! controller, a kubelet, the garbage collector and the TTL-after-finished controller, in real
+//! time; the control plane's own back-offs are scaled (below).
+//!
+//! # Which Kubernetes: `FakeCluster::builder().version(minor)`
+//! 1.21 to 1.33, default 1.33 (what `/version` reports). As recorded in
+//! `/work/shared/KUBERNETES.md` and the Kubernetes changelogs:
+//!
+//! | from | behaviour |
+//! |---|---|
+//! | all | graceful pod deletion; `Complete`/`Failed`; `failed` ends at `backoffLimit + 1` for `Never` |
+//! | 1.22 | `completionMode` (Indexed Jobs), `suspend` (alpha and dropped in 1.21) |
+//! | 1.24 | Job `status.ready` |
+//! | 1.25 | server-side field validation: unknown fields warned about (`Warning: 299`) or, with `fieldValidation=Strict`, refused (400); before, pruned silently |
+//! | 1.26 | `batch.kubernetes.io/job-tracking` pod finalizer and `uncountedTerminatedPods`; `podFailurePolicy` (with `FailureTarget`); `DisruptionTarget` on evictions |
+//! | 1.27 | `batch.kubernetes.io/` Job labels and selector besides `controller-uid`/`job-name` |
+//! | 1.29 | Job `status.terminating`, `podReplacementPolicy` (`Failed` when a podFailurePolicy is set) |
+//! | 1.31 | `SuccessCriteriaMet`/`FailureTarget` in an update before `Complete`/`Failed`, which waits until no pod is terminating |
+//!
+//! Fields newer than the version (podFailurePolicy, successPolicy, managedBy, CronJob
+//! `timeZone`, PodSpec `os`/`schedulingGates`/`hostUsers`, Container `resizePolicy`/
+//! `restartPolicy`, `appArmorProfile`, ...: the table in `fake/versions.rs`) are unknown there;
+//! fields whose feature gate is off by default are dropped silently. `pre_131_conditions(true)`
+//! is `version(30)`. [`fake::FakeCluster::kubectl_apply`] applies a YAML manifest as that
+//! version's kubectl would (client-side validation before 1.25, `fieldValidation=Strict` after).
+//!
+//! # Time
+//! The Job controller replaces a failed `Never` pod after 10 s, doubling up to 6 min; the
+//! kubelet restarts an `OnFailure` container at once, then after 10 s, doubling up to 5 min
+//! (`CrashLoopBackOff` meanwhile). These delays take `time_scale` of real time (default 0.01:
+//! 100 ms, 200 ms, ...). What a user writes (`activeDeadlineSeconds`, `ttlSecondsAfterFinished`,
+//! grace periods) and the fates below are real time.
+//!
+//! # History
+//! `builder().record_history(true)` keeps every version of every object:
+//! [`fake::FakeCluster::history`] returns them in resourceVersion order (the order every
+//! watcher saw), with the time each was committed; [`fake::peak`] counts the most objects in
+//! some state at once. Tests assert on that instead of sampling the cluster.
 //!
 //! # A child's fate is written in the child
-//! The kubelet reads the environment (`value` only) of a pod's **first container**:
+//! The kubelet reads each container's environment (`value` only). Pod-wide settings
+//! (`FAKE_PENDING_MS`, `FAKE_UNSCHEDULABLE`) come from the first container.
 //!
 //! | variable | effect | default |
 //! |---|---|---|
-//! | `FAKE_PENDING_MS` | time in Pending (ContainerCreating) before Running | `10` |
+//! | `FAKE_PENDING_MS` | time in Pending (ContainerCreating) before the containers start | `10` |
 //! | `FAKE_RUN_MS` | how long each attempt runs | `50` |
 //! | `FAKE_EXIT` | exit code per attempt, comma-separated; the last one repeats (`1,1,0`) | `0` |
 //! | `FAKE_LOG` | log lines of every attempt, separated by a newline or a literal `\n` | `hello from <pod>` |
+//! | `FAKE_HOLD` | run until `FakeCluster::release(NAME)`, then exit with the attempt's code | none |
+//! | `FAKE_TERM_MS` | how long it takes to exit after SIGTERM (pod deleted); beyond the grace period it is SIGKILLed (137) | `100` |
+//! | `FAKE_TERM_EXIT` | exit code after SIGTERM | `143` |
+//! | `FAKE_MESSAGE` | what it writes to its termination-message file | none |
 //! | `FAKE_WAITING` | stay Pending with this waiting reason (`ErrImagePull`, `ImagePullBackOff`, `CreateContainerConfigError`, ...) | none |
 //! | `FAKE_UNSCHEDULABLE` | `1`: stay Pending with `PodScheduled=False`, reason `Unschedulable` | none |
 //!
 //! An image starting with `fake-missing/` behaves like `FAKE_WAITING=ErrImagePull`.
 //! ErrImagePull and ImagePullBackOff alternate every 300 ms, as a real kubelet's retries do.
+//! A required `configMapKeyRef`/`secretKeyRef`/`envFrom` gives `CreateContainerConfigError`
+//! (the fake serves no ConfigMaps or Secrets). The termination message follows
+//! `terminationMessagePolicy` (`FallbackToLogsOnError`: the log's last 80 lines / 2048 bytes).
 //!
 //! An *attempt* is a pod with `restartPolicy: Never` (attempt N = the Job's N-th pod, counted by
 //! its failed pods when the pod was created), and a container restart with `OnFailure`
 //! (attempt N = restartCount N). A failing attempt logs a last line `exit code N`.
 //! With jobherd, set these through `JOBHERD_ENV` (`{"FAKE_EXIT":"1,0"}`) or `JOBHERD_PARAMS`.
 //!
+//! A container whose image is jobherd's (`jobherd`, `jobherd:0.1.0`,
+//! `registry/x/jobherd@sha256:...`) runs the real binary instead: see `fake/process.rs`.
+//!
 //! Objects annotated `fake.jobherd.io/unmanaged` are left alone by the Job controller and the
 //! kubelet ([`fake::FakeCluster::create_parent`] uses this for jobherd's own Job and Pod).
+//!
+//! # Where the fake still differs from a real cluster, and why
+//! - No CronJob controller: CronJobs are stored, never scheduled (jobherd never waits for one).
+//! - `successPolicy`, `backoffLimitPerIndex`/`maxFailedIndexes` and `managedBy` are stored,
+//!   not acted on (jobherd builds none; their Jobs would end on `backoffLimit`/completions).
+//!   Indexed Jobs get one pod per index (`JOB_COMPLETION_INDEX`, `completedIndexes`).
+//! - One node, no scheduler constraints, no probes, no init containers; a pod is Ready when all
+//!   its containers run; QoS is always BestEffort. jobherd reads none of it.
+//! - Controllers see each write at once (no informer lag) and watchers get events of every kind
+//!   in one global order; real ones only order per resource. Both only make races rarer.
+//! - Before 1.27 a real kubelet could remove a deleted `OnFailure` pod without a terminal phase;
+//!   the fake always writes `Failed`/`Succeeded` first.
+//! - `compact()` moves the revision past every resourceVersion handed out, as a real cluster's
+//!   constant writes (leases, other namespaces) do before any compaction.
+//! - The only Events are the Job controller's on finish (`Completed`, `BackoffLimitExceeded`,
+//!   `DeadlineExceeded`, `PodFailurePolicy`); RBAC is `forbid()`, no real authorization; the
+//!   Eviction API is [`fake::FakeCluster::evict`], not an endpoint.
 
 pub mod fake;
 pub mod jobherd;
 
-pub use fake::{FakeCluster, Kind, Parent, Propagation, Request};
+pub use fake::{FakeCluster, Kind, Parent, Propagation, Request, Revision, TRACKING, peak};
 pub use jobherd::{Jobherd, Output, Running};
 
 use std::time::Duration;

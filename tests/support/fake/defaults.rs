@@ -3,11 +3,19 @@
 
 use serde_json::{Value, json};
 
+use super::jobs;
 use super::meta::{self, ApiError, Kind};
+use super::versions::Version;
 
-/// Defaults and validates a new object (its uid already set). `reset_status` mirrors the API
-/// ignoring a client's status on create; direct inserts from tests keep theirs.
-pub fn admit_create(kind: Kind, obj: &mut Value, reset_status: bool) -> Result<(), ApiError> {
+/// Defaults and validates a new object (its uid already set) as version `v` does. Fields `v`
+/// does not take are gone already (`versions::admit`). `reset_status` mirrors the API ignoring
+/// a client's status on create; direct inserts from tests keep theirs.
+pub fn admit_create(
+    kind: Kind,
+    obj: &mut Value,
+    reset_status: bool,
+    v: Version,
+) -> Result<(), ApiError> {
     let name = meta::name_of(obj).to_string();
     let mut causes = Vec::new();
     if name.is_empty() {
@@ -19,7 +27,7 @@ pub fn admit_create(kind: Kind, obj: &mut Value, reset_status: bool) -> Result<(
     }
     meta::validate_meta(obj, "metadata", &mut causes);
     match kind {
-        Kind::Job => admit_job(obj, &mut causes),
+        Kind::Job => admit_job(obj, &mut causes, v),
         Kind::Pod => {
             if reset_status || !obj["status"].is_object() {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
@@ -57,8 +65,24 @@ pub fn admit_create(kind: Kind, obj: &mut Value, reset_status: bool) -> Result<(
             }
         }
         Kind::CronJob => {
-            if obj["spec"]["schedule"].as_str().is_none_or(str::is_empty) {
+            let spec = &mut obj["spec"];
+            if spec["schedule"].as_str().is_none_or(str::is_empty) {
                 causes.push(("spec.schedule".into(), "Required value".into()));
+            }
+            for (field, default) in [
+                ("concurrencyPolicy", json!("Allow")),
+                ("suspend", json!(false)),
+                ("successfulJobsHistoryLimit", json!(3)),
+                ("failedJobsHistoryLimit", json!(1)),
+            ] {
+                if spec.is_object() && spec[field].is_null() {
+                    spec[field] = default;
+                }
+            }
+            // The pod template is defaulted like any PodSpec (Job defaults wait for the Job).
+            let pod = &mut spec["jobTemplate"]["spec"]["template"]["spec"];
+            if pod["containers"].is_array() {
+                pod_spec_defaults(pod, "", &mut Vec::new());
             }
         }
     }
@@ -69,7 +93,7 @@ pub fn admit_create(kind: Kind, obj: &mut Value, reset_status: bool) -> Result<(
     }
 }
 
-fn admit_job(job: &mut Value, causes: &mut Vec<(String, String)>) {
+fn admit_job(job: &mut Value, causes: &mut Vec<(String, String)>, v: Version) {
     let uid = meta::uid_of(job).to_string();
     let name = meta::name_of(job).to_string();
     let spec = &mut job["spec"];
@@ -79,16 +103,35 @@ fn admit_job(job: &mut Value, causes: &mut Vec<(String, String)>) {
     if spec["completions"].is_null() && spec["parallelism"].is_null() {
         spec["completions"] = json!(1);
     }
-    for (field, default) in [
-        ("parallelism", json!(1)),
-        ("backoffLimit", json!(6)),
-        ("completionMode", json!("NonIndexed")),
-        ("suspend", json!(false)),
-        ("podReplacementPolicy", json!("TerminatingOrFailed")),
-    ] {
+    let mut defaults = vec![("parallelism", json!(1)), ("backoffLimit", json!(6))];
+    if v.indexed_and_suspend() {
+        defaults.push(("completionMode", json!("NonIndexed")));
+        defaults.push(("suspend", json!(false)));
+    }
+    if v.job_terminating() {
+        // With a podFailurePolicy, pods are only replaced once they are terminal.
+        let policy = if spec["podFailurePolicy"].is_object() {
+            "Failed"
+        } else {
+            "TerminatingOrFailed"
+        };
+        defaults.push(("podReplacementPolicy", json!(policy)));
+    }
+    for (field, default) in defaults {
         if spec[field].is_null() {
             spec[field] = default;
         }
+    }
+    if spec["podFailurePolicy"].is_object()
+        && spec["template"]["spec"]["restartPolicy"].as_str() != Some("Never")
+    {
+        causes.push((
+            "spec.template.spec.restartPolicy".into(),
+            format!(
+                "Invalid value: \"{}\": only \"Never\" is supported when podFailurePolicy is specified",
+                spec["template"]["spec"]["restartPolicy"].as_str().unwrap_or("")
+            ),
+        ));
     }
     if !spec["selector"].is_null() && spec["manualSelector"].as_bool() != Some(true) {
         causes.push((
@@ -96,16 +139,20 @@ fn admit_job(job: &mut Value, causes: &mut Vec<(String, String)>) {
             "Invalid value: \"\": `selector` will be auto-generated".into(),
         ));
     }
-    spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let selector_label = if v.batch_labels() {
+        "batch.kubernetes.io/controller-uid"
+    } else {
+        "controller-uid"
+    };
+    spec["selector"] = json!({"matchLabels": {selector_label: uid}});
     let tmpl = &mut spec["template"];
     if !tmpl["metadata"]["labels"].is_object() {
         tmpl["metadata"]["labels"] = json!({});
     }
     let labels = &mut tmpl["metadata"]["labels"];
-    labels["batch.kubernetes.io/controller-uid"] = json!(uid);
-    labels["batch.kubernetes.io/job-name"] = json!(name);
-    labels["controller-uid"] = json!(uid);
-    labels["job-name"] = json!(name);
+    for (k, val) in jobs::job_labels(v, &uid, &name) {
+        labels[k] = json!(val);
+    }
     meta::validate_meta(&tmpl.clone(), "spec.template.metadata", causes);
     match tmpl["spec"]["restartPolicy"].as_str() {
         Some("Never" | "OnFailure") => {}

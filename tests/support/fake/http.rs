@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use super::defaults;
 use super::meta::{self, ApiError, FieldSelector, Kind, LabelSelector};
 use super::store::{self, Key, Propagation, WatchMsg, WatchSpec};
+use super::versions::{self, Schema};
 use super::{Request, Shared, lock};
 
 /// Accepts connections until aborted; aborting drops the listener and every connection with it
@@ -187,9 +188,10 @@ async fn dispatch(
     content_type: &str,
     body: Bytes,
 ) -> Result<Response<Body>, ApiError> {
-    if let Some(r) = discovery(path) {
+    if let Some(r) = discovery(path, shared.config.version) {
         return Ok(r);
     }
+    let validation = query.get("fieldValidation").map(String::as_str);
     let Some(kind) = route.kind else {
         if route.resource == "namespaces" && route.verb == "get" {
             let ns = route.name.clone().unwrap_or_default();
@@ -223,8 +225,8 @@ async fn dispatch(
             let ns = ns.ok_or_else(not_found_path)?;
             let obj = parse_body(&body)?;
             let dry = query.get("dryRun").is_some_and(|d| d == "All");
-            let created = create(shared, kind, ns, obj, dry)?;
-            Ok(json_response(201, &created))
+            let (created, warnings) = create(shared, kind, ns, obj, dry, validation)?;
+            Ok(warn(json_response(201, &created), &warnings))
         }
         ("update", Some(name), sub @ ("" | "status")) => {
             let ns = ns.ok_or_else(not_found_path)?;
@@ -241,9 +243,10 @@ async fn dispatch(
                 &store::key(ns, name),
                 sub == "status",
                 dry,
+                validation,
                 |_| Ok(obj),
             )
-            .map(|v| json_response(200, &v))
+            .map(|(v, w)| warn(json_response(200, &v), &w))
         }
         ("patch", Some(name), sub @ ("" | "status")) => {
             let ns = ns.ok_or_else(not_found_path)?;
@@ -264,10 +267,11 @@ async fn dispatch(
                 }
                 let exists = lock(&shared.store).get(kind, &key).is_some();
                 if !exists {
-                    return create(shared, kind, ns, patch, dry).map(|v| json_response(201, &v));
+                    return create(shared, kind, ns, patch, dry, validation)
+                        .map(|(v, w)| warn(json_response(201, &v), &w));
                 }
             }
-            write_existing(shared, kind, &key, sub == "status", dry, |old| {
+            write_existing(shared, kind, &key, sub == "status", dry, validation, |old| {
                 let mut new = old.clone();
                 match ct {
                     "application/merge-patch+json" => meta::merge_patch(&mut new, &patch),
@@ -286,24 +290,24 @@ async fn dispatch(
                 }
                 Ok(new)
             })
-            .map(|v| json_response(200, &v))
+            .map(|(v, w)| warn(json_response(200, &v), &w))
         }
         ("delete", Some(name), "") => {
             let ns = ns.ok_or_else(not_found_path)?;
-            let (policy, dry) = delete_options(kind, query, &body)?;
+            let (policy, dry, grace) = delete_options(kind, query, &body)?;
             let mut st = lock(&shared.store);
             let key = store::key(ns, name);
             let obj = if dry {
                 st.get(kind, &key).cloned()
             } else {
-                st.delete(kind, &key, policy)
+                st.delete(kind, &key, policy, grace)
             };
             obj.map(|o| json_response(200, &o))
                 .ok_or_else(|| ApiError::not_found(kind, name))
         }
         ("deletecollection", None, "") => {
             let ns = ns.ok_or_else(not_found_path)?;
-            let (policy, dry) = delete_options(kind, query, &body)?;
+            let (policy, dry, grace) = delete_options(kind, query, &body)?;
             let labels =
                 LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
             let fields =
@@ -319,7 +323,7 @@ async fn dispatch(
                 let obj = if dry {
                     st.get(kind, &k).cloned()
                 } else {
-                    st.delete(kind, &k, policy)
+                    st.delete(kind, &k, policy, grace)
                 };
                 items.extend(obj.map(strip_type));
             }
@@ -344,11 +348,23 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     })
 }
 
+/// Adds one `Warning` header per warning, as kube-apiserver does.
+fn warn(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = text.parse() {
+            r.headers_mut().append("warning", v);
+        }
+    }
+    r
+}
+
+/// Propagation policy, dryRun and gracePeriodSeconds of a DELETE (query or DeleteOptions body).
 fn delete_options(
     kind: Kind,
     query: &BTreeMap<String, String>,
     body: &Bytes,
-) -> Result<(Propagation, bool), ApiError> {
+) -> Result<(Propagation, bool, Option<i64>), ApiError> {
     let opts: Value = if body.is_empty() {
         json!({})
     } else {
@@ -375,17 +391,23 @@ fn delete_options(
         || opts["dryRun"]
             .as_array()
             .is_some_and(|d| d.iter().any(|x| x == "All"));
-    Ok((policy, dry))
+    let grace = query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse::<i64>().ok())
+        .or(opts["gracePeriodSeconds"].as_i64());
+    Ok((policy, dry, grace))
 }
 
-/// Create through the API: namespace and name rules, generateName, defaulting, dryRun.
+/// Create through the API: namespace and name rules, generateName, the configured version's
+/// fields and defaults, dryRun. Returns the object and the warnings to send.
 pub fn create(
     shared: &Shared,
     kind: Kind,
     ns: &str,
     mut obj: Value,
     dry: bool,
-) -> Result<Value, ApiError> {
+    validation: Option<&str>,
+) -> Result<(Value, Vec<String>), ApiError> {
     if obj["apiVersion"]
         .as_str()
         .is_some_and(|v| v != kind.api_version())
@@ -422,7 +444,9 @@ pub fn create(
         obj["metadata"]["name"] = json!(name);
     }
     obj["metadata"]["uid"] = json!(meta::new_uid());
-    defaults::admit_create(kind, &mut obj, true)?;
+    let version = shared.config.version;
+    let warnings = versions::admit(Schema::Served(kind), &mut obj, version, validation)?;
+    defaults::admit_create(kind, &mut obj, true, version)?;
     if dry {
         let name = meta::name_of(&obj).to_string();
         if st.get(kind, &store::key(ns, &name)).is_some() {
@@ -431,21 +455,22 @@ pub fn create(
         obj["kind"] = json!(kind.kind());
         obj["apiVersion"] = json!(kind.api_version());
         obj["metadata"]["creationTimestamp"] = json!(meta::now_time());
-        return Ok(obj);
+        return Ok((obj, warnings));
     }
-    st.create(kind, obj)
+    st.create(kind, obj).map(|o| (o, warnings))
 }
 
-/// Update and patch share this: optimistic concurrency, status-subresource split, immutable
-/// fields, generation bump on spec change.
-fn write_existing(
+/// Update and patch share this: optimistic concurrency, status-subresource split, the
+/// configured version's fields, immutable fields, generation bump on spec change.
+pub fn write_existing(
     shared: &Shared,
     kind: Kind,
     key: &Key,
     status_only: bool,
     dry: bool,
+    validation: Option<&str>,
     f: impl FnOnce(&Value) -> Result<Value, ApiError>,
-) -> Result<Value, ApiError> {
+) -> Result<(Value, Vec<String>), ApiError> {
     let mut st = lock(&shared.store);
     let old = st
         .get(kind, key)
@@ -469,6 +494,7 @@ fn write_existing(
         "creationTimestamp",
         "generation",
         "deletionTimestamp",
+        "deletionGracePeriodSeconds",
     ] {
         new["metadata"][field] = old["metadata"][field].clone();
     }
@@ -486,6 +512,16 @@ fn write_existing(
     if let Some(m) = new["metadata"].as_object_mut() {
         m.retain(|_, v| !v.is_null());
     }
+    let warnings = if status_only {
+        Vec::new()
+    } else {
+        versions::admit(
+            Schema::Served(kind),
+            &mut new,
+            shared.config.version,
+            validation,
+        )?
+    };
     let mut causes = Vec::new();
     meta::validate_meta(&new, "metadata", &mut causes);
     if !causes.is_empty() {
@@ -497,9 +533,9 @@ fn write_existing(
             json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
     }
     if dry {
-        return Ok(new);
+        return Ok((new, warnings));
     }
-    Ok(st.put(kind, new))
+    Ok((st.put(kind, new), warnings))
 }
 
 fn strip_type(mut v: Value) -> Value {
@@ -719,9 +755,11 @@ fn logs(
         None => names.first().cloned().unwrap_or_default(),
     };
     let uid = meta::uid_of(pod).to_string();
-    let Some(logs) = st.logs.get(&uid) else {
-        let reason = pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
-            .as_str()
+    let Some(logs) = st.logs.get(&uid).and_then(|l| l.get(&container)) else {
+        let reason = pod["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()))
+            .and_then(|c| c["state"]["waiting"]["reason"].as_str())
             .unwrap_or("ContainerCreating");
         let why = match reason {
             "ErrImagePull" | "ImagePullBackOff" => "trying and failing to pull image".to_string(),
@@ -784,6 +822,7 @@ fn logs(
     let state = FollowState {
         shared: shared.clone(),
         uid,
+        container,
         generation: logs.generation,
         next: lines.len(),
         first: Some(text),
@@ -808,7 +847,7 @@ fn logs(
             }
             let step = {
                 let st = lock(&s.shared.store);
-                match st.logs.get(&s.uid) {
+                match st.logs.get(&s.uid).and_then(|l| l.get(&s.container)) {
                     None => Step::End,
                     Some(logs) => {
                         let behind = logs.generation - s.generation;
@@ -847,11 +886,14 @@ fn logs(
             // Re-check after registering, so an append between unlock and here is not missed.
             let changed = {
                 let st = lock(&s.shared.store);
-                st.logs.get(&s.uid).is_none_or(|l| {
-                    l.generation != s.generation
-                        || !l.running
-                        || l.attempts.last().is_some_and(|a| a.len() > s.next)
-                })
+                st.logs
+                    .get(&s.uid)
+                    .and_then(|l| l.get(&s.container))
+                    .is_none_or(|l| {
+                        l.generation != s.generation
+                            || !l.running
+                            || l.attempts.last().is_some_and(|a| a.len() > s.next)
+                    })
             };
             if !changed {
                 notified.await;
@@ -868,6 +910,7 @@ fn logs(
 struct FollowState {
     shared: Arc<Shared>,
     uid: String,
+    container: String,
     generation: usize,
     next: usize,
     first: Option<String>,
@@ -875,7 +918,7 @@ struct FollowState {
 }
 
 /// The handful of discovery documents clients ask for.
-fn discovery(path: &str) -> Option<Response<Body>> {
+fn discovery(path: &str, version: versions::Version) -> Option<Response<Body>> {
     let resources = |list: &[(&str, &str, bool)]| -> Value {
         json!(list.iter().map(|(name, kind, ns)| json!({
             "name": name, "singularName": "", "namespaced": ns, "kind": kind,
@@ -884,7 +927,7 @@ fn discovery(path: &str) -> Option<Response<Body>> {
     };
     let v = match path.trim_end_matches('/') {
         "/version" => {
-            json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"})
+            json!({"major": "1", "minor": version.0.to_string(), "gitVersion": version.git_version(), "platform": "linux/amd64"})
         }
         "/healthz" | "/readyz" | "/livez" => {
             return Some(

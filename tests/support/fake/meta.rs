@@ -248,6 +248,14 @@ pub fn now_time() -> String {
         .unwrap_or_else(|_| now.to_string())
 }
 
+/// `now_time()` plus `secs` seconds (a graceful deletion's `deletionTimestamp`).
+pub fn time_in(secs: i64) -> String {
+    let now = jiff::Timestamp::now().as_second() + secs.max(0);
+    jiff::Timestamp::from_second(now)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now_time())
+}
+
 /// RFC 3339 with nanoseconds, as the kubelet prefixes log lines with `timestamps=true`.
 pub fn now_nanos() -> jiff::Timestamp {
     jiff::Timestamp::now()

@@ -1,14 +1,25 @@
 //! A fake Kubernetes cluster for tests: an HTTP API server speaking kube-apiserver's JSON API
-//! on 127.0.0.1, with a simulated Job controller, kubelet and garbage collector behind it.
+//! on 127.0.0.1, with a simulated Job controller, kubelet, garbage collector and TTL controller
+//! behind it, behaving like the Kubernetes version it is told to be.
 //!
-//! See the parent module for the child-fate convention. Everything here is usable from plain
+//! See the parent module for the version table, time scaling, the child-fate convention and
+//! the remaining differences from a real cluster. Everything here is usable from plain
 //! synchronous tests: the server and controllers run on their own tokio runtime.
+//!
+//! `http.rs` (the API) and `kubectl.rs` (apply) → `versions.rs` (what a version takes),
+//! `defaults.rs`, `store.rs` (objects, watches, history, logs) → `sim.rs` (event loop, GC,
+//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd).
 
 mod defaults;
 mod http;
+mod jobs;
+mod kubectl;
+mod kubelet;
 mod meta;
+mod process;
 mod sim;
 mod store;
+mod versions;
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -21,11 +32,15 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+pub use jobs::TRACKING;
+pub use kubelet::Fate;
 use meta::ApiError;
 pub use meta::Kind;
-pub use sim::{Fate, UNMANAGED};
+use sim::Control;
+pub use sim::UNMANAGED;
 pub use store::Propagation;
-use store::Store;
+use store::{EventType, Store};
+use versions::Version;
 
 /// Locks a mutex, ignoring poisoning: a panicking test thread must not wedge the server.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,8 +160,15 @@ impl Faults {
 }
 
 pub(crate) struct Config {
-    pub pre_131_conditions: bool,
+    pub version: Version,
     pub bookmark_interval: Duration,
+    /// Fraction of real time the control plane's own delays take (back-offs).
+    pub time_scale: f64,
+    /// Where containers running jobherd get their files.
+    pub scratch: PathBuf,
+    /// The kubeconfig those containers use to reach this server.
+    pub kubeconfig: PathBuf,
+    pub jobherd_bin: PathBuf,
 }
 
 pub(crate) struct Shared {
@@ -154,6 +176,55 @@ pub(crate) struct Shared {
     pub requests: Mutex<Vec<Request>>,
     pub faults: Mutex<Faults>,
     pub config: Config,
+    /// To the controllers: releases, exits of real processes.
+    pub control: mpsc::UnboundedSender<Control>,
+    /// Pids of the processes containers run, killed when the cluster is dropped.
+    pub processes: Mutex<HashSet<u32>>,
+}
+
+/// One committed version of an object, from the history the cluster records when built with
+/// [`Builder::record_history`]. Versions are in resourceVersion order: the order every watcher
+/// saw them in.
+#[derive(Clone, Debug)]
+pub struct Revision {
+    pub rv: u64,
+    /// When the store committed it (for durations between versions).
+    pub at: Instant,
+    pub time: jiff::Timestamp,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub event: &'static str,
+    pub object: Value,
+}
+
+impl Revision {
+    pub fn name(&self) -> &str {
+        meta::name_of(&self.object)
+    }
+
+    pub fn uid(&self) -> &str {
+        meta::uid_of(&self.object)
+    }
+
+    pub fn typed<T: serde::de::DeserializeOwned>(&self) -> T {
+        FakeCluster::typed(&self.object)
+    }
+}
+
+/// The largest number of objects for which `holds` was true at once, over `history` (in
+/// resourceVersion order; a deleted object stops counting).
+pub fn peak(history: &[Revision], holds: impl Fn(&Value) -> bool) -> usize {
+    let mut now: HashSet<String> = HashSet::new();
+    let mut most = 0;
+    for r in history {
+        let uid = r.uid().to_string();
+        if r.event != "DELETED" && holds(&r.object) {
+            now.insert(uid);
+        } else {
+            now.remove(&uid);
+        }
+        most = most.max(now.len());
+    }
+    most
 }
 
 /// The parent jobherd believes it runs in: an unmanaged Job and its Running pod.
@@ -168,8 +239,10 @@ pub struct Parent {
 /// Options of a [`FakeCluster`].
 pub struct Builder {
     compaction_window: usize,
-    pre_131_conditions: bool,
+    version: u32,
     bookmark_interval: Duration,
+    time_scale: f64,
+    record_history: bool,
 }
 
 impl Builder {
@@ -180,10 +253,40 @@ impl Builder {
         self
     }
 
-    /// Behave like Kubernetes before 1.31: only `Complete`/`Failed` conditions, no
-    /// `SuccessCriteriaMet`/`FailureTarget`.
-    pub fn pre_131_conditions(mut self, yes: bool) -> Self {
-        self.pre_131_conditions = yes;
+    /// Which Kubernetes to be: `1.<minor>`, from 1.21 to 1.33 (default 33). It decides the
+    /// Job controller's conditions and status fields, job-tracking finalizers, the API's
+    /// defaults, the fields it knows and field validation (see the support module doc).
+    pub fn version(mut self, minor: u32) -> Self {
+        assert!(
+            (versions::OLDEST..=versions::NEWEST).contains(&minor),
+            "the fake cluster can be Kubernetes 1.{} to 1.{}, not 1.{minor}",
+            versions::OLDEST,
+            versions::NEWEST
+        );
+        self.version = minor;
+        self
+    }
+
+    /// Behave like Kubernetes before 1.31 (only `Complete`/`Failed` conditions): an alias for
+    /// `version(30)`, the last such version.
+    pub fn pre_131_conditions(self, yes: bool) -> Self {
+        if yes { self.version(30) } else { self }
+    }
+
+    /// The fraction of real time the control plane's own delays take: the Job controller's
+    /// pod-failure back-off (10 s doubling to 6 min) and the kubelet's CrashLoopBackOff (10 s
+    /// doubling to 5 min). Default 0.01 (10 s become 100 ms). Durations a user writes
+    /// (`activeDeadlineSeconds`, `ttlSecondsAfterFinished`, grace periods) are never scaled.
+    pub fn time_scale(mut self, fraction: f64) -> Self {
+        assert!(fraction > 0.0, "time scale must be positive");
+        self.time_scale = fraction;
+        self
+    }
+
+    /// Keep every version of every object for [`FakeCluster::history`] (off by default: at
+    /// 10 000 children that is a lot of memory).
+    pub fn record_history(mut self, yes: bool) -> Self {
+        self.record_history = yes;
         self
     }
 
@@ -217,12 +320,16 @@ impl FakeCluster {
     pub fn builder() -> Builder {
         Builder {
             compaction_window: 100_000,
-            pre_131_conditions: false,
+            version: versions::NEWEST,
             bookmark_interval: Duration::from_secs(1),
+            time_scale: 0.01,
+            record_history: false,
         }
     }
 
     fn start_with(b: Builder) -> FakeCluster {
+        let dir = tempfile::tempdir().expect("temp dir for the kubeconfig");
+        let kubeconfig = dir.path().join("kubeconfig");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("fake-cluster")
@@ -230,24 +337,29 @@ impl FakeCluster {
             .build()
             .expect("the fake cluster needs a tokio runtime");
         let (tx, rx) = mpsc::unbounded_channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(b.compaction_window, tx)),
+            store: Mutex::new(Store::new(b.compaction_window, tx, b.record_history)),
             requests: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             config: Config {
-                pre_131_conditions: b.pre_131_conditions,
+                version: Version(b.version),
                 bookmark_interval: b.bookmark_interval,
+                time_scale: b.time_scale,
+                scratch: dir.path().to_path_buf(),
+                kubeconfig: kubeconfig.clone(),
+                jobherd_bin: PathBuf::from(env!("CARGO_BIN_EXE_jobherd")),
             },
+            control,
+            processes: Mutex::new(HashSet::new()),
         });
-        rt.spawn(sim::Sim::new(shared.clone()).run(rx));
+        rt.spawn(sim::Sim::new(shared.clone()).run(rx, control_rx));
         let listener = bind(&rt, SocketAddr::from(([127, 0, 0, 1], 0)))
             .expect("bind 127.0.0.1:0 for the fake cluster");
         let addr = listener
             .local_addr()
             .expect("local address of the fake cluster listener");
         let server = rt.spawn(http::serve(shared.clone(), listener));
-        let dir = tempfile::tempdir().expect("temp dir for the kubeconfig");
-        let kubeconfig = dir.path().join("kubeconfig");
         let config = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
              users:\n- name: fake\n  user:\n    token: fake-token\n\
@@ -296,6 +408,16 @@ impl FakeCluster {
         let mut c = kube::Config::new(self.url().parse().expect("the fake's URL is a valid URI"));
         c.default_namespace = "default".into();
         c
+    }
+
+    /// The Kubernetes minor version this cluster behaves as.
+    pub fn version(&self) -> u32 {
+        self.shared.config.version.0
+    }
+
+    /// See [`Builder::time_scale`].
+    pub fn time_scale(&self) -> f64 {
+        self.shared.config.time_scale
     }
 
     // ----------------------------------------------------------------------------------------
@@ -372,15 +494,58 @@ impl FakeCluster {
         all
     }
 
-    /// The current container log lines of a pod (None once the pod is gone or before it ran).
+    /// The current log lines of a pod's first container (None once the pod is gone or before
+    /// it ran).
     pub fn log_lines(&self, ns: &str, pod: &str) -> Option<Vec<String>> {
+        let first = self.object(Kind::Pod, ns, pod)?["spec"]["containers"][0]["name"]
+            .as_str()?
+            .to_string();
+        self.container_log_lines(ns, pod, &first)
+    }
+
+    /// The current attempt's log lines of one container of a pod.
+    pub fn container_log_lines(&self, ns: &str, pod: &str, container: &str) -> Option<Vec<String>> {
         let st = lock(&self.shared.store);
         let uid = meta::uid_of(st.get(Kind::Pod, &store::key(ns, pod))?).to_string();
         st.logs
             .get(&uid)?
+            .get(container)?
             .attempts
             .last()
             .map(|a| a.iter().map(|(_, l)| l.clone()).collect())
+    }
+
+    /// Every recorded version of objects of a kind, in resourceVersion order. Panics unless the
+    /// cluster was built with [`Builder::record_history`].
+    pub fn history(&self, kind: Kind) -> Vec<Revision> {
+        let st = lock(&self.shared.store);
+        assert!(
+            st.records(),
+            "history is recorded only with FakeCluster::builder().record_history(true)"
+        );
+        st.recorded()
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| Revision {
+                rv: r.rv,
+                at: r.at,
+                time: r.time,
+                event: match r.ty {
+                    EventType::Added => "ADDED",
+                    EventType::Modified => "MODIFIED",
+                    EventType::Deleted => "DELETED",
+                },
+                object: (*r.obj).clone(),
+            })
+            .collect()
+    }
+
+    /// Every recorded version of one object (by namespace and name, across re-creations).
+    pub fn history_of(&self, kind: Kind, ns: &str, name: &str) -> Vec<Revision> {
+        self.history(kind)
+            .into_iter()
+            .filter(|r| r.name() == name && meta::namespace_of(&r.object) == ns)
+            .collect()
     }
 
     pub fn resource_version(&self) -> u64 {
@@ -450,7 +615,15 @@ impl FakeCluster {
         }
         obj["metadata"]["uid"] = json!(meta::new_uid());
         let name = meta::name_of(&obj).to_string();
-        defaults::admit_create(kind, &mut obj, false)
+        let version = self.shared.config.version;
+        // Direct inserts drop what the version does not take, without warnings.
+        let _ = versions::admit(
+            versions::Schema::Served(kind),
+            &mut obj,
+            version,
+            Some("Ignore"),
+        );
+        defaults::admit_create(kind, &mut obj, false, version)
             .and_then(|()| st.create(kind, obj))
             .unwrap_or_else(|e| {
                 panic!("fake cluster refused {} {name}: {}", kind.kind(), e.message)
@@ -474,16 +647,67 @@ impl FakeCluster {
         self.insert(kind, obj)
     }
 
-    /// Deletes as `DELETE` with a propagation policy would (no request recorded).
+    /// Deletes as `DELETE` with a propagation policy would (no request recorded); a pod goes
+    /// gracefully, with its own grace period.
     pub fn delete(&self, kind: Kind, ns: &str, name: &str, policy: Propagation) -> bool {
+        self.delete_with_grace(kind, ns, name, policy, None)
+    }
+
+    /// As [`FakeCluster::delete`], with DeleteOptions' `gracePeriodSeconds`.
+    pub fn delete_with_grace(
+        &self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        policy: Propagation,
+        grace: Option<i64>,
+    ) -> bool {
         lock(&self.shared.store)
-            .delete(kind, &store::key(ns, name), policy)
+            .delete(kind, &store::key(ns, name), policy, grace)
             .is_some()
+    }
+
+    /// Evicts a pod as the Eviction API does: from 1.26 a `DisruptionTarget` condition first,
+    /// then a graceful delete.
+    pub fn evict(&self, ns: &str, pod: &str) -> bool {
+        let mut st = lock(&self.shared.store);
+        let key = store::key(ns, pod);
+        let Some(mut obj) = st.get(Kind::Pod, &key).cloned() else {
+            return false;
+        };
+        if self.shared.config.version.disruption_target() {
+            let condition = json!({"type": "DisruptionTarget", "status": "True",
+                "lastProbeTime": null, "lastTransitionTime": meta::now_time(),
+                "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"});
+            if !obj["status"]["conditions"].is_array() {
+                obj["status"]["conditions"] = json!([]);
+            }
+            if let Some(c) = obj["status"]["conditions"].as_array_mut() {
+                c.insert(0, condition);
+            }
+            st.put(Kind::Pod, obj);
+        }
+        st.delete(Kind::Pod, &key, Propagation::Background, None)
+            .is_some()
+    }
+
+    /// Pids of the processes containers of jobherd's image run now.
+    pub fn process_ids(&self) -> Vec<u32> {
+        lock(&self.shared.processes).iter().copied().collect()
+    }
+
+    /// Ends every container holding on `name` (`FAKE_HOLD`); later ones do not hold.
+    pub fn release(&self, name: &str) {
+        let _ = self.shared.control.send(Control::Release(name.to_string()));
     }
 
     /// A parent Job that the Job controller leaves alone, and its Running pod: what jobherd
     /// finds through `POD_NAME`/`POD_NAMESPACE` when it runs as a CronJob's Job.
     pub fn create_parent(&self, ns: &str, name: &str) -> Parent {
+        let mut status = json!({"active": 1, "ready": 1, "startTime": meta::now_time()});
+        if !self.shared.config.version.job_ready() {
+            status.as_object_mut().map(|s| s.remove("ready"));
+        }
         let job = self.insert(
             Kind::Job,
             json!({
@@ -493,11 +717,14 @@ impl FakeCluster {
                     "restartPolicy": "Never", "serviceAccountName": "jobherd",
                     "containers": [{"name": "jobherd", "image": "jobherd:test"}],
                 }}},
-                "status": {"active": 1, "ready": 1, "startTime": meta::now_time()},
+                "status": status,
             }),
         );
         let mut st = lock(&self.shared.store);
-        let mut pod = sim::pod_from_template(&st, &job);
+        let mut pod = jobs::pod_from_template(&st, &job, self.shared.config.version, None);
+        if let Some(m) = pod["metadata"].as_object_mut() {
+            m.remove("finalizers");
+        }
         pod["metadata"]["annotations"] = json!({UNMANAGED: "true"});
         pod["metadata"]["uid"] = json!(meta::new_uid());
         pod["spec"]["nodeName"] = json!("fake-node-1");
@@ -611,9 +838,22 @@ impl FakeCluster {
 
 impl Drop for FakeCluster {
     fn drop(&mut self) {
+        self.kill_processes();
         if let Some(rt) = self.rt.take() {
             // Not `drop(rt)`: that blocks, and panics when the test itself runs inside tokio.
             rt.shutdown_background();
+        }
+        // A process the controllers started while shutting down.
+        self.kill_processes();
+    }
+}
+
+impl FakeCluster {
+    /// SIGKILLs every process a container runs (no stray jobherd after a test, even a
+    /// panicking one).
+    fn kill_processes(&self) {
+        for pid in lock(&self.shared.processes).drain() {
+            process::signal(pid, libc::SIGKILL);
         }
     }
 }

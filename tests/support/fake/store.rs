@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -99,7 +100,18 @@ impl Propagation {
     }
 }
 
-/// One container attempt's log lines. A pod keeps its current and previous attempts.
+/// One version of an object as the store committed it (history recording, opt-in).
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub rv: u64,
+    pub at: Instant,
+    pub time: jiff::Timestamp,
+    pub kind: Kind,
+    pub ty: EventType,
+    pub obj: Arc<Value>,
+}
+
+/// One container's log lines, per attempt. A container keeps its current and previous attempts.
 #[derive(Default)]
 pub struct PodLogs {
     pub attempts: Vec<Vec<(jiff::Timestamp, String)>>,
@@ -111,6 +123,9 @@ pub struct PodLogs {
 }
 
 pub const FOREGROUND: &str = "foregroundDeletion";
+
+/// pod uid -> container name -> logs.
+pub type LogMap = HashMap<String, BTreeMap<String, PodLogs>>;
 
 pub struct Store {
     rv: u64,
@@ -126,12 +141,14 @@ pub struct Store {
     watchers: Vec<Watcher>,
     next_watcher: u64,
     changes: mpsc::UnboundedSender<Change>,
-    /// pod uid -> logs; removed with the pod, so reading them afterwards is a 404.
-    pub logs: HashMap<String, PodLogs>,
+    /// Every committed version, when the cluster records history.
+    recorded: Option<Vec<Recorded>>,
+    /// pod uid -> container -> logs; removed with the pod, so reading them afterwards is a 404.
+    pub logs: LogMap,
 }
 
 impl Store {
-    pub fn new(window: usize, changes: mpsc::UnboundedSender<Change>) -> Self {
+    pub fn new(window: usize, changes: mpsc::UnboundedSender<Change>, record: bool) -> Self {
         Store {
             rv: 1,
             objects: Default::default(),
@@ -143,8 +160,19 @@ impl Store {
             watchers: Vec::new(),
             next_watcher: 0,
             changes,
+            recorded: record.then(Vec::new),
             logs: HashMap::new(),
         }
+    }
+
+    /// Whether every version is recorded.
+    pub fn records(&self) -> bool {
+        self.recorded.is_some()
+    }
+
+    /// Recorded versions (empty unless the cluster records history).
+    pub fn recorded(&self) -> &[Recorded] {
+        self.recorded.as_deref().unwrap_or_default()
     }
 
     pub fn resource_version(&self) -> u64 {
@@ -217,14 +245,18 @@ impl Store {
         Ok(self.commit(kind, key, EventType::Added, obj))
     }
 
-    /// Replaces an existing object. An object marked for deletion whose last finalizer is gone is
-    /// removed, as kube-apiserver does.
+    /// Replaces an existing object. An object marked for deletion whose last finalizer is gone
+    /// and whose grace period is over (0) is removed, as kube-apiserver does.
     pub fn put(&mut self, kind: Kind, obj: Value) -> Value {
         let key = key(meta::namespace_of(&obj), meta::name_of(&obj));
         let finalized = !obj["metadata"]["deletionTimestamp"].is_null()
             && obj["metadata"]["finalizers"]
                 .as_array()
-                .is_none_or(|f| f.is_empty());
+                .is_none_or(|f| f.is_empty())
+            && obj["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                == 0;
         let stored = self.commit(kind, key.clone(), EventType::Modified, obj);
         if finalized {
             self.remove(kind, &key);
@@ -237,40 +269,75 @@ impl Store {
         Some(self.commit(kind, key.clone(), EventType::Deleted, obj))
     }
 
-    /// Deletes with a propagation policy; returns the object as the DELETE call answers it.
-    pub fn delete(&mut self, kind: Kind, key: &Key, policy: Propagation) -> Option<Value> {
+    /// Deletes with a propagation policy and, for pods, a grace period (`None`: the pod's
+    /// `terminationGracePeriodSeconds`); returns the object as the DELETE call answers it.
+    ///
+    /// As kube-apiserver: an object with finalizers, or a pod with a grace period, is only marked
+    /// (`deletionTimestamp`, `deletionGracePeriodSeconds`) and stays until its finalizers are gone
+    /// and the kubelet confirmed the end with a grace period of 0. A pod that is not scheduled
+    /// or already terminal has no grace period. A second delete may only shorten the grace.
+    pub fn delete(
+        &mut self,
+        kind: Kind,
+        key: &Key,
+        policy: Propagation,
+        grace: Option<i64>,
+    ) -> Option<Value> {
         let obj = self.get(kind, key)?.clone();
         let uid = meta::uid_of(&obj).to_string();
-        match policy {
-            Propagation::Orphan => {
-                for (dkind, dkey) in self.dependents(&uid) {
-                    if let Some(mut dep) = self.get(dkind, &dkey).cloned() {
-                        remove_owner_ref(&mut dep, &uid);
-                        self.put(dkind, dep);
-                    }
+        if policy == Propagation::Orphan {
+            for (dkind, dkey) in self.dependents(&uid) {
+                if let Some(mut dep) = self.get(dkind, &dkey).cloned() {
+                    remove_owner_ref(&mut dep, &uid);
+                    self.put(dkind, dep);
                 }
-                self.remove(kind, key)
-            }
-            Propagation::Background => self.remove(kind, key),
-            Propagation::Foreground => {
-                if self.dependents(&uid).is_empty() {
-                    return self.remove(kind, key);
-                }
-                let mut marked = obj;
-                let m = &mut marked["metadata"];
-                if m["deletionTimestamp"].is_null() {
-                    m["deletionTimestamp"] = json!(meta::now_time());
-                    m["deletionGracePeriodSeconds"] = json!(0);
-                }
-                let fins = m["finalizers"].as_array().cloned().unwrap_or_default();
-                if !fins.iter().any(|f| f == FOREGROUND) {
-                    let mut fins = fins;
-                    fins.push(json!(FOREGROUND));
-                    m["finalizers"] = json!(fins);
-                }
-                Some(self.put(kind, marked))
             }
         }
+        let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if policy == Propagation::Foreground
+            && !self.dependents(&uid).is_empty()
+            && !finalizers.iter().any(|f| f == FOREGROUND)
+        {
+            finalizers.push(json!(FOREGROUND));
+        }
+        let grace = if kind == Kind::Pod {
+            pod_grace(&obj, grace)
+        } else {
+            0
+        };
+        let m = &obj["metadata"];
+        if !m["deletionTimestamp"].is_null() {
+            let current = m["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+            let known = m["finalizers"].as_array().map_or(0, Vec::len);
+            if grace >= current && finalizers.len() == known {
+                return Some(obj);
+            }
+            if grace == 0 && finalizers.is_empty() {
+                return self.remove(kind, key);
+            }
+            let mut marked = obj;
+            if grace < current {
+                marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                marked["metadata"]["deletionTimestamp"] = json!(meta::time_in(grace));
+            }
+            set_finalizers(&mut marked, finalizers);
+            return Some(self.put(kind, marked));
+        }
+        if grace == 0 && finalizers.is_empty() {
+            return self.remove(kind, key);
+        }
+        let mut marked = obj;
+        let m = &mut marked["metadata"];
+        m["deletionTimestamp"] = json!(meta::time_in(grace));
+        m["deletionGracePeriodSeconds"] = json!(grace);
+        if kind == Kind::Pod && grace > 0 {
+            m["generation"] = json!(m["generation"].as_i64().unwrap_or(1) + 1);
+        }
+        set_finalizers(&mut marked, finalizers);
+        Some(self.put(kind, marked))
     }
 
     fn commit(&mut self, kind: Kind, key: Key, ty: EventType, mut obj: Value) -> Value {
@@ -299,7 +366,9 @@ impl Store {
             if kind == Kind::Pod
                 && let Some(logs) = self.logs.remove(&uid)
             {
-                logs.notify.notify_waiters();
+                for l in logs.values() {
+                    l.notify.notify_waiters();
+                }
             }
         } else {
             self.uids.insert(uid, (kind, key.clone()));
@@ -325,6 +394,16 @@ impl Store {
         };
         // The simulation may be gone while the cluster shuts down; nothing to tell it then.
         let _ = self.changes.send(change);
+        if let Some(rec) = &mut self.recorded {
+            rec.push(Recorded {
+                rv: self.rv,
+                at: Instant::now(),
+                time: jiff::Timestamp::now(),
+                kind,
+                ty,
+                obj: obj.clone(),
+            });
+        }
         self.history.push_back(HistoryEvent {
             rv: self.rv,
             kind,
@@ -458,6 +537,37 @@ fn stamp_new(kind: Kind, obj: &mut Value) {
     if let Some(o) = m.as_object_mut() {
         o.remove("deletionTimestamp");
         o.remove("resourceVersion");
+    }
+}
+
+/// The grace period kube-apiserver gives a pod being deleted (the pod strategy's
+/// `CheckGracefulDelete`): the request's, else the pod's `terminationGracePeriodSeconds` (30 by
+/// default); none for a pod that never got a node or has already finished.
+fn pod_grace(pod: &Value, requested: Option<i64>) -> i64 {
+    let period = requested
+        .or(pod["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30);
+    let scheduled = pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let terminal = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if !scheduled || terminal {
+        0
+    } else {
+        period.max(0)
+    }
+}
+
+fn set_finalizers(obj: &mut Value, finalizers: Vec<Value>) {
+    if finalizers.is_empty() {
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("finalizers");
+        }
+    } else {
+        obj["metadata"]["finalizers"] = json!(finalizers);
     }
 }
 
