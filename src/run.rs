@@ -757,7 +757,12 @@ impl Run {
             + status.active.unwrap_or(0))
         .max(0) as u32;
         state.refresh_attempts();
-        let finished = status.completion_time.as_ref().map(|t| t.0);
+        // The server's clock at both ends: `startTime` has whole seconds, and so do these.
+        let finished = status
+            .completion_time
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| decided_at(job));
         match job_outcome(job) {
             Some(Ok(())) => self.finish(index, ChildResult::Succeeded, "", "", finished, out),
             Some(Err((reason, message))) => {
@@ -1073,6 +1078,23 @@ impl Run {
             }
         }
     }
+}
+
+/// When the condition that decided a Job's outcome was set (1.31+ sets `completionTime` only
+/// with `Complete`, after `SuccessCriteriaMet`; failures have none).
+fn decided_at(job: &Job) -> Option<Timestamp> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .filter(|c| c.status == "True")
+        .filter(|c| {
+            matches!(
+                c.type_.as_str(),
+                "Complete" | "SuccessCriteriaMet" | "Failed" | "FailureTarget"
+            )
+        })
+        .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+        .min()
 }
 
 /// Reads a Job's conditions: `SuccessCriteriaMet`/`Complete` is success, `FailureTarget`/

@@ -586,3 +586,24 @@ fn inherited_children_are_never_created_and_their_dependants_start() {
     assert_eq!(run.inherited(), 1);
     assert_tally(&run);
 }
+
+#[test]
+fn a_childs_end_is_read_from_the_server_clock_like_its_start() {
+    let mut run = plan_run(&[("a", &[])], &RULES);
+    listed(&mut run, vec![]);
+    let mut done = job("r-a", &[("SuccessCriteriaMet", "CompletionsReached")], 0);
+    let time = |s: &str| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.parse().unwrap());
+    let status = done.status.as_mut().unwrap();
+    status.start_time = Some(time("2026-11-24T03:17:00Z"));
+    status.conditions.as_mut().unwrap()[0].last_transition_time =
+        Some(time("2026-11-24T03:17:04Z"));
+    seen(&mut run, done);
+    let s = run.state(0);
+    assert_eq!(
+        s.finished
+            .unwrap()
+            .duration_since(s.started.unwrap())
+            .as_secs(),
+        4
+    );
+}
