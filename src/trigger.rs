@@ -121,14 +121,22 @@ pub async fn trigger(t: TriggerConfig) -> Result<i32, crate::Error> {
         "jobherd trigger: created job/{name} from cronjob/{} in namespace {namespace}; following it (SIGINT or SIGTERM deletes it)",
         t.cronjob
     );
-    let (code, why) = follow_parent(&client, &namespace, &created, t.timeout).await?;
+    let (code, why) = match follow_parent(&client, &namespace, &created, t.timeout).await {
+        Ok(ending) => ending,
+        Err(e) => {
+            // A parent nobody follows is not left running.
+            println!("jobherd trigger: cannot follow job/{name}: {e}");
+            let _ = abort(&jobs, &name, Stop::Terminate).await;
+            return Err(e.into());
+        }
+    };
     say_how_it_ended(&name, code, why.as_deref());
     let reports = Reports {
         jobs: &jobs,
         namespace: &namespace,
         parent: &created,
     };
-    reports.write(&t, code, started.elapsed()).await;
+    reports.write(&t, code, started.elapsed()).await?;
     Ok(code)
 }
 
@@ -334,15 +342,16 @@ async fn follow_parent(
                 continue;
             }
             Happened::Fatal(e) => return Err(e),
-            Happened::Signal(why) => return Ok(abort(&jobs, &name, why).await),
-            Happened::Deadline => return Ok(abort(&jobs, &name, Stop::Timeout).await),
+            Happened::Signal(why) => return abort(&jobs, &name, why).await,
+            Happened::Deadline => return abort(&jobs, &name, Stop::Timeout).await,
         };
         let (acts, end) = follow.apply(seen, Instant::now());
         for act in acts {
             match act {
                 Act::Say(text) => println!("{text}"),
                 Act::Stream { pod } => {
-                    tasks.spawn(stream(pods.clone(), pod, container.clone(), tx.clone()));
+                    let reader = (pods.clone(), container.clone(), namespace.to_string());
+                    tasks.spawn(stream(reader, pod, tx.clone()));
                 }
             }
         }
@@ -368,7 +377,11 @@ fn container_name(job: &Job) -> String {
 }
 
 /// Streams one pod's log, line by line, to the end of its container.
-async fn stream(pods: Api<Pod>, pod: String, container: String, events: Sender<Happened>) {
+async fn stream(
+    (pods, container, namespace): (Api<Pod>, String, String),
+    pod: String,
+    events: Sender<Happened>,
+) {
     use futures::{AsyncBufReadExt, TryStreamExt};
     let params = LogParams {
         follow: true,
@@ -384,6 +397,11 @@ async fn stream(pods: Api<Pod>, pod: String, container: String, events: Sender<H
                 }
             }
         }
+        Err(e) if status_code(&e) == Some(403) => {
+            let forbidden = ClusterError::from_kube("get", "pods/log", &namespace, e);
+            let _ = events.send(Happened::Fatal(forbidden)).await;
+            return;
+        }
         Err(e) => tracing::warn!(pod, "cannot read the parent's log: {}", describe(&e)),
     }
     let _ = events.send(Happened::Seen(Seen::LogEnded)).await;
@@ -391,28 +409,36 @@ async fn stream(pods: Api<Pod>, pod: String, container: String, events: Sender<H
 
 /// Deletes the parent with Background propagation: its pod gets SIGTERM (jobherd deletes the
 /// active children first) and the garbage collector deletes its children through their
-/// ownerReferences. Returns the exit code for why.
-async fn abort(jobs: &Api<Job>, name: &str, why: Stop) -> (i32, Option<String>) {
+/// ownerReferences. Returns the exit code for why; a parent that could not be deleted is
+/// still running, which is an error of its own (exit 4).
+async fn abort(
+    jobs: &Api<Job>,
+    name: &str,
+    why: Stop,
+) -> Result<(i32, Option<String>), ClusterError> {
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..Default::default()
     };
-    let deleted = match jobs.delete(name, &params).await {
-        Ok(_) => format!("deleted job/{name}, and with it its children"),
-        Err(e) => format!(
-            "could not delete job/{name}: {}; delete it with kubectl delete job {name}",
-            describe(&e)
-        ),
-    };
     let (code, cause) = match why {
         Stop::Timeout => (3, "JOBHERD_TRIGGER_TIMEOUT passed".to_string()),
-        other => (
-            if other == Stop::Interrupt { 130 } else { 143 },
-            other.as_str().to_string(),
-        ),
+        Stop::Interrupt => (130, why.as_str().to_string()),
+        _ => (143, why.as_str().to_string()),
     };
-    println!("jobherd trigger: {cause}: {deleted}");
-    (code, None)
+    match jobs.delete(name, &params).await {
+        Ok(_) => {
+            println!("jobherd trigger: {cause}: deleted job/{name}, and with it its children");
+            Ok((code, None))
+        }
+        Err(e) if status_code(&e) == Some(404) => Ok((code, None)),
+        Err(e) => {
+            println!(
+                "jobherd trigger: {cause}, but job/{name} could not be deleted and is still running (kubectl delete job {name})"
+            );
+            let namespace = jobs.namespace().unwrap_or_default().to_string();
+            Err(ClusterError::from_kube("delete", "jobs", &namespace, e))
+        }
+    }
 }
 
 fn say_how_it_ended(name: &str, code: i32, why: Option<&str>) {
@@ -434,32 +460,32 @@ struct Reports<'a> {
 impl Reports<'_> {
     /// `JOBHERD_REPORT_FILE` / `JOBHERD_JUNIT_FILE` on the caller's side: the run as its
     /// parent's record and the children left in the cluster describe it.
-    async fn write(&self, t: &TriggerConfig, code: i32, elapsed: Duration) {
+    async fn write(
+        &self,
+        t: &TriggerConfig,
+        code: i32,
+        elapsed: Duration,
+    ) -> Result<(), ClusterError> {
         if t.report_file.is_none() && t.junit_file.is_none() {
-            return;
+            return Ok(());
         }
         let (name, uid) = (
             self.parent.name_any(),
             self.parent.uid().unwrap_or_default(),
         );
-        let record = match self.jobs.get(&name).await {
-            Ok(job) => job
-                .annotations()
-                .get(OUTCOME)
-                .and_then(|r| Outcome::parse(r).ok()),
-            Err(_) => None,
+        let denied =
+            |verb: &str, e: kube::Error| ClusterError::from_kube(verb, "jobs", self.namespace, e);
+        let record = match self.jobs.get_opt(&name).await {
+            Ok(job) => job.and_then(|j| Outcome::parse(j.annotations().get(OUTCOME)?).ok()),
+            Err(e) => return Err(denied("get", e)),
         };
         let of_run = ListParams::default().labels(&format!("{RUN_LABEL}={uid}"));
-        let children = match self.jobs.list(&of_run).await {
-            Ok(list) => list.items,
-            Err(e) => {
-                tracing::warn!(
-                    "cannot list the parent's children for the reports: {}",
-                    describe(&e)
-                );
-                Vec::new()
-            }
-        };
+        let children = self
+            .jobs
+            .list(&of_run)
+            .await
+            .map_err(|e| denied("list", e))?
+            .items;
         let run = record::rebuild(record.as_ref(), &children, (&uid, &name), code);
         if let Some(path) = &t.report_file {
             write(
@@ -470,6 +496,7 @@ impl Reports<'_> {
         if let Some(path) = &t.junit_file {
             write(path, &report::junit(&run, &name, elapsed));
         }
+        Ok(())
     }
 }
 

@@ -158,8 +158,9 @@ impl Follow {
                     streamed: false,
                     waiting_told: None,
                 });
-                self.pods
-                    .sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+                // Creation times have whole seconds: a retry in the same second keeps the
+                // order the watch showed (a stable sort), which is the order of creation.
+                self.pods.sort_by_key(|p| p.created);
                 self.pods
                     .iter()
                     .position(|p| p.name == pod.name_any())
@@ -237,7 +238,11 @@ impl Follow {
     /// Once the parent Job has ended and its logs are read (or had `DRAIN` to come).
     fn ending(&self) -> Option<Ending> {
         let ended_at = self.ended_at?;
-        let settled = !self.streaming && self.pods.iter().all(|p| p.streamed || p.gone);
+        // The Job's watch and the pods' are separate: the last pod's exit code may come after
+        // the Job's final condition.
+        let last_known = self.pods.last().is_none_or(|p| p.exit.is_some() || p.gone);
+        let settled =
+            !self.streaming && last_known && self.pods.iter().all(|p| p.streamed || p.gone);
         if !settled && self.now < ended_at + DRAIN {
             return None;
         }

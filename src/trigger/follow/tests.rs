@@ -205,3 +205,27 @@ fn a_waiting_pod_is_told_once_per_reason() {
     let (acts, _) = h.pod(pod("build-42-a", T1, waiting, None));
     assert!(acts.is_empty());
 }
+
+#[test]
+fn a_retry_in_the_same_second_is_still_the_last_pod() {
+    let mut h = Harness::new();
+    h.pod(pod("build-42-zz", T1, exited(143, "Error"), None));
+    h.log_ended();
+    let (acts, _) = h.pod(pod("build-42-aa", T1, running(), None));
+    assert_eq!(streams(&acts), ["build-42-aa"]);
+    h.pod(pod("build-42-aa", T1, exited(0, "Completed"), None));
+    h.job(job(Some(("Complete", ""))));
+    let (_, end) = h.log_ended();
+    assert_eq!(end, Some(Ending { code: 0, why: None }));
+}
+
+#[test]
+fn the_end_waits_for_the_last_pods_exit_code() {
+    let mut h = Harness::new();
+    h.pod(pod("build-42-a", T1, running(), None));
+    h.log_ended();
+    let (_, end) = h.job(job(Some(("Complete", ""))));
+    assert_eq!(end, None, "the pod watch has not shown the exit yet");
+    let (_, end) = h.pod(pod("build-42-a", T1, exited(0, "Completed"), None));
+    assert_eq!(end, Some(Ending { code: 0, why: None }));
+}
