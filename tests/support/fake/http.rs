@@ -108,6 +108,14 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
     let query_raw = req.uri().query().unwrap_or("").to_string();
     let query = meta::parse_query(&query_raw);
     let route = Route::parse(&method, &path, &query);
+    // Who asked: the bearer token, which the fake hands out as the identity's name.
+    let user = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .to_string();
     let content_type = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -150,6 +158,7 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
         name: route.name.unwrap_or_default(),
         status: resp.status().as_u16(),
         at,
+        user,
     });
     resp
 }

@@ -64,6 +64,9 @@ pub struct Request {
     pub status: u16,
     /// When the request arrived.
     pub at: Instant,
+    /// Who made it: `fake-token` for the test's own kubeconfig (a caller outside the
+    /// cluster), `system:serviceaccount:NS:NAME` for a process the kubelet runs in a pod.
+    pub user: String,
 }
 
 impl Request {

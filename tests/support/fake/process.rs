@@ -84,12 +84,25 @@ pub fn spawn(
     let term_log = dir.join("termination-log");
     std::fs::create_dir_all(&home).map_err(|e| format!("container directory: {e}"))?;
     std::fs::write(&term_log, "").map_err(|e| format!("termination log: {e}"))?;
+    // The pod's ServiceAccount is its identity: the token names it, as the fake records it.
+    let account = format!(
+        "system:serviceaccount:{}:{}",
+        meta::namespace_of(pod),
+        pod["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default")
+    );
+    let kubeconfig = dir.join("kubeconfig");
+    let config = std::fs::read_to_string(&shared.config.kubeconfig)
+        .map_err(|e| format!("kubeconfig: {e}"))?
+        .replace("token: fake-token", &format!("token: {account}"));
+    std::fs::write(&kubeconfig, config).map_err(|e| format!("kubeconfig: {e}"))?;
 
     let mut cmd = tokio::process::Command::new(&shared.config.jobherd_bin);
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("HOSTNAME", meta::name_of(pod))
-        .env("KUBECONFIG", &shared.config.kubeconfig)
+        .env("KUBECONFIG", &kubeconfig)
         .env("HOME", &home)
         .env("JOBHERD_TERMINATION_LOG", &term_log)
         .args(&argv)
