@@ -78,3 +78,53 @@ fn child_job_is_what_kubectl_create_job_builds() {
     normalize(&mut theirs);
     assert_eq!(ours, theirs);
 }
+
+/// `kubectl create job build-42 --from=cronjob/jobherd-pi --dry-run=client -o json`, asked of
+/// the fake cluster holding the shipped CronJob (live when `kubectl` is on PATH, else the
+/// recorded copy).
+fn kubectl_job_from_cronjob(cluster: &FakeCluster) -> Value {
+    let live = std::process::Command::new("kubectl")
+        .args(["create", "job", "build-42", "--from=cronjob/jobherd-pi"])
+        .args(["--dry-run=client", "-o", "json", "--kubeconfig"])
+        .arg(cluster.kubeconfig_path())
+        .output();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/kubectl/create-job-from-cronjob.json"
+    );
+    let text = match live {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8(out.stdout).unwrap();
+            if std::env::var_os("RECORD_KUBECTL_FIXTURES").is_some() {
+                std::fs::write(fixture, &text).unwrap();
+            }
+            text
+        }
+        _ => std::fs::read_to_string(fixture).unwrap(),
+    };
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn the_triggered_job_is_what_kubectl_create_job_from_cronjob_builds() {
+    let cluster = FakeCluster::start();
+    let cronjob = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cronjob.yaml"))
+        .unwrap();
+    let stored = cluster.kubectl_apply("cronjob.yaml", &cronjob).unwrap();
+    let uid = stored[0]["metadata"]["uid"].as_str().unwrap().to_string();
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_TRIGGER", "cronjob/jobherd-pi")
+        .env("JOBHERD_TRIGGER_NAME", "build-42")
+        .env("JOBHERD_DRY_RUN", "client")
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let mut ours: Value = serde_json::from_str(&out.stdout).unwrap();
+    let mut theirs = kubectl_job_from_cronjob(&cluster);
+    // The recorded copy was made against another fake cluster: its CronJob had another uid.
+    theirs["metadata"]["ownerReferences"][0]["uid"] = uid.clone().into();
+    assert_eq!(ours["metadata"]["ownerReferences"][0]["uid"], uid);
+    normalize(&mut ours);
+    normalize(&mut theirs);
+    assert_eq!(ours, theirs);
+}
