@@ -2,8 +2,10 @@
 //! Kubernetes API and exits with the aggregate result.
 //!
 //! A run flows: `config` (variables) → `plan` (steps and dependencies) → `child` (the Jobs) →
-//! `cluster` (connect, find the parent) → `herd` (create and watch, driving the `run` state
-//! machine) → `report` (progress, table, JSON, JUnit). `main.rs` only wires logging and exit.
+//! `cluster` (connect, find the parent) → `retry` (what an earlier run already did) → `herd`
+//! (one event loop driving the `run` state machine) → `report` (every line and file the user
+//! sees) → `record` (the outcome left on the parent). `trigger` is the other mode: it starts a
+//! CronJob's run and follows it from outside. `main.rs` only wires logging and exit.
 
 pub mod child;
 pub mod cluster;
