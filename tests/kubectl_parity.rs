@@ -108,8 +108,8 @@ fn kubectl_job_from_cronjob(cluster: &FakeCluster) -> Value {
 #[test]
 fn the_triggered_job_is_what_kubectl_create_job_from_cronjob_builds() {
     let cluster = FakeCluster::start();
-    let cronjob = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cronjob.yaml"))
-        .unwrap();
+    let cronjob =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/cronjob.yaml")).unwrap();
     let stored = cluster.kubectl_apply("cronjob.yaml", &cronjob).unwrap();
     let uid = stored[0]["metadata"]["uid"].as_str().unwrap().to_string();
     let out = cluster

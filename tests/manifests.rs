@@ -41,7 +41,10 @@ fn every_shipped_manifest_applies_at_its_claimed_version_and_the_newest() {
         for minor in [claimed(&text), NEWEST] {
             let cluster = FakeCluster::builder().version(minor).start();
             if let Err(e) = cluster.kubectl_apply(&file, &text) {
-                panic!("{file} claims 1.{} but 1.{minor} refuses it: {e}", claimed(&text));
+                panic!(
+                    "{file} claims 1.{} but 1.{minor} refuses it: {e}",
+                    claimed(&text)
+                );
             }
         }
     }
@@ -71,11 +74,20 @@ fn legacy_overlay() -> String {
 fn the_legacy_overlay_applies_at_1_21_where_cronjob_yaml_is_refused() {
     let legacy = legacy_overlay();
     let old = FakeCluster::builder().version(21).start();
-    assert!(old.kubectl_apply("cronjob.yaml", &read("cronjob.yaml")).is_err());
-    let applied = old.kubectl_apply("k8s-legacy", &legacy).expect("1.21 takes it");
+    assert!(
+        old.kubectl_apply("cronjob.yaml", &read("cronjob.yaml"))
+            .is_err()
+    );
+    let applied = old
+        .kubectl_apply("k8s-legacy", &legacy)
+        .expect("1.21 takes it");
     let kinds: Vec<&str> = applied.iter().filter_map(|o| o["kind"].as_str()).collect();
     assert!(kinds.contains(&"CronJob"), "{kinds:?}");
-    assert_eq!(old.objects(Kind::CronJob, NS).len(), 2, "both CronJobs stored");
+    assert_eq!(
+        old.objects(Kind::CronJob, NS).len(),
+        2,
+        "both CronJobs stored"
+    );
     let new = FakeCluster::builder().version(NEWEST).start();
     new.kubectl_apply("k8s-legacy", &legacy)
         .expect("and the newest takes it too");
@@ -84,7 +96,9 @@ fn the_legacy_overlay_applies_at_1_21_where_cronjob_yaml_is_refused() {
 #[test]
 fn at_1_21_a_retried_parent_repeats_its_outcome_instead_of_running_the_herd_again() {
     let cluster = FakeCluster::builder().version(21).start();
-    cluster.kubectl_apply("k8s-legacy", &legacy_overlay()).unwrap();
+    cluster
+        .kubectl_apply("k8s-legacy", &legacy_overlay())
+        .unwrap();
     let out = cluster
         .jobherd()
         .env("JOBHERD_TRIGGER", "cronjob/jobherd-pi")
@@ -99,7 +113,8 @@ fn at_1_21_a_retried_parent_repeats_its_outcome_instead_of_running_the_herd_agai
     let attempts = out.stdout.matches("following pod legacy-1-").count();
     assert_eq!(attempts, 3, "the parent was retried: {out}");
     assert!(
-        out.stdout.contains("this parent Job already ran to its end"),
+        out.stdout
+            .contains("this parent Job already ran to its end"),
         "the retry repeated the outcome: {out}"
     );
     // ...and the herd ran once.
