@@ -487,6 +487,48 @@ fn read_raw(vars: Vec<(String, String)>) -> Result<RawVars, ConfigError> {
 
 impl RawVars {
     fn into_config(self) -> Result<Config, ConfigError> {
+        self.check_run_mode()?;
+        let defaults = self.defaults()?;
+        let plan = self.plan(&defaults)?;
+        let label = |s: &str| check_dns_label(s).map(|()| s.to_string());
+        Ok(Config {
+            defaults,
+            parallelism: opt(&self.parallelism, "parallelism", parse_positive)?,
+            timeout: opt(&self.timeout, "timeout", parse_positive_duration)?,
+            fail_fast: opt(&self.fail_fast, "fail_fast", parse_bool)?.unwrap_or(false),
+            cleanup: opt(&self.cleanup, "cleanup", Cleanup::parse)?,
+            namespace: opt(&self.namespace, "namespace", label)?,
+            name_prefix: opt(&self.name_prefix, "name_prefix", label)?,
+            plan,
+            stuck_timeout: opt(
+                &self.stuck_timeout,
+                "stuck_timeout",
+                parse_positive_duration,
+            )?
+            .unwrap_or(Duration::from_secs(120)),
+            logs: opt(&self.logs, "logs", parse_logs)?.unwrap_or_default(),
+            report_file: self.report_file.clone().map(PathBuf::from),
+            junit_file: self.junit_file.clone().map(PathBuf::from),
+            dry_run: opt(&self.dry_run, "dry_run", parse_dry_run)?,
+            log_format: opt(&self.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
+            rate: RateLimit {
+                qps: opt(&self.qps, "qps", parse_qps)?.unwrap_or(RateLimit::default().qps),
+                burst: opt(&self.burst, "burst", parse_positive)?
+                    .unwrap_or(RateLimit::default().burst),
+            },
+            heartbeat: opt(&self.heartbeat, "heartbeat", parse_duration)?
+                .map_or(Some(DEFAULT_HEARTBEAT), |d| (!d.is_zero()).then_some(d)),
+            progress: opt(&self.progress, "progress", parse_progress)?.unwrap_or_default(),
+            retry: opt(&self.retry, "retry", parse_retry)?,
+            termination_log: self
+                .termination_log
+                .clone()
+                .map_or_else(|| PathBuf::from(TERMINATION_LOG), PathBuf::from),
+        })
+    }
+
+    /// The trigger's own settings make no sense without trigger mode.
+    fn check_run_mode(&self) -> Result<(), ConfigError> {
         for (name, set) in [
             ("TRIGGER_NAME", &self.trigger_name),
             ("TRIGGER_TIMEOUT", &self.trigger_timeout),
@@ -500,13 +542,52 @@ impl RawVars {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// What every child gets, unless a plan step sets its own.
+    fn defaults(&self) -> Result<StepSettings, ConfigError> {
         let env = match &self.env {
             Some(v) => parse_json(v)
                 .and_then(|j| env_from_json(&j))
                 .map_err(|e| ConfigError::invalid("env", v, e))?,
             None => EnvMap::new(),
         };
-        let fan_out = match (&self.count, &self.params) {
+        if self.shell.is_some() {
+            for (name, set) in [("COMMAND", &self.command), ("ARGS", &self.args)] {
+                if set.is_some() {
+                    return Err(conflict(
+                        "SHELL",
+                        name,
+                        "SHELL runs [\"/bin/sh\",\"-c\",SHELL]; use either SHELL or COMMAND/ARGS",
+                    ));
+                }
+            }
+        }
+        let job = opt(&self.job_template, "job_template", |v| {
+            parse_json(v).and_then(job_from_json)
+        })?;
+        Ok(StepSettings {
+            image: self.image.clone(),
+            command: opt(&self.command, "command", parse_string_array)?,
+            args: opt(&self.args, "args", parse_string_array)?,
+            shell: self.shell.clone(),
+            env,
+            fan_out: self.fan_out()?,
+            backoff_limit: opt(&self.backoff_limit, "backoff_limit", parse_backoff_limit)?,
+            restart_policy: opt(&self.restart_policy, "restart_policy", RestartPolicy::parse)?,
+            child_timeout: opt(
+                &self.child_timeout,
+                "child_timeout",
+                parse_positive_duration,
+            )?,
+            ttl: opt(&self.ttl, "ttl", parse_duration)?,
+            job,
+        })
+    }
+
+    fn fan_out(&self) -> Result<FanOut, ConfigError> {
+        Ok(match (&self.count, &self.params) {
             (Some(_), Some(_)) => {
                 return Err(conflict(
                     "COUNT",
@@ -523,49 +604,11 @@ impl RawVars {
                     .map_err(|e| ConfigError::invalid("params", p, e))?,
             ),
             (None, None) => FanOut::Single,
-        };
-        if self.shell.is_some() {
-            for (name, set) in [("COMMAND", &self.command), ("ARGS", &self.args)] {
-                if set.is_some() {
-                    return Err(conflict(
-                        "SHELL",
-                        name,
-                        "SHELL runs [\"/bin/sh\",\"-c\",SHELL]; use either SHELL or COMMAND/ARGS",
-                    ));
-                }
-            }
-        }
-        let job = match &self.job_template {
-            Some(v) => Some(
-                parse_json(v)
-                    .and_then(job_from_json)
-                    .map_err(|e| ConfigError::invalid("job_template", v, e))?,
-            ),
-            None => None,
-        };
-        let defaults = StepSettings {
-            image: self.image.clone(),
-            command: opt(&self.command, "command", parse_string_array)?,
-            args: opt(&self.args, "args", parse_string_array)?,
-            shell: self.shell.clone(),
-            env,
-            fan_out,
-            backoff_limit: opt(&self.backoff_limit, "backoff_limit", |s| {
-                s.trim()
-                    .parse::<i32>()
-                    .ok()
-                    .filter(|n| *n >= 0)
-                    .ok_or_else(|| "expected a whole number, 0 or more".to_string())
-            })?,
-            restart_policy: opt(&self.restart_policy, "restart_policy", RestartPolicy::parse)?,
-            child_timeout: opt(
-                &self.child_timeout,
-                "child_timeout",
-                parse_positive_duration,
-            )?,
-            ttl: opt(&self.ttl, "ttl", parse_duration)?,
-            job,
-        };
+        })
+    }
+
+    /// The plan, if any; without one, every child needs an image from somewhere.
+    fn plan(&self, defaults: &StepSettings) -> Result<Option<PlanSource>, ConfigError> {
         let plan = match (&self.plan, &self.plan_file) {
             (Some(_), Some(_)) => {
                 return Err(conflict(
@@ -579,13 +622,13 @@ impl RawVars {
             (None, None) => None,
         };
         if plan.is_some() {
+            let which = if self.plan.is_some() {
+                "PLAN"
+            } else {
+                "PLAN_FILE"
+            };
             for (name, set) in [("COUNT", &self.count), ("PARAMS", &self.params)] {
                 if set.is_some() {
-                    let which = if self.plan.is_some() {
-                        "PLAN"
-                    } else {
-                        "PLAN_FILE"
-                    };
                     return Err(conflict(
                         which,
                         name,
@@ -599,55 +642,33 @@ impl RawVars {
                 why: "the image every child runs (or a JOBHERD_JOB_TEMPLATE whose container has one, or a plan)".into(),
             });
         }
-        Ok(Config {
-            defaults,
-            parallelism: opt(&self.parallelism, "parallelism", parse_positive)?,
-            timeout: opt(&self.timeout, "timeout", parse_positive_duration)?,
-            fail_fast: opt(&self.fail_fast, "fail_fast", parse_bool)?.unwrap_or(false),
-            cleanup: opt(&self.cleanup, "cleanup", Cleanup::parse)?,
-            namespace: opt(&self.namespace, "namespace", |s| {
-                check_dns_label(s).map(|_| s.to_string())
-            })?,
-            name_prefix: opt(&self.name_prefix, "name_prefix", |s| {
-                check_dns_label(s).map(|_| s.to_string())
-            })?,
-            plan,
-            stuck_timeout: opt(
-                &self.stuck_timeout,
-                "stuck_timeout",
-                parse_positive_duration,
-            )?
-            .unwrap_or(Duration::from_secs(120)),
-            logs: opt(&self.logs, "logs", |s| match s {
-                "failed" => Ok(LogsMode::Failed),
-                "all" => Ok(LogsMode::All),
-                "none" => Ok(LogsMode::None),
-                _ => Err("expected failed, all or none".to_string()),
-            })?
-            .unwrap_or_default(),
-            report_file: self.report_file.map(PathBuf::from),
-            junit_file: self.junit_file.map(PathBuf::from),
-            dry_run: opt(&self.dry_run, "dry_run", parse_dry_run)?,
-            log_format: opt(&self.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
-            rate: RateLimit {
-                qps: opt(&self.qps, "qps", parse_qps)?.unwrap_or(RateLimit::default().qps),
-                burst: opt(&self.burst, "burst", parse_positive)?
-                    .unwrap_or(RateLimit::default().burst),
-            },
-            heartbeat: opt(&self.heartbeat, "heartbeat", parse_duration)?
-                .map_or(Some(DEFAULT_HEARTBEAT), |d| (!d.is_zero()).then_some(d)),
-            progress: opt(&self.progress, "progress", |s| match s {
-                "auto" => Ok(Progress::Auto),
-                "lines" => Ok(Progress::Lines),
-                "counts" => Ok(Progress::Counts),
-                _ => Err("expected auto, lines or counts".to_string()),
-            })?
-            .unwrap_or_default(),
-            retry: opt(&self.retry, "retry", parse_retry)?,
-            termination_log: self
-                .termination_log
-                .map_or_else(|| PathBuf::from(TERMINATION_LOG), PathBuf::from),
-        })
+        Ok(plan)
+    }
+}
+
+fn parse_backoff_limit(s: &str) -> Result<i32, String> {
+    s.trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| "expected a whole number, 0 or more".to_string())
+}
+
+fn parse_logs(s: &str) -> Result<LogsMode, String> {
+    match s {
+        "failed" => Ok(LogsMode::Failed),
+        "all" => Ok(LogsMode::All),
+        "none" => Ok(LogsMode::None),
+        _ => Err("expected failed, all or none".to_string()),
+    }
+}
+
+fn parse_progress(s: &str) -> Result<Progress, String> {
+    match s {
+        "auto" => Ok(Progress::Auto),
+        "lines" => Ok(Progress::Lines),
+        "counts" => Ok(Progress::Counts),
+        _ => Err("expected auto, lines or counts".to_string()),
     }
 }
 

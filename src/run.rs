@@ -757,6 +757,14 @@ impl Run {
             + status.active.unwrap_or(0))
         .max(0) as u32;
         state.refresh_attempts();
+        self.read_conditions(index, job, out);
+    }
+
+    /// What a Job's conditions say: done (how), or running.
+    fn read_conditions(&mut self, index: usize, job: &Job, out: &mut Reaction) {
+        let Some(status) = job.status.as_ref() else {
+            return;
+        };
         // The server's clock at both ends: `startTime` has whole seconds, and so do these.
         let finished = status
             .completion_time

@@ -92,18 +92,7 @@ pub async fn trigger(t: TriggerConfig) -> Result<i32, crate::Error> {
     let name = t.name.clone().unwrap_or_else(|| default_name(&t.cronjob));
     let job = job_from_cronjob(&cronjob, &name, &overrides).map_err(unusable)?;
     if let Some(dry) = t.dry_run {
-        let shown = match dry {
-            DryRun::Client => job,
-            DryRun::Server => {
-                let params = PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                };
-                jobs.create(&params, &job)
-                    .await
-                    .map_err(|e| ClusterError::from_kube("create", "jobs", &namespace, e))?
-            }
-        };
+        let shown = dry_run(&jobs, &namespace, job, dry).await?;
         println!("{}", pretty(&shown));
         return Ok(0);
     }
@@ -170,6 +159,27 @@ async fn overrides(
     };
     out.push((format!("{PREFIX}RETRY"), retry));
     Ok(out)
+}
+
+/// The Job as it would be created: as built (client), or as the API server would store it.
+async fn dry_run(
+    jobs: &Api<Job>,
+    namespace: &str,
+    job: Job,
+    dry: DryRun,
+) -> Result<Job, ClusterError> {
+    match dry {
+        DryRun::Client => Ok(job),
+        DryRun::Server => {
+            let params = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            jobs.create(&params, &job)
+                .await
+                .map_err(|e| ClusterError::from_kube("create", "jobs", namespace, e))
+        }
+    }
 }
 
 /// `<cronjob>-<8 characters>`: unique, and short enough for a CronJob name of 52 characters.
@@ -304,26 +314,7 @@ async fn follow_parent(
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let container = container_name(parent);
     let (tx, mut events) = mpsc::channel(1024);
-    let mut tasks = JoinSet::new();
-    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let of_job = watcher::Config::default().labels(&format!("job-name={name}"));
-    let ns = namespace.to_string();
-    tasks.spawn(sources::watch_or_give_up(
-        jobs.clone(),
-        by_name,
-        ns.clone(),
-        tx.clone(),
-        |e| Happened::Seen(Seen::Job(e)),
-        Happened::Fatal,
-    ));
-    tasks.spawn(sources::watch_or_give_up(
-        pods.clone(),
-        of_job,
-        ns,
-        tx.clone(),
-        |e| Happened::Seen(Seen::Pod(e)),
-        Happened::Fatal,
-    ));
+    let mut tasks = watch_parent(&jobs, &pods, &name, namespace, tx.clone());
     let made = sources::Made {
         signalled: Happened::Signal,
         tick: || Happened::Seen(Seen::Tick),
@@ -359,6 +350,36 @@ async fn follow_parent(
             return Ok((code, why));
         }
     }
+}
+
+/// The parent Job (by name) and its pods (by `job-name`), watched as the run watches its own.
+fn watch_parent(
+    jobs: &Api<Job>,
+    pods: &Api<Pod>,
+    name: &str,
+    namespace: &str,
+    events: Sender<Happened>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let by_name = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let of_job = watcher::Config::default().labels(&format!("job-name={name}"));
+    tasks.spawn(sources::watch_or_give_up(
+        jobs.clone(),
+        by_name,
+        namespace.to_string(),
+        events.clone(),
+        |e| Happened::Seen(Seen::Job(e)),
+        Happened::Fatal,
+    ));
+    tasks.spawn(sources::watch_or_give_up(
+        pods.clone(),
+        of_job,
+        namespace.to_string(),
+        events,
+        |e| Happened::Seen(Seen::Pod(e)),
+        Happened::Fatal,
+    ));
+    tasks
 }
 
 fn container_name(job: &Job) -> String {

@@ -93,58 +93,63 @@ pub fn junit(run: &Run, suite: &str, elapsed: Duration) -> String {
         elapsed.as_secs_f64()
     );
     for i in 0..run.total() {
-        let s = run.state(i);
-        let time = duration(s.started, s.finished).map_or(0.0, |d| d.as_secs_f64());
-        let _ = write!(
-            out,
-            "  <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",
-            xml(suite),
-            xml(run.children().name(i))
-        );
-        match &s.phase {
-            Phase::Done {
-                result: ChildResult::Succeeded,
-                ..
-            } => match &s.earlier_run {
-                Some(run) => {
-                    let _ = writeln!(
-                        out,
-                        "><system-out>succeeded in earlier run {}</system-out></testcase>",
-                        xml(run)
-                    );
-                }
-                None => out.push_str("/>\n"),
-            },
-            Phase::Done {
-                result: ChildResult::Skipped,
-                message,
-                ..
-            } => {
-                let _ = writeln!(
-                    out,
-                    "><skipped message=\"{}\"/></testcase>",
-                    xml(message.as_deref().unwrap_or(""))
-                );
-            }
-            Phase::Done {
-                result,
-                reason,
-                message,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "><failure type=\"{}\" message=\"{}\">{} after {}</failure></testcase>",
-                    xml(reason.as_deref().unwrap_or(result.as_str())),
-                    xml(message.as_deref().unwrap_or("")),
-                    result.as_str(),
-                    attempts(s.attempts)
-                );
-            }
-            _ => out.push_str("/>\n"),
-        }
+        testcase(&mut out, run, i, suite);
     }
     out.push_str("</testsuite></testsuites>\n");
     out
+}
+
+/// One child's `<testcase>`: failed and cancelled children are failures, skipped ones skipped.
+fn testcase(out: &mut String, run: &Run, i: usize, suite: &str) {
+    let s = run.state(i);
+    let time = duration(s.started, s.finished).map_or(0.0, |d| d.as_secs_f64());
+    let _ = write!(
+        out,
+        "  <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",
+        xml(suite),
+        xml(run.children().name(i))
+    );
+    match &s.phase {
+        Phase::Done {
+            result: ChildResult::Succeeded,
+            ..
+        } => match &s.earlier_run {
+            Some(run) => {
+                let _ = writeln!(
+                    out,
+                    "><system-out>succeeded in earlier run {}</system-out></testcase>",
+                    xml(run)
+                );
+            }
+            None => out.push_str("/>\n"),
+        },
+        Phase::Done {
+            result: ChildResult::Skipped,
+            message,
+            ..
+        } => {
+            let _ = writeln!(
+                out,
+                "><skipped message=\"{}\"/></testcase>",
+                xml(message.as_deref().unwrap_or(""))
+            );
+        }
+        Phase::Done {
+            result,
+            reason,
+            message,
+        } => {
+            let _ = writeln!(
+                out,
+                "><failure type=\"{}\" message=\"{}\">{} after {}</failure></testcase>",
+                xml(reason.as_deref().unwrap_or(result.as_str())),
+                xml(message.as_deref().unwrap_or("")),
+                result.as_str(),
+                attempts(s.attempts)
+            );
+        }
+        _ => out.push_str("/>\n"),
+    }
 }
 
 fn xml(s: &str) -> String {
