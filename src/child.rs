@@ -531,16 +531,22 @@ fn set_env(c: &mut Container, env: &EnvMap, layer: Layer) {
     }
     let list = c.env.get_or_insert_with(Vec::new);
     for (k, v) in env {
-        let var = EnvVar {
-            name: k.clone(),
-            value: Some(v.clone()),
-            value_from: None,
-        };
-        match list.iter_mut().find(|e| &e.name == k) {
-            Some(existing) if layer == Layer::Override => *existing = var,
-            Some(_) => {}
-            None => list.push(var),
-        }
+        put_env(list, k, v, layer == Layer::Override);
+    }
+}
+
+/// Sets a variable in a container's env list: added when missing, replaced (whatever it was,
+/// a value or a reference) only when `replace`.
+pub(crate) fn put_env(list: &mut Vec<EnvVar>, name: &str, value: &str, replace: bool) {
+    let var = EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        value_from: None,
+    };
+    match list.iter_mut().find(|e| e.name == name) {
+        Some(existing) if replace => *existing = var,
+        Some(_) => {}
+        None => list.push(var),
     }
 }
 

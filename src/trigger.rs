@@ -20,7 +20,7 @@ use kube::{Client, ResourceExt};
 use tokio::sync::mpsc::{self, Sender};
 use tokio::task::JoinSet;
 
-use crate::child::{RUN_LABEL, shorten};
+use crate::child::{RUN_LABEL, put_env, shorten};
 use crate::cluster::{self, ClusterError, describe, status_code};
 use crate::config::{DryRun, Mode, PREFIX, TriggerConfig};
 use crate::herd::sources;
@@ -241,15 +241,7 @@ pub fn job_from_cronjob(
         .collect();
     env.retain(|e| !excluded.contains(&e.name));
     for (key, value) in overrides {
-        let var = EnvVar {
-            name: key.clone(),
-            value: Some(value.clone()),
-            value_from: None,
-        };
-        match env.iter_mut().find(|e| &e.name == key) {
-            Some(existing) => *existing = var,
-            None => env.push(var),
-        }
+        put_env(env, key, value, true);
     }
     check_overrides(env, overrides)?;
     Ok(job)
