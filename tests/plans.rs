@@ -167,7 +167,14 @@ fn most_active(out: &Output) -> usize {
 /// Jobernetes ignores, and `parallelization: 0`, which it reads as no limit.
 #[test]
 fn jobernetes_repository_model_runs_unchanged() {
-    let cluster = FakeCluster::start();
+    // Before 1.31 (Complete/Failed only) and after (SuccessCriteriaMet/FailureTarget first).
+    for version in [21, 33] {
+        repository_model_runs_unchanged_at(version);
+    }
+}
+
+fn repository_model_runs_unchanged_at(version: u32) {
+    let cluster = FakeCluster::builder().version(version).start();
     let out = cluster
         .jobherd()
         .env(
