@@ -132,6 +132,23 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, PlanErro
         base_dir,
         notes: RefCell::default(),
     };
+    let top = top_level(&ctx, text)?;
+    check_top_level_keys(&ctx, &top)?;
+    let (entries, phases, options) =
+        if top.contains_key("jobernetes") || top.contains_key("jobernetes_config") {
+            jobernetes_plan(&ctx, &top)?
+        } else if let Some(phases) = top.get("phases") {
+            let (entries, names) = phases_plan(&ctx, phases)?;
+            (entries, names, PlanOptions::default())
+        } else {
+            let steps = top.get("steps").unwrap_or(&Value::Null);
+            (steps_plan(&ctx, steps)?, Vec::new(), PlanOptions::default())
+        };
+    build(&ctx, entries, &phases, options)
+}
+
+/// The plan's single document; every format is a mapping that names its parts at the top.
+fn top_level(ctx: &Ctx, text: &str) -> Result<Map<String, Value>, PlanError> {
     let mut docs = parse_documents(text).map_err(|e| ctx.format(e))?;
     let root = match docs.len() {
         0 => return Err(ctx.format("the plan is empty: it has no steps")),
@@ -148,6 +165,12 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, PlanErro
             kind_of(&root)
         )));
     };
+    Ok(top)
+}
+
+/// Unknown keys are a typo guard for jobherd's own formats, and a plan that gives its steps
+/// more than one way would leave unclear which of them run.
+fn check_top_level_keys(ctx: &Ctx, top: &Map<String, Value>) -> Result<(), PlanError> {
     for key in top.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
         let hint = did_you_mean(key, TOP_LEVEL_KEYS.iter().copied());
         // Jobernetes reads only its two keys; a working model may carry others (anchors,
@@ -180,17 +203,7 @@ pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Plan, PlanErro
             "`jobernetes_config` only goes with a Jobernetes `jobernetes` list; with `{other}`, set run-wide options with JOBHERD_* variables"
         )));
     }
-    let (entries, phases, options) =
-        if top.contains_key("jobernetes") || top.contains_key("jobernetes_config") {
-            jobernetes_plan(&ctx, &top)?
-        } else if let Some(phases) = top.get("phases") {
-            let (entries, names) = phases_plan(&ctx, phases)?;
-            (entries, names, PlanOptions::default())
-        } else {
-            let steps = top.get("steps").unwrap_or(&Value::Null);
-            (steps_plan(&ctx, steps)?, Vec::new(), PlanOptions::default())
-        };
-    build(&ctx, entries, &phases, options)
+    Ok(())
 }
 
 /// The DNS-1123 form of a step name used in child Job names and labels.
@@ -530,6 +543,55 @@ fn step_settings(
     label: &str,
     fields: &Map<String, Value>,
 ) -> Result<StepSettings, PlanError> {
+    check_exclusive_fields(ctx, label, fields)?;
+    let field = |key: &str, problem: String| ctx.format(format!("{label}: `{key}`: {problem}"));
+    let mut s = StepSettings::default();
+    for (key, value) in fields {
+        let key = key.as_str();
+        match key {
+            "image" => s.image = Some(non_empty_string(value).map_err(|e| field(key, e))?),
+            "shell" => s.shell = Some(non_empty_string(value).map_err(|e| field(key, e))?),
+            "command" => {
+                s.command = Some(string_array_from_json(value).map_err(|e| field(key, e))?)
+            }
+            "args" => s.args = Some(string_array_from_json(value).map_err(|e| field(key, e))?),
+            "env" => s.env = env_from_json(value).map_err(|e| field(key, e))?,
+            "params" => {
+                s.fan_out = FanOut::Params(params_from_json(value).map_err(|e| field(key, e))?)
+            }
+            "count" => s.fan_out = FanOut::Count(positive_count(value).map_err(|e| field(key, e))?),
+            "backoff_limit" => {
+                s.backoff_limit = Some(backoff_limit(value).map_err(|e| field(key, e))?)
+            }
+            "restart_policy" => {
+                s.restart_policy = Some(restart_policy(value).map_err(|e| field(key, e))?)
+            }
+            "child_timeout" => {
+                s.child_timeout =
+                    Some(duration(value, parse_positive_duration).map_err(|e| field(key, e))?)
+            }
+            "ttl" => s.ttl = Some(duration(value, parse_duration).map_err(|e| field(key, e))?),
+            "job" => {
+                let job =
+                    inline_job(value).map_err(|e| ctx.manifest(format!("{label}: `job`: {e}")))?;
+                s.job = Some(job);
+            }
+            "job_file" => s.job = Some(step_job_file(ctx, label, value)?),
+            // `name` and `depends_on` are read by the caller; anything else was rejected by
+            // `check_fields` before.
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// Pairs of fields that say the same thing two ways: taking either silently would run
+/// something the plan's author did not mean.
+fn check_exclusive_fields(
+    ctx: &Ctx,
+    label: &str,
+    fields: &Map<String, Value>,
+) -> Result<(), PlanError> {
     for (first, second, why) in [
         (
             "shell",
@@ -556,59 +618,36 @@ fn step_settings(
             return Err(ctx.format(format!("{label} sets both `{first}` and `{second}`: {why}")));
         }
     }
-    let field = |key: &str, problem: String| ctx.format(format!("{label}: `{key}`: {problem}"));
-    let mut s = StepSettings::default();
-    for (key, value) in fields {
-        let key = key.as_str();
-        match key {
-            "image" => s.image = Some(non_empty_string(value).map_err(|e| field(key, e))?),
-            "shell" => s.shell = Some(non_empty_string(value).map_err(|e| field(key, e))?),
-            "command" => {
-                s.command = Some(string_array_from_json(value).map_err(|e| field(key, e))?)
-            }
-            "args" => s.args = Some(string_array_from_json(value).map_err(|e| field(key, e))?),
-            "env" => s.env = env_from_json(value).map_err(|e| field(key, e))?,
-            "params" => {
-                s.fan_out = FanOut::Params(params_from_json(value).map_err(|e| field(key, e))?)
-            }
-            "count" => s.fan_out = FanOut::Count(positive_count(value).map_err(|e| field(key, e))?),
-            "backoff_limit" => {
-                s.backoff_limit = Some(backoff_limit(value).map_err(|e| field(key, e))?)
-            }
-            "restart_policy" => {
-                let policy = value
-                    .as_str()
-                    .ok_or_else(|| "expected OnFailure or Never".to_string())
-                    .and_then(RestartPolicy::parse)
-                    .map_err(|e| field(key, format!("{e}, found {value}")))?;
-                s.restart_policy = Some(policy);
-            }
-            "child_timeout" => {
-                s.child_timeout =
-                    Some(duration(value, parse_positive_duration).map_err(|e| field(key, e))?)
-            }
-            "ttl" => s.ttl = Some(duration(value, parse_duration).map_err(|e| field(key, e))?),
-            "job" => {
-                let job = job_from_json(value.clone())
-                    .and_then(|job| check_containers(&job).map(|()| job))
-                    .map_err(|e| ctx.manifest(format!("{label}: `job`: {e}")))?;
-                s.job = Some(job);
-            }
-            "job_file" => {
-                let path = value
-                    .as_str()
-                    .filter(|p| !p.trim().is_empty())
-                    .ok_or_else(|| field(key, format!("expected a file path, found {value}")))?;
-                let job = load_job_file(&ctx.resolve(path))
-                    .map_err(|e| ctx.manifest(format!("{label}: `job_file` {e}")))?;
-                s.job = Some(job);
-            }
-            // `name` and `depends_on` are read by the caller; anything else was rejected by
-            // `check_fields` before.
-            _ => {}
-        }
-    }
-    Ok(s)
+    Ok(())
+}
+
+/// A non-string is named with the same words as a wrong string, so either fix reads alike.
+fn restart_policy(value: &Value) -> Result<RestartPolicy, String> {
+    value
+        .as_str()
+        .ok_or_else(|| "expected OnFailure or Never".to_string())
+        .and_then(RestartPolicy::parse)
+        .map_err(|e| format!("{e}, found {value}"))
+}
+
+/// A step's inline `job`, checked now so that a Job the API server would reject fails the plan
+/// before any of its dependencies run.
+fn inline_job(value: &Value) -> Result<Job, String> {
+    job_from_json(value.clone()).and_then(|job| check_containers(&job).map(|()| job))
+}
+
+/// A step's `job_file`: a bad value is a format error, a bad file a manifest error, as each
+/// needs a different fix.
+fn step_job_file(ctx: &Ctx, label: &str, value: &Value) -> Result<Job, PlanError> {
+    let path = value
+        .as_str()
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| {
+            ctx.format(format!(
+                "{label}: `job_file`: expected a file path, found {value}"
+            ))
+        })?;
+    load_job_file(&ctx.resolve(path)).map_err(|e| ctx.manifest(format!("{label}: `job_file` {e}")))
 }
 
 fn non_empty_string(value: &Value) -> Result<String, String> {
@@ -674,42 +713,13 @@ fn jobernetes_job(
     let label = format!("job {name:?}");
     note_unknown_fields(ctx, &fields, JOBERNETES_JOB_FIELDS, &label);
     let depends_on = depends_on(ctx, &fields, &label)?;
-    // Jobernetes expands a directory for `type: directory` only; any other type is one file.
     let kind = fields.get("type");
-    let directory = kind.and_then(Value::as_str) == Some("directory");
-    if let Some(other) = kind.filter(|t| !directory && t.as_str() != Some("file")) {
-        ctx.note(format!(
-            "{label}: `type` {other} runs `job_path` as a single file, as in Jobernetes (only `type: directory` runs a directory)"
-        ));
-    }
-    let path = match fields.get("job_path") {
-        Some(Value::String(p)) if !p.trim().is_empty() => ctx.resolve(p.trim()),
-        Some(other) => {
-            return Err(ctx.format(format!("{label}: `job_path` must be a path, found {other}")));
-        }
-        None => {
-            let typo = fields
-                .keys()
-                .filter(|k| !JOBERNETES_JOB_FIELDS.contains(&k.as_str()))
-                .find(|k| nearest(k, ["job_path"]).is_some())
-                .map(|k| format!(" (is {k:?} meant to be `job_path`?)"))
-                .unwrap_or_default();
-            return Err(ctx.format(format!("{label} has no `job_path`{typo}")));
-        }
-    };
+    let directory = is_directory_job(ctx, &label, kind);
+    let path = job_path(ctx, &label, &fields)?;
     let jobs = if directory {
         directory_jobs(ctx, &label, &name, &path)?
     } else {
-        if path.is_dir() {
-            let but = kind.map_or(String::new(), |t| format!(", but its `type` is {t}"));
-            return Err(ctx.manifest(format!(
-                "{label}: `job_path` {} is a directory{but}; add `type: directory` to run every Job in it",
-                path.display()
-            )));
-        }
-        let job =
-            load_job_file(&path).map_err(|e| ctx.manifest(format!("{label}: `job_path` {e}")))?;
-        vec![(name.clone(), job)]
+        vec![(name.clone(), single_job_file(ctx, &label, kind, &path)?)]
     };
     let steps = jobs
         .into_iter()
@@ -725,6 +735,56 @@ fn jobernetes_job(
         depends_on,
         steps,
     })
+}
+
+/// Jobernetes expands a directory for `type: directory` only; any other type is one file, and a
+/// type other than `file` is noted, since its author may have meant a directory.
+fn is_directory_job(ctx: &Ctx, label: &str, kind: Option<&Value>) -> bool {
+    let directory = kind.and_then(Value::as_str) == Some("directory");
+    if let Some(other) = kind.filter(|t| !directory && t.as_str() != Some("file")) {
+        ctx.note(format!(
+            "{label}: `type` {other} runs `job_path` as a single file, as in Jobernetes (only `type: directory` runs a directory)"
+        ));
+    }
+    directory
+}
+
+/// A job's required `job_path`, resolved; when it is missing, a near-miss key is named, as
+/// Jobernetes' own KeyError did not say which key was wrong.
+fn job_path(ctx: &Ctx, label: &str, fields: &Map<String, Value>) -> Result<PathBuf, PlanError> {
+    match fields.get("job_path") {
+        Some(Value::String(p)) if !p.trim().is_empty() => Ok(ctx.resolve(p.trim())),
+        Some(other) => {
+            Err(ctx.format(format!("{label}: `job_path` must be a path, found {other}")))
+        }
+        None => {
+            let typo = fields
+                .keys()
+                .filter(|k| !JOBERNETES_JOB_FIELDS.contains(&k.as_str()))
+                .find(|k| nearest(k, ["job_path"]).is_some())
+                .map(|k| format!(" (is {k:?} meant to be `job_path`?)"))
+                .unwrap_or_default();
+            Err(ctx.format(format!("{label} has no `job_path`{typo}")))
+        }
+    }
+}
+
+/// The Job of a job that is not `type: directory`; a directory there is refused with the fix,
+/// rather than failing to read it as a file.
+fn single_job_file(
+    ctx: &Ctx,
+    label: &str,
+    kind: Option<&Value>,
+    path: &Path,
+) -> Result<Job, PlanError> {
+    if path.is_dir() {
+        let but = kind.map_or(String::new(), |t| format!(", but its `type` is {t}"));
+        return Err(ctx.manifest(format!(
+            "{label}: `job_path` {} is a directory{but}; add `type: directory` to run every Job in it",
+            path.display()
+        )));
+    }
+    load_job_file(path).map_err(|e| ctx.manifest(format!("{label}: `job_path` {e}")))
 }
 
 fn job_settings(job: Job) -> StepSettings {
@@ -774,31 +834,9 @@ fn directory_jobs(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let hidden = file_name.starts_with('.');
-        // `is_dir`/`is_file` follow symlinks: a mounted ConfigMap's visible names link into its
-        // hidden `..data/` directory, which is left out without a note.
-        if path.is_dir() {
-            if !hidden {
-                ctx.note(format!(
-                    "{label}: subdirectory {} is not read; a directory job runs the manifests directly in `job_path`",
-                    path.display()
-                ));
-            }
-            continue;
+        if runs_in_directory_job(ctx, label, &path, &file_name) {
+            files.push((file_name, path));
         }
-        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if !MANIFEST_EXTENSIONS.contains(&extension) || !path.is_file() {
-            continue;
-        }
-        if hidden {
-            // Dotfiles are left-overs more often than Jobs (macOS `._name.yaml`, editors).
-            ctx.note(format!(
-                "{label}: hidden file {} is left out; Jobernetes ran it, rename it to run it here",
-                path.display()
-            ));
-            continue;
-        }
-        files.push((file_name, path));
     }
     if files.is_empty() {
         return Err(fail(format!(
@@ -818,6 +856,36 @@ fn directory_jobs(
             Ok((directory_step_name(job, &stem), manifest))
         })
         .collect()
+}
+
+/// Whether a directory job runs the entry at `path`: a manifest file directly in the directory.
+/// What a user may have expected to run is noted, since Jobernetes treated it differently.
+fn runs_in_directory_job(ctx: &Ctx, label: &str, path: &Path, file_name: &str) -> bool {
+    let hidden = file_name.starts_with('.');
+    // `is_dir`/`is_file` follow symlinks: a mounted ConfigMap's visible names link into its
+    // hidden `..data/` directory, which is left out without a note.
+    if path.is_dir() {
+        if !hidden {
+            ctx.note(format!(
+                "{label}: subdirectory {} is not read; a directory job runs the manifests directly in `job_path`",
+                path.display()
+            ));
+        }
+        return false;
+    }
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !MANIFEST_EXTENSIONS.contains(&extension) || !path.is_file() {
+        return false;
+    }
+    if hidden {
+        // Dotfiles are left-overs more often than Jobs (macOS `._name.yaml`, editors).
+        ctx.note(format!(
+            "{label}: hidden file {} is left out; Jobernetes ran it, rename it to run it here",
+            path.display()
+        ));
+        return false;
+    }
+    true
 }
 
 /// `<job>-<stem>`, with characters a step name cannot hold turned into `-` and cut to 63.
@@ -857,40 +925,12 @@ fn jobernetes_config(ctx: &Ctx, value: &Value) -> Result<PlanOptions, PlanError>
         |key: &str, problem: String| ctx.format(format!("`jobernetes_config.{key}`: {problem}"));
     for (key, value) in &fields {
         match key.as_str() {
-            "cleanup" => {
-                let cleanup = match value {
-                    Value::Bool(b) => Ok(*b),
-                    Value::String(s) => parse_bool(s),
-                    _ => Err("expected true or false".to_string()),
-                }
-                .map_err(|e| invalid(key, format!("{e}, found {value}")))?;
-                // Jobernetes deletes its Jobs only once every one has succeeded: it waits for
-                // ever on a failed one. Failed children stay, for their logs.
-                options.cleanup = Some(if cleanup {
-                    Cleanup::Succeeded
-                } else {
-                    Cleanup::Never
-                });
-            }
+            "cleanup" => options.cleanup = Some(jobernetes_cleanup(value).map_err(|e| invalid(key, e))?),
             "kubernetes_namespace" => {
-                let namespace = value
-                    .as_str()
-                    .ok_or_else(|| format!("expected a namespace name, found {value}"))
-                    .and_then(|s| check_dns_label(s).map(|()| s.to_string()))
-                    .map_err(|e| invalid(key, e))?;
-                options.namespace = Some(namespace);
+                options.namespace = Some(jobernetes_namespace(value).map_err(|e| invalid(key, e))?)
             }
             "parallelization" => {
-                let most = value
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| {
-                        invalid(
-                            key,
-                            format!("expected a whole number of Jobs at once, 0 for no limit, found {value}"),
-                        )
-                    })?;
-                options.parallelism = (most > 0).then_some(most);
+                options.parallelism = jobernetes_parallelism(value).map_err(|e| invalid(key, e))?
             }
             "refresh_time" => ctx.note(
                 "jobernetes_config.refresh_time is not needed: jobherd watches the API instead of polling every refresh_time seconds".into(),
@@ -908,6 +948,41 @@ fn jobernetes_config(ctx: &Ctx, value: &Value) -> Result<PlanOptions, PlanError>
         }
     }
     Ok(options)
+}
+
+/// Jobernetes deletes its Jobs only once every one has succeeded: it waits for ever on a failed
+/// one. Failed children stay, for their logs.
+fn jobernetes_cleanup(value: &Value) -> Result<Cleanup, String> {
+    let cleanup = match value {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) => parse_bool(s),
+        _ => Err("expected true or false".to_string()),
+    }
+    .map_err(|e| format!("{e}, found {value}"))?;
+    Ok(if cleanup {
+        Cleanup::Succeeded
+    } else {
+        Cleanup::Never
+    })
+}
+
+/// Checked here, as every child is created in it: a bad name would fail only at the first one.
+fn jobernetes_namespace(value: &Value) -> Result<String, String> {
+    value
+        .as_str()
+        .ok_or_else(|| format!("expected a namespace name, found {value}"))
+        .and_then(|s| check_dns_label(s).map(|()| s.to_string()))
+}
+
+/// Jobernetes' `parallelization: 0` is no limit, which is `None` here.
+fn jobernetes_parallelism(value: &Value) -> Result<Option<u32>, String> {
+    let most = value
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            format!("expected a whole number of Jobs at once, 0 for no limit, found {value}")
+        })?;
+    Ok((most > 0).then_some(most))
 }
 
 /// Reads one batch/v1 Job manifest. Errors start with the path, to follow a field name.
@@ -998,59 +1073,16 @@ fn build(
         return Err(ctx.format("the plan is empty: it has no steps"));
     }
     check_unique_names(ctx, &entries)?;
-
-    // Every name a dependency may use -> (its entry, the steps it stands for).
-    let mut targets: HashMap<&str, (usize, Vec<&str>)> = HashMap::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let steps: Vec<&str> = entry.steps.iter().map(|(n, _)| n.as_str()).collect();
-        if entry.is_expanded() {
-            for step in &steps {
-                targets.insert(step, (i, vec![step]));
-            }
-        }
-        targets.insert(&entry.name, (i, steps));
-    }
-    let phase_name = |p: Option<usize>| p.and_then(|p| phases.get(p)).cloned();
-
+    let targets = dependency_targets(&entries);
     let mut steps = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
-        let mut depends_on: Vec<String> = Vec::new();
-        // The phase barrier: every step of the phase before, before explicit dependencies.
-        if let Some(p) = entry.phase.filter(|p| *p > 0) {
-            for earlier in entries.iter().filter(|e| e.phase == Some(p - 1)) {
-                depends_on.extend(earlier.steps.iter().map(|(n, _)| n.clone()));
-            }
-        }
-        for dep in &entry.depends_on {
-            let Some((target, names)) = targets.get(dep.as_str()) else {
-                let hint = did_you_mean(dep, targets.keys().copied());
-                return Err(ctx.dependency(format!(
-                    "{} depends on {dep:?}, which is not in the plan{hint}",
-                    entry.label()
-                )));
-            };
-            if *target == i {
-                return Err(ctx.dependency(format!("{} depends on itself", entry.label())));
-            }
-            let target = &entries[*target];
-            if target.phase > entry.phase {
-                return Err(ctx.dependency(format!(
-                    "{} in phase {:?} depends on {dep:?} in the later phase {:?}; a step can depend only on steps of its own or an earlier phase",
-                    entry.label(),
-                    phase_name(entry.phase).unwrap_or_default(),
-                    phase_name(target.phase).unwrap_or_default(),
-                )));
-            }
-            depends_on.extend(names.iter().map(|n| n.to_string()));
-        }
-        let mut seen = BTreeSet::new();
-        depends_on.retain(|d| seen.insert(d.clone()));
+        let depends_on = entry_dependencies(ctx, &entries, i, &targets, phases)?;
         for (name, settings) in &entry.steps {
             steps.push(Step {
                 name: name.clone(),
                 depends_on: depends_on.clone(),
                 settings: settings.clone(),
-                phase: phase_name(entry.phase),
+                phase: phase_of(phases, entry.phase),
             });
         }
     }
@@ -1062,6 +1094,73 @@ fn build(
     let mut options = options;
     options.notes.extend(ctx.notes.take());
     Ok(Plan { steps, options })
+}
+
+/// Every name a dependency may use -> (its entry, the steps it stands for).
+type Targets<'a> = HashMap<&'a str, (usize, Vec<&'a str>)>;
+
+/// A dependency may name an entry, or one step a directory job expands to, so each is a target.
+fn dependency_targets(entries: &[Entry]) -> Targets<'_> {
+    let mut targets = Targets::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let steps: Vec<&str> = entry.steps.iter().map(|(n, _)| n.as_str()).collect();
+        if entry.is_expanded() {
+            for step in &steps {
+                targets.insert(step, (i, vec![step]));
+            }
+        }
+        targets.insert(&entry.name, (i, steps));
+    }
+    targets
+}
+
+/// The direct dependencies of entry `i` as step names, deduplicated in order, so every step it
+/// stands for waits for the same ones; a dependency the run could never satisfy is an error.
+fn entry_dependencies(
+    ctx: &Ctx,
+    entries: &[Entry],
+    i: usize,
+    targets: &Targets,
+    phases: &[String],
+) -> Result<Vec<String>, PlanError> {
+    let entry = &entries[i];
+    let mut depends_on: Vec<String> = Vec::new();
+    // The phase barrier: every step of the phase before, before explicit dependencies.
+    if let Some(p) = entry.phase.filter(|p| *p > 0) {
+        for earlier in entries.iter().filter(|e| e.phase == Some(p - 1)) {
+            depends_on.extend(earlier.steps.iter().map(|(n, _)| n.clone()));
+        }
+    }
+    for dep in &entry.depends_on {
+        let Some((target, names)) = targets.get(dep.as_str()) else {
+            let hint = did_you_mean(dep, targets.keys().copied());
+            return Err(ctx.dependency(format!(
+                "{} depends on {dep:?}, which is not in the plan{hint}",
+                entry.label()
+            )));
+        };
+        if *target == i {
+            return Err(ctx.dependency(format!("{} depends on itself", entry.label())));
+        }
+        let target = &entries[*target];
+        if target.phase > entry.phase {
+            return Err(ctx.dependency(format!(
+                "{} in phase {:?} depends on {dep:?} in the later phase {:?}; a step can depend only on steps of its own or an earlier phase",
+                entry.label(),
+                phase_of(phases, entry.phase).unwrap_or_default(),
+                phase_of(phases, target.phase).unwrap_or_default(),
+            )));
+        }
+        depends_on.extend(names.iter().map(|n| n.to_string()));
+    }
+    let mut seen = BTreeSet::new();
+    depends_on.retain(|d| seen.insert(d.clone()));
+    Ok(depends_on)
+}
+
+/// Entries keep their phase as an index; steps and messages carry its name.
+fn phase_of(phases: &[String], phase: Option<usize>) -> Option<String> {
+    phase.and_then(|p| phases.get(p)).cloned()
 }
 
 /// Names must be unique as written and once turned into child Job names.
