@@ -260,6 +260,22 @@ async fn find_parent(
     }))
 }
 
+/// A container's log (the container's, or the pod's only one), line by line as it comes,
+/// until the container ends. Fails only when the log cannot be opened.
+pub async fn follow_log(
+    pods: &Api<Pod>,
+    pod: &str,
+    container: Option<String>,
+) -> Result<impl futures::Stream<Item = std::io::Result<String>> + Unpin, kube::Error> {
+    use futures::AsyncBufReadExt;
+    let params = kube::api::LogParams {
+        follow: true,
+        container,
+        ..Default::default()
+    };
+    Ok(pods.log_stream(pod, &params).await?.lines())
+}
+
 /// Deletes a child so its pods go too. A child already gone is not an error.
 pub async fn delete_child(jobs: &Api<Job>, name: &str) -> Result<(), kube::Error> {
     let params = DeleteParams {

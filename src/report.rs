@@ -446,6 +446,7 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
     };
     let tally = run.tally();
     let mut parts = Vec::new();
+    let inherited = run.inherited();
     for r in [
         ChildResult::Succeeded,
         ChildResult::Failed,
@@ -453,7 +454,6 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         ChildResult::Cancelled,
     ] {
         let n = tally.of(r);
-        let inherited = run.inherited();
         if r == ChildResult::Succeeded && inherited > 0 {
             parts.push(format!("{n} succeeded ({inherited} in earlier runs)"));
         } else if n > 0 || r == ChildResult::Succeeded {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc::{self, Sender};
@@ -395,15 +395,9 @@ async fn stream(
     pod: String,
     events: Sender<Happened>,
 ) {
-    use futures::{AsyncBufReadExt, TryStreamExt};
-    let params = LogParams {
-        follow: true,
-        container: Some(container),
-        ..Default::default()
-    };
-    match pods.log_stream(&pod, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
+    use futures::TryStreamExt;
+    match cluster::follow_log(&pods, &pod, Some(container)).await {
+        Ok(mut lines) => {
             while let Ok(Some(line)) = lines.try_next().await {
                 if events.send(Happened::Line(line)).await.is_err() {
                     return;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{AsyncBufReadExt, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use super::ChildApi;
 use crate::child::{Children, RUN_LABEL, STEP_LABEL};
-use crate::cluster::{ClusterError, delete_child, describe, status_code};
+use crate::cluster::{ClusterError, delete_child, describe, follow_log, status_code};
 use crate::config::RateLimit;
 use crate::run::{Created, Effect, Event, LogSource};
 
@@ -417,13 +417,8 @@ async fn newest_tail(api: &ChildApi, child: &str) -> Option<String> {
 
 /// `JOBHERD_LOGS=all`: a pod's log lines as they come.
 async fn follow(api: ChildApi, pod: String, index: usize, events: Sender<Event>) {
-    let params = LogParams {
-        follow: true,
-        ..Default::default()
-    };
-    match api.pods.log_stream(&pod, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
+    match follow_log(&api.pods, &pod, None).await {
+        Ok(mut lines) => {
             while let Ok(Some(line)) = lines.try_next().await {
                 if events.send(Event::LogLine { index, line }).await.is_err() {
                     return;
