@@ -588,6 +588,24 @@ impl Run {
         out
     }
 
+    /// A run of `n` children without a plan, named `<prefix>-0` .., for tests.
+    #[cfg(test)]
+    pub(crate) fn fanned_out(prefix: &str, n: u32, rules: &Rules) -> Run {
+        let settings = crate::config::StepSettings {
+            image: Some("busybox".into()),
+            fan_out: crate::config::FanOut::Count(n),
+            ..Default::default()
+        };
+        let id = crate::child::Identity {
+            run_id: "r".into(),
+            prefix: prefix.into(),
+            namespace: Some("ns".into()),
+            owner: None,
+        };
+        let children = crate::child::children(&settings, None, &id).expect("a valid fan-out");
+        Run::new(Arc::new(children), rules, "r", Instant::now())
+    }
+
     /// Puts a child in a final state directly, for tests of what reads a run.
     #[cfg(test)]
     pub(crate) fn force_done(

@@ -1,28 +1,17 @@
 use super::*;
 use crate::child::{self, Identity};
-use crate::config::{FanOut, StepSettings};
+use crate::config::StepSettings;
 use k8s_openapi::api::batch::v1::JobStatus;
 
+const RULES: Rules = Rules {
+    parallelism: None,
+    fail_fast: false,
+    stuck_timeout: Duration::from_secs(60),
+    logs: LogsMode::None,
+};
+
 fn fan_out(n: u32) -> Run {
-    let settings = StepSettings {
-        image: Some("busybox".into()),
-        fan_out: FanOut::Count(n),
-        ..Default::default()
-    };
-    let id = Identity {
-        run_id: "r".into(),
-        prefix: "nightly-2".into(),
-        namespace: None,
-        owner: None,
-    };
-    let children = child::children(&settings, None, &id).unwrap();
-    let rules = Rules {
-        parallelism: None,
-        fail_fast: false,
-        stuck_timeout: Duration::from_secs(60),
-        logs: LogsMode::None,
-    };
-    Run::new(Arc::new(children), &rules, "r", Instant::now())
+    Run::fanned_out("nightly-2", n, &RULES)
 }
 
 #[test]

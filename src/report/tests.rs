@@ -1,30 +1,16 @@
 use super::*;
-use crate::child::{self, Identity};
-use crate::config::{FanOut, LogsMode, StepSettings};
+use crate::config::LogsMode;
 use crate::run::Rules;
-use std::sync::Arc;
 
 /// A run of children `pi-0`, `pi-1`, ... already finished with these results.
 fn run_with(results: &[(ChildResult, Option<&str>)]) -> Run {
-    let settings = StepSettings {
-        image: Some("busybox".into()),
-        fan_out: FanOut::Count(results.len() as u32),
-        ..Default::default()
-    };
-    let id = Identity {
-        run_id: "r".into(),
-        prefix: "pi".into(),
-        namespace: None,
-        owner: None,
-    };
-    let children = child::children(&settings, None, &id).unwrap();
     let rules = Rules {
         parallelism: None,
         fail_fast: false,
         stuck_timeout: Duration::from_secs(60),
         logs: LogsMode::Failed,
     };
-    let mut run = Run::new(Arc::new(children), &rules, "r", Instant::now());
+    let mut run = Run::fanned_out("pi", results.len() as u32, &rules);
     for (i, (r, reason)) in results.iter().enumerate() {
         let attempts = if *r == ChildResult::Failed { 3 } else { 1 };
         run.force_done(i, *r, *reason, attempts);

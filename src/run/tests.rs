@@ -40,12 +40,7 @@ fn plan_run(steps: &[(&str, &[&str])], rules: &Rules) -> Run {
 
 /// A run of `n` children without a plan, named `r-0` .. `r-<n-1>`.
 fn fan_out(n: u32, rules: &Rules) -> Run {
-    let settings = StepSettings {
-        fan_out: crate::config::FanOut::Count(n),
-        ..defaults()
-    };
-    let children = child::children(&settings, None, &identity()).unwrap();
-    Run::new(Arc::new(children), rules, "r", Instant::now())
+    Run::fanned_out("r", n, rules)
 }
 
 fn job(name: &str, conditions: &[(&str, &str)], active: i32) -> Job {
