@@ -1,7 +1,10 @@
 use super::*;
+use crate::child::RUN_LABEL;
 use crate::child::{self, Identity};
 use crate::config::StepSettings;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::batch::v1::{JobCondition, JobSpec, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
 
 const RULES: Rules = Rules {
     parallelism: None,
