@@ -155,6 +155,8 @@ impl<W: Write> Reporter<W> {
         match change {
             Change::Done(ChildResult::Failed) => true,
             Change::Pending { reason, .. } => self.pending_told.insert(reason.clone()),
+            Change::Queued { .. } => self.pending_told.insert("queued".into()),
+            Change::Preempted => self.pending_told.insert("preempted".into()),
             _ => false,
         }
     }
@@ -260,6 +262,14 @@ pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
         Change::Adopted => "adopted (created by an earlier attempt of this run)".to_string(),
         Change::Running => "running".to_string(),
         Change::Pending { reason, message } => format!("pending: {reason}: {message}"),
+        Change::Queued { queue } => match queue {
+            Some(q) => format!("queued (suspended until queue {q} admits it)"),
+            None => "queued (suspended until it is admitted)".to_string(),
+        },
+        Change::Preempted => {
+            "preempted (suspended again; its pod was deleted, which is not a failed attempt)"
+                .to_string()
+        }
         Change::Done(result) => {
             let mut s = result.as_str().to_string();
             if let Some(run) = &state.earlier_run {
@@ -284,6 +294,9 @@ pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
                 if let Some(d) = duration(state.started, state.finished) {
                     let _ = write!(s, " in {}", human(d));
                 }
+                if let Some(q) = queue_text(run, index) {
+                    let _ = write!(s, " ({q})");
+                }
             }
             s
         }
@@ -303,14 +316,16 @@ pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
 pub fn counts_line(run: &Run, label: &str) -> String {
     let t = run.tally();
     let mut line = format!(
-        "{label}: {}/{} done, {} running, {} pending, {} waiting, {} failed",
+        "{label}: {}/{} done, {} running, {} pending, ",
         t.done(),
         run.total(),
         t.running,
         t.pending(),
-        t.waiting,
-        t.failed
     );
+    if t.queued > 0 {
+        let _ = write!(line, "{} queued, ", t.queued);
+    }
+    let _ = write!(line, "{} waiting, {} failed", t.waiting, t.failed);
     for (n, what) in [(t.skipped, "skipped"), (t.cancelled, "cancelled")] {
         if n > 0 {
             let _ = write!(line, ", {n} {what}");
@@ -323,6 +338,22 @@ pub fn counts_line(run: &Run, label: &str) -> String {
         }
     }
     line
+}
+
+/// Time in queues and preemptions, when there were any: `queued 30s, preempted once`.
+fn queue_text(run: &Run, index: usize) -> Option<String> {
+    let queued = run.time_queued(index);
+    let preemptions = run.state(index).preemptions;
+    let mut parts = Vec::new();
+    if !queued.is_zero() {
+        parts.push(format!("queued {}", human(queued)));
+    }
+    match preemptions {
+        0 => {}
+        1 => parts.push("preempted once".into()),
+        n => parts.push(format!("preempted {n} times")),
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn attempts(n: u32) -> String {
@@ -360,7 +391,11 @@ pub fn table(run: &Run, rows: &[usize]) -> String {
         .steps()
         .iter()
         .any(|s| !s.depends_on_names.is_empty());
+    let with_queues = rows.iter().any(|&i| queue_text(run, i).is_some());
     let mut header = vec!["CHILD", "STEP", "RESULT", "ATTEMPTS", "DURATION"];
+    if with_queues {
+        header.push("QUEUED");
+    }
     if with_deps {
         header.push("DEPENDS ON");
     }
@@ -397,6 +432,9 @@ pub fn table(run: &Run, rows: &[usize]) -> String {
             },
             duration(state.started, state.finished).map_or("-".into(), human),
         ];
+        if with_queues {
+            row.push(queue_text(run, i).unwrap_or_else(|| "-".into()));
+        }
         if with_deps {
             let deps = &children.step_of(i).depends_on_names;
             row.push(if deps.is_empty() {

@@ -11,6 +11,7 @@ mod events;
 mod jobs;
 mod logs;
 mod pods;
+mod queue;
 mod steps;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -61,6 +62,8 @@ pub enum Phase {
     Creating,
     /// The Job exists; no pod is running yet.
     Created,
+    /// The Job is suspended: it waits in a queue (Kueue) for admission, without pods.
+    Queued,
     Running,
     Done {
         result: ChildResult,
@@ -71,7 +74,10 @@ pub enum Phase {
 
 impl Phase {
     pub fn is_active(&self) -> bool {
-        matches!(self, Phase::Creating | Phase::Created | Phase::Running)
+        matches!(
+            self,
+            Phase::Creating | Phase::Created | Phase::Queued | Phase::Running
+        )
     }
 
     pub fn result(&self) -> Option<ChildResult> {
@@ -92,7 +98,7 @@ pub struct ChildState {
     /// The uid of the Job this run created or adopted.
     uid: Option<String>,
     /// Runs per pod (restarts + 1), keyed by pod uid.
-    pods: BTreeMap<String, u32>,
+    pods: BTreeMap<String, PodRuns>,
     /// Attempts as the Job's status counts them (failed + succeeded + active pods).
     job_attempts: u32,
     /// Last pending notice given, so each is given once.
@@ -101,6 +107,23 @@ pub struct ChildState {
     running_since: Option<Timestamp>,
     /// Succeeded in this earlier run (`JOBHERD_RETRY`), so not run again.
     pub earlier_run: Option<Arc<str>>,
+    /// Seen not suspended: a later suspension is a preemption, not the queue of a new Job.
+    admitted: bool,
+    /// Since when it waits in a queue.
+    queued_since: Option<Timestamp>,
+    /// Time spent in a queue so far: before it first ran, and after each preemption.
+    pub queued: Duration,
+    /// How often it was suspended again once admitted.
+    pub preemptions: u32,
+}
+
+/// What one pod of a child counts for.
+#[derive(Debug, Clone, Copy, Default)]
+struct PodRuns {
+    /// Its container's runs (restarts + 1).
+    runs: u32,
+    /// A preemption deleted it: its last run was not an attempt, and it is not followed any more.
+    preempted: bool,
 }
 
 impl ChildState {
@@ -116,12 +139,22 @@ impl ChildState {
             notice: None,
             running_since: None,
             earlier_run: None,
+            admitted: false,
+            queued_since: None,
+            queued: Duration::ZERO,
+            preemptions: 0,
         }
     }
 
+    fn attempts_from_pods(&self) -> u32 {
+        self.pods.values().map(|p| p.runs).sum()
+    }
+
     fn refresh_attempts(&mut self) {
-        let from_pods: u32 = self.pods.values().sum();
-        self.attempts = self.attempts.max(from_pods).max(self.job_attempts);
+        self.attempts = self
+            .attempts
+            .max(self.attempts_from_pods())
+            .max(self.job_attempts);
     }
 }
 
@@ -131,6 +164,7 @@ pub struct Tally {
     pub waiting: usize,
     pub creating: usize,
     pub created: usize,
+    pub queued: usize,
     pub running: usize,
     pub succeeded: usize,
     pub failed: usize,
@@ -143,8 +177,9 @@ impl Tally {
         self.succeeded + self.failed + self.skipped + self.cancelled
     }
 
+    /// Jobs out in the cluster (or being created): what `JOBHERD_PARALLELISM` limits.
     pub fn active(&self) -> usize {
-        self.creating + self.created + self.running
+        self.creating + self.created + self.queued + self.running
     }
 
     /// Created (or being created) but not running yet.
@@ -166,6 +201,7 @@ impl Tally {
             Phase::Waiting => &mut self.waiting,
             Phase::Creating => &mut self.creating,
             Phase::Created => &mut self.created,
+            Phase::Queued => &mut self.queued,
             Phase::Running => &mut self.running,
             Phase::Done { result, .. } => match result {
                 ChildResult::Succeeded => &mut self.succeeded,
@@ -520,7 +556,7 @@ impl Run {
                     let why = why.child_text();
                     self.finish(index, ChildResult::Skipped, "NotStarted", why, None, out);
                 }
-                Phase::Created | Phase::Running => active.push(index),
+                Phase::Created | Phase::Queued | Phase::Running => active.push(index),
                 // Creates in flight come back as created (then deleted) or not started.
                 _ => {}
             }

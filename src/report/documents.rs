@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{attempts, duration, summary};
+use super::{attempts, duration, queue_text, summary};
 use crate::run::{ChildResult, Phase, Run};
 
 #[derive(Serialize)]
@@ -32,6 +32,16 @@ struct JsonChild<'a> {
     /// The earlier run that succeeded with it (`JOBHERD_RETRY`).
     #[serde(skip_serializing_if = "Option::is_none")]
     earlier_run: Option<&'a str>,
+    /// Seconds spent suspended in a queue (Kueue), before it ran and after preemptions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued_seconds: Option<f64>,
+    /// How often it was preempted (suspended again once admitted).
+    #[serde(skip_serializing_if = "is_zero")]
+    preemptions: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The JSON report of SPEC §6.
@@ -59,6 +69,8 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
                 finished: s.finished.map(|t| t.to_string()),
                 depends_on: &children.step_of(i).depends_on_names,
                 earlier_run: s.earlier_run.as_deref(),
+                queued_seconds: Some(run.time_queued(i).as_secs_f64()).filter(|q| *q > 0.0),
+                preemptions: s.preemptions,
             }
         })
         .collect();
@@ -109,20 +121,24 @@ fn testcase(out: &mut String, run: &Run, i: usize, suite: &str) {
         xml(suite),
         xml(run.children().name(i))
     );
+    let queued = queue_text(run, i);
     match &s.phase {
         Phase::Done {
             result: ChildResult::Succeeded,
             ..
-        } => match &s.earlier_run {
-            Some(run) => {
-                let _ = writeln!(
-                    out,
-                    "><system-out>succeeded in earlier run {}</system-out></testcase>",
-                    xml(run)
-                );
+        } => {
+            let said = match (&s.earlier_run, queued) {
+                (Some(run), _) => Some(format!("succeeded in earlier run {run}")),
+                (None, Some(q)) => Some(format!("succeeded ({q})")),
+                (None, None) => None,
+            };
+            match said {
+                Some(text) => {
+                    let _ = writeln!(out, "><system-out>{}</system-out></testcase>", xml(&text));
+                }
+                None => out.push_str("/>\n"),
             }
-            None => out.push_str("/>\n"),
-        },
+        }
         Phase::Done {
             result: ChildResult::Skipped,
             message,

@@ -16,6 +16,12 @@ pub enum Change {
     /// Found already existing from an earlier attempt of this run (restarted parent).
     Adopted,
     Running,
+    /// Its Job is suspended: it waits for admission by a queue (Kueue's `queue-name` label).
+    Queued {
+        queue: Option<String>,
+    },
+    /// Suspended again after it was admitted: its pods were deleted, not failed.
+    Preempted,
     /// A pod is pending for a reason worth telling (image pull, scheduling, config).
     Pending {
         reason: String,

@@ -6,6 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
+use super::queue::is_suspended;
 use super::{Change, ChildResult, Created, Effect, Phase, Reaction, Run, Stop};
 use crate::child::RUN_LABEL;
 
@@ -108,15 +109,19 @@ impl Run {
         if state.uid.is_none() {
             state.uid = job.uid();
         }
-        let Some(status) = job.status.as_ref() else {
-            return;
-        };
-        state.started = state.started.or(status.start_time.as_ref().map(|t| t.0));
-        state.job_attempts = (status.failed.unwrap_or(0)
-            + status.succeeded.unwrap_or(0)
-            + status.active.unwrap_or(0))
-        .max(0) as u32;
-        state.refresh_attempts();
+        if let Some(status) = job.status.as_ref() {
+            state.started = state.started.or(status.start_time.as_ref().map(|t| t.0));
+            // The pods of a suspended Job are being deleted by the queue, not run.
+            let active = if is_suspended(job) {
+                0
+            } else {
+                status.active.unwrap_or(0)
+            };
+            state.job_attempts =
+                (status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0) + active).max(0) as u32;
+            state.refresh_attempts();
+        }
+        self.observe_suspension(index, job, out);
         self.read_conditions(index, job, out);
     }
 
@@ -155,7 +160,10 @@ impl Run {
 
     /// A child's Job disappeared before it finished (watch DELETE, or missing from a re-list).
     pub(super) fn gone(&mut self, index: usize, out: &mut Reaction) {
-        if matches!(self.states[index].phase, Phase::Created | Phase::Running) {
+        if matches!(
+            self.states[index].phase,
+            Phase::Created | Phase::Queued | Phase::Running
+        ) {
             let why = "the Job was deleted before it finished";
             self.finish(index, ChildResult::Failed, "Deleted", why, None, out);
         }

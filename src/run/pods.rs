@@ -36,10 +36,15 @@ impl Run {
         let Some(index) = job_name.and_then(|n| self.children.index_of(n)) else {
             return;
         };
+        // A queued child's pods are those its preemption deletes: not attempts, not stuck.
         if matches!(
             self.states[index].phase,
-            Phase::Done { .. } | Phase::Waiting
-        ) {
+            Phase::Done { .. } | Phase::Waiting | Phase::Queued
+        ) || self.states[index]
+            .pods
+            .get(pod.uid().as_deref().unwrap_or_default())
+            .is_some_and(|p| p.preempted)
+        {
             return;
         }
         // A stopping run deletes its children: their ends are not failures worth a log.
@@ -107,7 +112,11 @@ impl Run {
             .max()
             .unwrap_or(0);
         let state = &mut self.states[index];
-        let runs = state.pods.entry(pod.uid().unwrap_or_default()).or_insert(0);
+        let runs = &mut state
+            .pods
+            .entry(pod.uid().unwrap_or_default())
+            .or_default()
+            .runs;
         *runs = (*runs).max(restarts + 1);
         state.refresh_attempts();
     }

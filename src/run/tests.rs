@@ -605,3 +605,88 @@ fn a_childs_end_is_read_from_the_server_clock_like_its_start() {
         4
     );
 }
+
+/// A Job as a queue shows it: `spec.suspend` set, and what its status says.
+fn suspended(mut j: Job, suspend: bool) -> Job {
+    j.spec.get_or_insert_with(Default::default).suspend = Some(suspend);
+    j
+}
+
+#[test]
+fn a_child_created_suspended_is_queued_counts_against_parallelism_and_is_never_stuck() {
+    let rules = Rules {
+        parallelism: Some(1),
+        ..RULES
+    };
+    let mut run = fan_out(2, &rules);
+    assert_eq!(creates(&listed(&mut run, vec![])), vec![0]);
+    let mut queued = suspended(job("r-0", &[], 0), true);
+    queued
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("kueue.x-k8s.io/queue-name".into(), "team-a".into());
+    let r = apply(
+        &mut run,
+        Event::Created {
+            index: 0,
+            outcome: Created::Created(Box::new(queued)),
+        },
+    );
+    assert_eq!(
+        changes(&r),
+        vec![
+            (0, Change::Created),
+            (
+                0,
+                Change::Queued {
+                    queue: Some("team-a".into())
+                }
+            )
+        ]
+    );
+    assert_eq!((run.tally().queued, run.tally().pending()), (1, 0));
+    assert!(creates(&r).is_empty(), "a queued child holds its slot");
+    let t0 = Instant::now();
+    let r = run.apply(Event::Tick, t0 + Duration::from_secs(3600));
+    assert!(changes(&r).is_empty(), "no pod, nothing stuck: {r:?}");
+    // Admitted: it goes on as usual, and its time in the queue is kept.
+    let r = seen(&mut run, suspended(job("r-0", &[], 1), false));
+    assert_eq!(changes(&r), vec![(0, Change::Running)]);
+    assert_eq!(run.state(0).phase, Phase::Running);
+    assert!(run.time_queued(0) > Duration::ZERO);
+    assert_tally(&run);
+}
+
+#[test]
+fn a_preempted_child_is_queued_again_and_its_deleted_pod_is_no_attempt() {
+    let mut run = plan_run(&[("a", &[])], &RULES);
+    listed(&mut run, vec![]);
+    seen(&mut run, suspended(job("r-a", &[], 1), false));
+    pod_event(&mut run, pod("r-a", None, 0), Instant::now());
+    assert_eq!(run.state(0).attempts, 1);
+    // Kueue suspends it; the Job controller deletes its pod, which ends Failed.
+    let r = seen(&mut run, suspended(job("r-a", &[], 1), true));
+    assert_eq!(
+        changes(&r),
+        vec![(0, Change::Preempted), (0, Change::Queued { queue: None })]
+    );
+    assert_eq!(run.state(0).attempts, 0);
+    let mut gone = pod("r-a", None, 0);
+    gone.status.as_mut().unwrap().phase = Some("Failed".into());
+    let r = pod_event(&mut run, gone, Instant::now());
+    assert!(changes(&r).is_empty(), "{r:?}");
+    // Admitted again: a new pod runs and succeeds.
+    seen(&mut run, suspended(job("r-a", &[], 1), false));
+    let mut second = pod("r-a", None, 0);
+    second.metadata.uid = Some("p-second".into());
+    pod_event(&mut run, second, Instant::now());
+    let mut done = suspended(job("r-a", &[("Complete", "")], 0), false);
+    done.status.as_mut().unwrap().succeeded = Some(1);
+    seen(&mut run, done);
+    assert_eq!(run.state(0).phase.result(), Some(ChildResult::Succeeded));
+    assert_eq!(run.state(0).attempts, 1);
+    assert_eq!(run.state(0).preemptions, 1);
+    assert_tally(&run);
+}
