@@ -19,8 +19,9 @@ use tokio::sync::mpsc;
 use crate::child::{Children, Identity, RUN_LABEL};
 use crate::cluster::{ClusterError, describe, status_code};
 use crate::config::{Cleanup, RateLimit};
+use crate::disruption::{OwnPod, Verdict};
 use crate::report::Reporter;
-use crate::run::Run;
+use crate::run::{Event, Run, Stop};
 use effects::Effects;
 
 /// Events waiting for the loop; producers wait when it is full, which bounds memory.
@@ -32,6 +33,8 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     pub rate: RateLimit,
     pub cleanup: Cleanup,
+    /// In a pod: what a SIGTERM is read against (SPEC §9).
+    pub own_pod: Option<OwnPod>,
 }
 
 /// The API of one run's children: their namespace, and the label that selects them.
@@ -78,6 +81,12 @@ pub async fn execute<W: Write>(
         let Some(event) = events.recv().await else {
             break;
         };
+        let event = match (event, &settings.own_pod) {
+            (Event::Signal(Stop::Terminate), Some(own)) if run.stop_reason().is_none() => {
+                why_terminated(own, reporter).await
+            }
+            (event, _) => event,
+        };
         let now = Instant::now();
         let reaction = run.apply(event, now);
         reporter.report(&run, &reaction.transitions, now);
@@ -86,8 +95,24 @@ pub async fn execute<W: Write>(
     if let Some(fatal) = run.take_fatal() {
         return Err(fatal);
     }
-    effects.clean_up(run.to_clean_up(settings.cleanup)).await;
+    // A run that moves leaves everything, finished children too, to the next attempt.
+    if run.moving().is_none() {
+        effects.clean_up(run.to_clean_up(settings.cleanup)).await;
+    }
     Ok(run)
+}
+
+/// A SIGTERM in a pod: the run moves when only the pod goes, else it stops.
+async fn why_terminated<W: Write>(own: &OwnPod, reporter: &mut Reporter<W>) -> Event {
+    match own.why_terminated().await {
+        Verdict::Moving { reason } => Event::Moving { reason },
+        Verdict::Ending { why } => {
+            if let Some(why) = why {
+                reporter.note(&format!("jobherd: {why}"));
+            }
+            Event::Signal(Stop::Terminate)
+        }
+    }
 }
 
 /// One list before anything else, so that an unreachable API or a missing RBAC rule ends the

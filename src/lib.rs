@@ -3,13 +3,14 @@
 //!
 //! A run flows: `config` (variables) → `plan` (steps and dependencies) → `child` (the Jobs) →
 //! `cluster` (connect, find the parent) → `retry` (what an earlier run already did) → `herd`
-//! (one event loop driving the `run` state machine) → `report` (every line and file the user
-//! sees) → `record` (the outcome left on the parent). `trigger` is the other mode: it starts a
+//! (one event loop driving the `run` state machine; `disruption` says what a SIGTERM means) →
+//! `report` (every line and file the user sees) → `record` (the outcome left on the parent). `trigger` is the other mode: it starts a
 //! CronJob's run and follows it from outside. `main.rs` only wires logging and exit.
 
 pub mod child;
 pub mod cluster;
 pub mod config;
+pub mod disruption;
 pub mod herd;
 pub mod plan;
 pub mod record;
@@ -59,6 +60,8 @@ struct Setup {
     client: kube::Client,
     identity: child::Identity,
     parent: Option<cluster::Parent>,
+    /// In a pod with a parent: read back when a SIGTERM comes.
+    own_pod: Option<disruption::OwnPod>,
     children: Arc<child::Children>,
     options: plan::PlanOptions,
 }
@@ -97,12 +100,11 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         timeout: config.timeout,
         rate: config.rate,
         cleanup: config.cleanup.or(setup.options.cleanup).unwrap_or_default(),
+        own_pod: setup.own_pod.clone(),
     };
     let api = herd::ChildApi::new(setup.client.clone(), &setup.identity);
     let run = herd::execute(api, run, &mut reporter, &settings).await?;
-
     let elapsed = started.elapsed();
-    let summary = reporter.finish(&run, elapsed);
     let ending = report::Ending {
         elapsed,
         run_id: &setup.identity.run_id,
@@ -113,6 +115,11 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         junit_file: config.junit_file.as_deref(),
         termination_log: &config.termination_log,
     };
+    if run.moving().is_some() {
+        reporter.publish_move(&run, &setup.client, &ending).await;
+        return Ok(run.exit_code());
+    }
+    let summary = reporter.finish(&run, elapsed);
     reporter
         .publish(&run, &summary, Some(&setup.client), &ending)
         .await;
@@ -146,10 +153,20 @@ async fn set_up(config: &Config) -> Result<Option<Setup>, Error> {
         print_list(jobs.into_iter());
         return Ok(None);
     }
+    let own_pod = match (here.pod_name, here.pod_namespace, &parent) {
+        (Some(pod), Some(namespace), Some(parent)) => Some(disruption::OwnPod {
+            client: client.clone(),
+            pod,
+            namespace,
+            parent: parent.clone(),
+        }),
+        _ => None,
+    };
     Ok(Some(Setup {
         client,
         identity,
         parent,
+        own_pod,
         children,
         options,
     }))

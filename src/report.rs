@@ -27,6 +27,8 @@ pub const LINES_UP_TO: usize = 100;
 const COUNTS_EVERY: Duration = Duration::from_secs(10);
 /// Rows of skipped or cancelled children the final table shows in counts mode.
 const QUIET_ROWS: usize = 20;
+/// How long a run that moves may take to record itself on its parent.
+const PUBLISH_MOVE_WITHIN: Duration = Duration::from_secs(10);
 
 /// Where a finished run's reports go.
 pub struct Ending<'a> {
@@ -123,6 +125,26 @@ impl<W: Write> Reporter<W> {
                 let text = format!(
                     "jobherd stopping: {}; deleting active children",
                     why.as_str()
+                );
+                return self.line(&text);
+            }
+            Transition::Moving {
+                reason,
+                active,
+                waiting,
+            } => {
+                let text = format!(
+                    "jobherd moving: its pod is being disrupted ({reason}) while its Job goes on; {active} active {} left as {} for the next attempt{}",
+                    if *active == 1 {
+                        "child is"
+                    } else {
+                        "children are"
+                    },
+                    if *active == 1 { "it is" } else { "they are" },
+                    match waiting {
+                        0 => String::new(),
+                        n => format!(", which creates the {n} not created yet"),
+                    }
                 );
                 return self.line(&text);
             }
@@ -228,23 +250,60 @@ impl<W: Write> Reporter<W> {
         };
         let failed = run.exit_code() != 0;
         let reason = if failed { "RunFailed" } else { "RunSucceeded" };
-        if let Err(e) = cluster::event_on_parent(client, parent, failed, reason, summary).await {
+        post_on_parent(client, parent, (failed, reason), summary, run, end.prefix).await;
+    }
+
+    /// A run that moves to the next attempt writes no reports (the run goes on elsewhere):
+    /// its line goes to the termination message, and its record on the parent is brought up
+    /// to date. Within a few seconds: the pod's grace period is running.
+    pub async fn publish_move(&self, run: &Run, client: &Client, end: &Ending<'_>) {
+        let line = format!(
+            "jobherd moving: its pod was disrupted ({}); {} active children left for the next attempt",
+            run.moving().unwrap_or_default(),
+            run.tally().active()
+        );
+        cluster::write_termination_log(end.termination_log, &line);
+        let Some(parent) = end.parent else {
+            return;
+        };
+        let posted = post_on_parent(client, parent, (false, "RunMoving"), &line, run, end.prefix);
+        if tokio::time::timeout(PUBLISH_MOVE_WITHIN, posted)
+            .await
+            .is_err()
+        {
             tracing::warn!(
-                "could not post an Event on the parent: {}",
-                cluster::describe(&e)
+                "could not record the run on its parent within {}s; the next attempt adopts the children all the same",
+                PUBLISH_MOVE_WITHIN.as_secs()
             );
         }
-        let record = Outcome::of(run, end.prefix, &parent.name).to_annotation();
-        if record.is_none() {
-            tracing::warn!(
-                "the run's record is too large for an annotation: JOBHERD_RETRY will read its children instead"
-            );
-        }
-        let mut annotations = vec![(SUMMARY, summary.to_string())];
-        annotations.extend(record.map(|r| (OUTCOME, r)));
-        if let Err(e) = cluster::annotate_parent(client, parent, &annotations).await {
-            tracing::warn!("could not annotate the parent: {}", cluster::describe(&e));
-        }
+    }
+}
+
+/// The Event and the annotations (summary line and record) on the parent.
+async fn post_on_parent(
+    client: &Client,
+    parent: &Parent,
+    (warning, reason): (bool, &str),
+    summary: &str,
+    run: &Run,
+    prefix: &str,
+) {
+    if let Err(e) = cluster::event_on_parent(client, parent, warning, reason, summary).await {
+        tracing::warn!(
+            "could not post an Event on the parent: {}",
+            cluster::describe(&e)
+        );
+    }
+    let record = Outcome::of(run, prefix, &parent.name).to_annotation();
+    if record.is_none() {
+        tracing::warn!(
+            "the run's record is too large for an annotation: JOBHERD_RETRY will read its children instead"
+        );
+    }
+    let mut annotations = vec![(SUMMARY, summary.to_string())];
+    annotations.extend(record.map(|r| (OUTCOME, r)));
+    if let Err(e) = cluster::annotate_parent(client, parent, &annotations).await {
+        tracing::warn!("could not annotate the parent: {}", cluster::describe(&e));
     }
 }
 

@@ -246,6 +246,9 @@ pub struct Run {
     fail_fast: bool,
     stuck_timeout: Duration,
     stop: Option<Stop>,
+    /// Only jobherd's pod goes (SIGTERM with `DisruptionTarget`): the run leaves every child as
+    /// it is for the next attempt. The disruption's reason.
+    moving: Option<String>,
     fatal: Option<ClusterError>,
     run_id: String,
     stuck: HashMap<usize, Stuck>,
@@ -293,6 +296,7 @@ impl Run {
             fail_fast: rules.fail_fast,
             stuck_timeout: rules.stuck_timeout,
             stop: None,
+            moving: None,
             fatal: None,
             run_id: run_id.to_string(),
             stuck: HashMap::new(),
@@ -340,9 +344,11 @@ impl Run {
         self.running.first().map(|(since, index)| (*index, *since))
     }
 
-    /// Every child is done and every log waited for has come, or the API cannot be used.
+    /// Every child is done and every log waited for has come, or the run moves, or the API
+    /// cannot be used.
     pub fn is_over(&self) -> bool {
         self.fatal.is_some()
+            || self.moving.is_some()
             || (self.tally.done() == self.total()
                 && self.logs.is_settled(self.now, self.all_done_at))
     }
@@ -356,6 +362,9 @@ impl Run {
     pub fn exit_code(&self) -> i32 {
         if let Some(code) = self.recorded_exit {
             return code;
+        }
+        if self.moving.is_some() {
+            return 143;
         }
         match self.stop {
             Some(Stop::Timeout) => 3,
@@ -446,6 +455,7 @@ impl Run {
             Event::Tick => self.on_tick(&mut out),
             Event::Deadline => self.begin_stop(Stop::Timeout, &mut out),
             Event::Signal(why) => self.begin_stop(why, &mut out),
+            Event::Moving { reason } => self.leave(reason, &mut out),
             Event::Fatal(e) => self.fatal = Some(e),
         }
         self.schedule(&mut out);
@@ -511,7 +521,7 @@ impl Run {
 
     /// Hands out children to create: dependencies succeeded, a slot free, the run not stopping.
     fn schedule(&mut self, out: &mut Reaction) {
-        if !self.listed || self.stop.is_some() || self.fatal.is_some() {
+        if !self.listed || self.stop.is_some() || self.moving.is_some() || self.fatal.is_some() {
             return;
         }
         let mut free = self.parallelism.saturating_sub(self.tally.active());
@@ -564,6 +574,26 @@ impl Run {
         if !active.is_empty() {
             out.effects.push(Effect::Delete(active));
         }
+    }
+
+    /// Only jobherd's pod is disrupted while its Job goes on: nothing more is created, and every
+    /// child is left as it is, for the next attempt to adopt.
+    fn leave(&mut self, reason: String, out: &mut Reaction) {
+        if self.stop.is_some() || self.tally.done() == self.total() {
+            return;
+        }
+        out.transitions.push(Transition::Moving {
+            reason: reason.clone(),
+            active: self.tally.active(),
+            waiting: self.tally.waiting,
+        });
+        out.effects.push(Effect::StopCreating);
+        self.moving = Some(reason);
+    }
+
+    /// The disruption's reason, when the run moves to the next attempt.
+    pub fn moving(&self) -> Option<&str> {
+        self.moving.as_deref()
     }
 
     /// An active child was deleted because the run stopped.

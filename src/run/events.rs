@@ -45,6 +45,13 @@ pub enum Transition {
     },
     /// The run stops early: nothing more is created, active children are deleted.
     Stopping(Stop),
+    /// Only jobherd's pod goes (a drain, a preemption): every child is left for the next
+    /// attempt. `active` children exist, `waiting` ones are not created yet.
+    Moving {
+        reason: String,
+        active: usize,
+        waiting: usize,
+    },
 }
 
 /// Why a run stopped before every child finished by itself.
@@ -109,6 +116,10 @@ pub enum Event {
     /// `JOBHERD_TIMEOUT` passed.
     Deadline,
     Signal(Stop),
+    /// SIGTERM, and jobherd's pod is being disrupted while its Job goes on (`disruption`).
+    Moving {
+        reason: String,
+    },
     /// The API cannot be used (forbidden, or gone for too long): the run ends with exit 4.
     Fatal(ClusterError),
 }

@@ -107,7 +107,7 @@ fn changes(r: &Reaction) -> Vec<(usize, Change)> {
         .iter()
         .filter_map(|t| match t {
             Transition::Child { index, change } => Some((*index, change.clone())),
-            Transition::Stopping(_) => None,
+            Transition::Stopping(_) | Transition::Moving { .. } => None,
         })
         .collect()
 }
