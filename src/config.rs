@@ -8,8 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use serde::Deserialize;
 
-use crate::retry::{LAST_FAILED, RetryFrom};
-
 /// Every variable jobherd reads starts with this.
 pub const PREFIX: &str = "JOBHERD_";
 /// Variables a parent sets on its children; a nested jobherd must not reject them.
@@ -180,6 +178,17 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// `JOBHERD_RETRY=last-failed`: the newest failed run of the same CronJob.
+pub const LAST_FAILED: &str = "last-failed";
+/// `JOBHERD_RETRY`: which earlier run to retry (SPEC §7, see `retry.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryFrom {
+    /// An earlier parent Job, by name.
+    Job(String),
+    /// The newest failed Job of the CronJob that made this run's parent.
+    LastFailed,
 }
 
 /// Where a plan comes from.
