@@ -21,86 +21,64 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
 /// Kubernetes' default `terminationMessagePath`.
 const TERMINATION_LOG: &str = "/dev/termination-log";
 
-/// The variables as strings, exactly as envy reads them (the field name is the variable
-/// without `JOBHERD_`, lowercased). Typed parsing happens in `Config::from_vars` so that each
-/// error can name its variable and show its value.
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct RawVars {
-    image: Option<String>,
-    command: Option<String>,
-    args: Option<String>,
-    shell: Option<String>,
-    env: Option<String>,
-    params: Option<String>,
-    count: Option<String>,
-    parallelism: Option<String>,
-    backoff_limit: Option<String>,
-    restart_policy: Option<String>,
-    child_timeout: Option<String>,
-    timeout: Option<String>,
-    fail_fast: Option<String>,
-    cleanup: Option<String>,
-    ttl: Option<String>,
-    namespace: Option<String>,
-    name_prefix: Option<String>,
-    job_template: Option<String>,
-    plan: Option<String>,
-    plan_file: Option<String>,
-    stuck_timeout: Option<String>,
-    logs: Option<String>,
-    report_file: Option<String>,
-    junit_file: Option<String>,
-    dry_run: Option<String>,
-    log_format: Option<String>,
-    termination_log: Option<String>,
-    qps: Option<String>,
-    burst: Option<String>,
-    heartbeat: Option<String>,
-    progress: Option<String>,
-    retry: Option<String>,
-    trigger: Option<String>,
-    trigger_name: Option<String>,
-    trigger_timeout: Option<String>,
+/// Declares every variable once, by the name envy gives it (the variable without `JOBHERD_`,
+/// lowercased): a field of `RawVars`, and a name the typo guard knows.
+macro_rules! variables {
+    ($($name:ident,)*) => {
+        /// The variables as strings, exactly as envy reads them. Typed parsing happens in
+        /// `into_config` so that each error can name its variable and show its value.
+        #[derive(Debug, Default, Deserialize)]
+        pub(super) struct RawVars {
+            $($name: Option<String>,)*
+        }
+
+        /// The variables jobherd knows, as `RawVars` names them.
+        const KNOWN: &[&str] = &[$(stringify!($name)),*];
+    };
 }
 
-/// The variables jobherd knows, without the prefix. Keep in step with `RawVars`.
-const KNOWN: &[&str] = &[
-    "IMAGE",
-    "COMMAND",
-    "ARGS",
-    "SHELL",
-    "ENV",
-    "PARAMS",
-    "COUNT",
-    "PARALLELISM",
-    "BACKOFF_LIMIT",
-    "RESTART_POLICY",
-    "CHILD_TIMEOUT",
-    "TIMEOUT",
-    "FAIL_FAST",
-    "CLEANUP",
-    "TTL",
-    "NAMESPACE",
-    "NAME_PREFIX",
-    "JOB_TEMPLATE",
-    "PLAN",
-    "PLAN_FILE",
-    "STUCK_TIMEOUT",
-    "LOGS",
-    "REPORT_FILE",
-    "JUNIT_FILE",
-    "DRY_RUN",
-    "LOG_FORMAT",
-    "TERMINATION_LOG",
-    "QPS",
-    "BURST",
-    "HEARTBEAT",
-    "PROGRESS",
-    "RETRY",
-    "TRIGGER",
-    "TRIGGER_NAME",
-    "TRIGGER_TIMEOUT",
-];
+variables! {
+    image,
+    command,
+    args,
+    shell,
+    env,
+    params,
+    count,
+    parallelism,
+    backoff_limit,
+    restart_policy,
+    child_timeout,
+    timeout,
+    fail_fast,
+    cleanup,
+    ttl,
+    namespace,
+    name_prefix,
+    job_template,
+    plan,
+    plan_file,
+    stuck_timeout,
+    logs,
+    report_file,
+    junit_file,
+    dry_run,
+    log_format,
+    termination_log,
+    qps,
+    burst,
+    heartbeat,
+    progress,
+    retry,
+    trigger,
+    trigger_name,
+    trigger_timeout,
+}
+
+/// Variables a jobherd may find set that are not meant for it: a parent sets
+/// `JOBHERD_CHILD_*` on its children. Entries ending in `_` are prefixes; a known variable that
+/// starts the same (`JOBHERD_CHILD_TIMEOUT`) is still read and checked.
+const NOT_OURS: &[&str] = &[CHILD_PREFIX];
 
 /// In trigger mode, the variables that are the trigger's own; every other one is passed on to
 /// the triggered parent.
@@ -122,42 +100,55 @@ const TRIGGER_OWN: &[&str] = &[
 pub(super) fn known_vars(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    {
-        let ours: Vec<(String, String)> = vars
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(PREFIX))
-            // JOBHERD_CHILD_TIMEOUT is ours; other JOBHERD_CHILD_* come from a parent above us.
-            .filter(|(k, _)| is_known(k) || !k.starts_with(CHILD_PREFIX))
-            .collect();
-        for (key, _) in &ours {
-            let bare = &key[PREFIX.len()..];
-            if !is_known(key) {
-                let hint = closest(bare)
-                    .map(|k| format!(" (did you mean {PREFIX}{k}?)"))
-                    .unwrap_or_default();
-                return Err(ConfigError::Unknown {
-                    var: key.clone(),
-                    hint,
-                });
-            }
+    let ours: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(PREFIX))
+        .filter(|(k, _)| is_known(k) || !is_not_ours(k))
+        .collect();
+    for (key, _) in &ours {
+        let bare = &key[PREFIX.len()..];
+        if !is_known(key) {
+            let hint = closest(bare)
+                .map(|k| format!(" (did you mean {PREFIX}{k}?)"))
+                .unwrap_or_default();
+            return Err(ConfigError::Unknown {
+                var: key.clone(),
+                hint,
+            });
         }
-        // Empty values count as unset, as they do for most Kubernetes tooling and in
-        // manifests where a variable is templated to "".
-        Ok(ours
-            .into_iter()
-            .filter(|(_, v)| !v.trim().is_empty())
-            .collect())
     }
+    // Empty values count as unset, as they do for most Kubernetes tooling and in
+    // manifests where a variable is templated to "".
+    Ok(ours
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect())
 }
 
 fn is_known(key: &str) -> bool {
     key.strip_prefix(PREFIX)
-        .is_some_and(|bare| KNOWN.contains(&bare))
+        .is_some_and(|bare| known().any(|k| k == bare))
+}
+
+fn is_not_ours(key: &str) -> bool {
+    NOT_OURS.iter().any(|n| {
+        if n.ends_with('_') {
+            key.starts_with(n)
+        } else {
+            key == *n
+        }
+    })
+}
+
+/// The known variables without the prefix, as they are written (`BACKOFF_LIMIT`).
+fn known() -> impl Iterator<Item = String> {
+    KNOWN.iter().map(|k| k.to_ascii_uppercase())
 }
 
 /// The known variable nearest to a misspelt one, if it is close enough to be a typo.
-fn closest(bare: &str) -> Option<&'static str> {
-    nearest(bare, KNOWN.iter().copied())
+fn closest(bare: &str) -> Option<String> {
+    let known: Vec<String> = known().collect();
+    nearest(bare, known.iter().map(String::as_str)).map(str::to_string)
 }
 
 pub(super) fn read_raw(vars: Vec<(String, String)>) -> Result<RawVars, ConfigError> {
