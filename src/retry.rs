@@ -11,19 +11,9 @@ use kube::{Client, ResourceExt};
 
 use crate::child::{Children, RUN_LABEL, StepShape};
 use crate::cluster::{ClusterError, Parent};
+use crate::config::{LAST_FAILED, RetryFrom};
 use crate::record::{OUTCOME, Outcome, SUMMARY};
 use crate::run::job_outcome;
-
-/// `JOBHERD_RETRY=last-failed`: the newest failed run of the same CronJob.
-pub const LAST_FAILED: &str = "last-failed";
-/// Which earlier run to retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RetryFrom {
-    /// An earlier parent Job, by name.
-    Job(String),
-    /// The newest failed Job of the CronJob that made this run's parent.
-    LastFailed,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetryError {

@@ -22,11 +22,10 @@ use tokio::task::JoinSet;
 
 use crate::child::{RUN_LABEL, put_env, shorten};
 use crate::cluster::{self, ClusterError, describe, status_code};
-use crate::config::{DryRun, Mode, PREFIX, TriggerConfig};
+use crate::config::{DryRun, Mode, PREFIX, RetryFrom, TriggerConfig};
 use crate::herd::sources;
 use crate::record::{self, OUTCOME, Outcome};
 use crate::report;
-use crate::retry::RetryFrom;
 use crate::run::Stop;
 use follow::{Act, Ending, Follow, NO_CODE, Seen};
 
