@@ -14,6 +14,10 @@ use crate::plan::{self, Plan};
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const RUN_LABEL: &str = "jobherd.io/run";
 pub const STEP_LABEL: &str = "jobherd.io/step";
+/// The label Kueue reads to put a Job in a LocalQueue (`JOBHERD_QUEUE`). On the Job only: Kueue
+/// reads a Job's own labels, and admits each child as a workload of its own because the
+/// children's owner reference to the parent is not a `controller` one.
+pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 /// Kubernetes' limit for names that end up in labels (`job-name`) and for label values.
 const MAX_NAME: usize = 63;
 /// What Kubernetes would default anyway; set explicitly so the dry-run output says it.
@@ -515,6 +519,12 @@ fn apply(job: &mut Job, s: &StepSettings, layer: Layer) {
         s.restart_policy.map(|p| p.as_str().to_string()),
         fill,
     );
+    if let Some(queue) = &s.queue {
+        let labels = job.metadata.labels.get_or_insert_with(Default::default);
+        if !(fill && labels.contains_key(QUEUE_LABEL)) {
+            labels.insert(QUEUE_LABEL.to_string(), queue.clone());
+        }
+    }
 }
 
 fn set<T>(slot: &mut Option<T>, value: Option<T>, fill: bool) {
@@ -776,6 +786,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("Always"), "{err}");
+    }
+
+    #[test]
+    fn a_queue_labels_the_job_for_kueue_and_the_owner_is_no_controller() {
+        let c = config(&[("JOBHERD_IMAGE", "busybox"), ("JOBHERD_QUEUE", "team-a")]);
+        let j = json(&children(&c.defaults, None, &id()).unwrap().job(0));
+        assert_eq!(j["metadata"]["labels"][QUEUE_LABEL], "team-a");
+        assert!(
+            j["spec"]["template"]["metadata"]["labels"]
+                .get(QUEUE_LABEL)
+                .is_none(),
+            "Kueue reads the Job's labels; a pod template label would be read by its pod integration"
+        );
+        // Kueue treats a Job whose controller is a Job it manages as part of that Job's
+        // workload: the children's owner reference must not be a controller one.
+        assert!(
+            j["metadata"]["ownerReferences"][0]
+                .get("controller")
+                .is_none()
+        );
+        let plan = crate::plan::parse(
+            r#"{"steps": [{"name": "a"}, {"name": "b", "queue": "team-b"}]}"#,
+            "test",
+            std::path::Path::new(""),
+        )
+        .unwrap();
+        let kids = children(&c.defaults, Some(&plan), &id()).unwrap();
+        assert_eq!(
+            json(&kids.job(0))["metadata"]["labels"][QUEUE_LABEL],
+            "team-a"
+        );
+        assert_eq!(
+            json(&kids.job(1))["metadata"]["labels"][QUEUE_LABEL],
+            "team-b"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod variables;
 
 pub use values::{
     check_dns_label, env_from_json, job_from_json, nearest, params_from_json, parse_bool,
-    parse_duration, parse_json, parse_positive_duration, string_array_from_json,
+    parse_duration, parse_json, parse_positive_duration, parse_queue, string_array_from_json,
 };
 
 /// Every variable jobherd reads starts with this.
@@ -104,6 +104,8 @@ pub struct StepSettings {
     pub restart_policy: Option<RestartPolicy>,
     pub child_timeout: Option<Duration>,
     pub ttl: Option<Duration>,
+    /// A Kueue LocalQueue that admits the children (`JOBHERD_QUEUE`, a step's `queue`).
+    pub queue: Option<String>,
     /// A full batch/v1 Job used as the base of the child.
     pub job: Option<Job>,
 }

@@ -159,6 +159,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// A Kueue LocalQueue's name, as the label `kueue.x-k8s.io/queue-name` holds it: a DNS-1123
+/// label (the name of an object, and a label value).
+pub fn parse_queue(s: &str) -> Result<String, String> {
+    check_dns_label(s).map(|()| s.to_string()).map_err(|e| {
+        format!("expected the name of a Kueue LocalQueue in the children's namespace: {e}")
+    })
+}
+
 /// A DNS-1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, ≤ 63.
 pub fn check_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()

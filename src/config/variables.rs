@@ -11,7 +11,8 @@ use super::{
     CHILD_PREFIX, Cleanup, Config, ConfigError, DryRun, EnvMap, FanOut, LAST_FAILED, LogFormat,
     LogsMode, PREFIX, PlanSource, Progress, RateLimit, RestartPolicy, RetryFrom, StepSettings,
     TriggerConfig, check_dns_label, env_from_json, job_from_json, nearest, params_from_json,
-    parse_bool, parse_duration, parse_json, parse_positive_duration, string_array_from_json,
+    parse_bool, parse_duration, parse_json, parse_positive_duration, parse_queue,
+    string_array_from_json,
 };
 
 /// `JOBHERD_HEARTBEAT` when unset: a quiet run shows it lives once a minute, often enough
@@ -73,6 +74,7 @@ variables! {
     trigger,
     trigger_name,
     trigger_timeout,
+    queue,
 }
 
 /// Variables a jobherd may find set that are not meant for it: a parent sets
@@ -279,6 +281,7 @@ impl RawVars {
                 parse_positive_duration,
             )?,
             ttl: opt(&self.ttl, "ttl", parse_duration)?,
+            queue: opt(&self.queue, "queue", parse_queue)?,
             job,
         })
     }
@@ -611,6 +614,14 @@ mod tests {
             .to_string();
         assert!(
             msg.contains("JOBHERD_COMMAND") && msg.contains("JSON array"),
+            "{msg}"
+        );
+
+        let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_QUEUE", "Team A")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("JOBHERD_QUEUE=\"Team A\"") && msg.contains("LocalQueue"),
             "{msg}"
         );
 

@@ -13,7 +13,7 @@ use super::manifests::{inline_job, load_job_file};
 use super::{Ctx, Entry, PlanError};
 use crate::config::{
     FanOut, RestartPolicy, StepSettings, env_from_json, params_from_json, parse_duration,
-    parse_positive_duration, string_array_from_json,
+    parse_positive_duration, parse_queue, string_array_from_json,
 };
 
 /// Every field a step takes; any other is a typo. Each is read in `step_settings`, or in
@@ -32,6 +32,7 @@ const STEP_FIELDS: &[&str] = &[
     "restart_policy",
     "child_timeout",
     "ttl",
+    "queue",
     "job",
     "job_file",
 ];
@@ -234,6 +235,7 @@ fn step_settings(
                     Some(duration(value, parse_positive_duration).map_err(|e| field(key, e))?)
             }
             "ttl" => s.ttl = Some(duration(value, parse_duration).map_err(|e| field(key, e))?),
+            "queue" => s.queue = Some(queue_name(value).map_err(|e| field(key, e))?),
             "job" => {
                 let job =
                     inline_job(value).map_err(|e| ctx.manifest(format!("{label}: `job`: {e}")))?;
@@ -296,6 +298,15 @@ fn step_job_file(ctx: &Ctx, label: &str, value: &Value) -> Result<Job, PlanError
             ))
         })?;
     load_job_file(&ctx.resolve(path)).map_err(|e| ctx.manifest(format!("{label}: `job_file` {e}")))
+}
+
+fn queue_name(value: &Value) -> Result<String, String> {
+    match value.as_str() {
+        Some(s) => parse_queue(s).map_err(|e| format!("{e}, found {value}")),
+        None => Err(format!(
+            "expected the name of a Kueue LocalQueue, found {value}"
+        )),
+    }
 }
 
 fn non_empty_string(value: &Value) -> Result<String, String> {
@@ -440,7 +451,7 @@ steps:
     fn unknown_step_field_lists_the_allowed_fields() {
         assert_eq!(
             error("steps: [{name: a, imgae: alpine}]"),
-            "plan.yaml: step \"a\" has an unknown field \"imgae\" (did you mean \"image\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, backoff_limit, restart_policy, child_timeout, ttl, job, job_file"
+            "plan.yaml: step \"a\" has an unknown field \"imgae\" (did you mean \"image\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
         );
         assert_eq!(
             error("steps: [{image: alpine}]"),
@@ -501,7 +512,7 @@ steps:
         );
         assert_eq!(
             error("phases: [{name: p, steps: [{name: a, depend_on: [b]}]}]"),
-            "plan.yaml: step \"a\" has an unknown field \"depend_on\" (did you mean \"depends_on\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, backoff_limit, restart_policy, child_timeout, ttl, job, job_file"
+            "plan.yaml: step \"a\" has an unknown field \"depend_on\" (did you mean \"depends_on\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
         );
         assert_eq!(
             error("version: 2\nsteps: [{name: a}]"),

@@ -9,9 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 
 use super::{Change, Phase, Reaction, Run};
-
-/// The label Kueue reads to put a Job in a LocalQueue.
-pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
+use crate::child::QUEUE_LABEL;
 
 impl Run {
     /// Queued when its Job is suspended, preempted when that happens again once admitted.
