@@ -1,5 +1,6 @@
-//! The children of a run: which ones there are (steps fanned out by count or params) and the
-//! batch/v1 Job each one is, built the way `kubectl create job NAME --image=IMAGE -- CMD` would.
+//! The children of a run: which ones there are (steps fanned out by count, params, or another
+//! step's result once it is known) and the batch/v1 Job each one is, built the way
+//! `kubectl create job NAME --image=IMAGE -- CMD` would (`child/job.rs`).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -8,7 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::config::{CHILD_PREFIX, ConfigError, EnvMap, FanOut, StepSettings};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, When};
 pub(crate) use job::put_env;
 use job::{build_template, instantiate};
 
@@ -63,13 +64,32 @@ pub struct StepSpec {
     pub depends_on_names: Vec<String>,
     /// Its children, as indices into the run's children.
     pub children: Range<usize>,
+    /// When it runs, given how its dependencies ended.
+    pub when: When,
+    /// `params_from`: the step whose result it fans out over. Its children are laid out once
+    /// that result is known ([`Children::lay_out`]), after every other step's.
+    pub source: Option<usize>,
+    /// Its children are known: always, but for a `params_from` step before it is laid out.
+    pub laid_out: bool,
     template: Job,
     fan_out: FanOut,
+    /// `JOBHERD_RESULT_*` of the steps it depends on, set when it is about to start.
+    inputs: EnvMap,
 }
 
-/// Every child of a run, in creation order (dependencies before dependants), and their steps.
+impl StepSpec {
+    /// Its result is a JSON array of its children's (`count`, `params`, `params_from`).
+    pub fn fans_out(&self) -> bool {
+        !matches!(self.fan_out, FanOut::Single)
+    }
+}
+
+/// Every child of a run, and their steps. Steps are in creation order (dependencies before
+/// dependants); children are laid out step by step, those of `params_from` steps at the end, as
+/// their sources' results come.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Children {
+    prefix: String,
     specs: Vec<ChildSpec>,
     steps: Vec<StepSpec>,
     by_name: HashMap<String, usize>,
@@ -119,12 +139,42 @@ impl Children {
         let spec = &self.specs[index];
         let step = &self.steps[spec.step];
         let position = index - step.children.start;
-        instantiate(
-            &step.template,
-            &spec.name,
-            &spec.label,
-            &fan_out_env(&step.fan_out, position),
-        )
+        let mut env = step.inputs.clone();
+        env.extend(fan_out_env(&step.fan_out, position));
+        instantiate(&step.template, &spec.name, &spec.label, &env)
+    }
+
+    /// The Job template of a `params_from` step whose children are not known yet, named as its
+    /// only child would be (for a client dry run).
+    pub fn template(&self, step: usize) -> Job {
+        let spec = &self.steps[step];
+        let name = spec.name.as_deref().unwrap_or_default();
+        let (child, label) = child_names(&self.prefix, Some(name), false, 0);
+        instantiate(&spec.template, &child, &label, &EnvMap::new())
+    }
+
+    /// Lays out the children of a `params_from` step, after every child laid out so far: one
+    /// per item (`JOBHERD_ITEM` or the item's entries, with `JOBHERD_CHILD_INDEX`/`_COUNT`), or
+    /// with `None`, one child standing for a step that cannot fan out (skipped, or whose source
+    /// gave no usable result), which is never created.
+    pub fn lay_out(&mut self, step: usize, items: Option<Vec<EnvMap>>) -> Range<usize> {
+        let fan_out = match items {
+            Some(items) => FanOut::Params(items),
+            None => FanOut::Single,
+        };
+        let start = self.specs.len();
+        let name = self.steps[step].name.clone();
+        self.push_children(step, name.as_deref(), &fan_out);
+        let spec = &mut self.steps[step];
+        spec.fan_out = fan_out;
+        spec.children = start..self.specs.len();
+        spec.laid_out = true;
+        spec.children.clone()
+    }
+
+    /// What the steps it depends on give a step's children (`JOBHERD_RESULT_*`).
+    pub fn set_inputs(&mut self, step: usize, inputs: EnvMap) {
+        self.steps[step].inputs = inputs;
     }
 }
 
@@ -136,14 +186,14 @@ pub fn children(
     plan: Option<&Plan>,
     id: &Identity,
 ) -> Result<Children, ConfigError> {
-    let mut out = Children::empty();
+    let mut out = Children::empty(&id.prefix);
     let Some(plan) = plan else {
         let template = build_template(defaults, &StepSettings::default(), id).map_err(|e| {
             let first = child_name(&id.prefix, "0");
             ConfigError::Plan(format!("child {first}: {e}"))
         })?;
         let fan_out = defaults.fan_out.clone();
-        out.push_step(&id.prefix, None, vec![], vec![], template, fan_out);
+        out.push_step(None, vec![], vec![], template, fan_out);
         return Ok(out);
     };
     let mut step_ids: HashMap<&str, usize> = HashMap::new();
@@ -156,15 +206,21 @@ pub fn children(
             .iter()
             .filter_map(|d| step_ids.get(d.as_str()).copied())
             .collect();
+        let source = match &step.settings.fan_out {
+            FanOut::From(source) => step_ids.get(source.as_str()).copied(),
+            _ => None,
+        };
         out.push_step(
-            &id.prefix,
             Some(step.name.clone()),
             depends_on,
             step.depends_on.clone(),
             template,
             step.settings.fan_out.clone(),
         );
-        step_ids.insert(step.name.as_str(), out.steps.len() - 1);
+        let pushed = out.steps.len() - 1;
+        out.steps[pushed].when = step.when;
+        out.steps[pushed].source = source;
+        step_ids.insert(step.name.as_str(), pushed);
     }
     Ok(out)
 }
@@ -179,11 +235,18 @@ pub struct StepShape {
     pub fanned_out: bool,
     /// Indices of the steps it depends on.
     pub depends_on: Vec<usize>,
+    /// It fanned out over another step's result (`params_from`): how many children it has is
+    /// that result's, not the configuration's.
+    pub dynamic: bool,
+    /// Where its children start among the run's, for a `params_from` step that was laid out
+    /// (the others are laid out step by step, in order).
+    pub first: Option<usize>,
 }
 
 impl Children {
-    fn empty() -> Self {
+    fn empty(prefix: &str) -> Self {
         Children {
+            prefix: prefix.to_string(),
             specs: Vec::new(),
             steps: Vec::new(),
             by_name: HashMap::new(),
@@ -197,8 +260,10 @@ impl Children {
             .map(|s| StepShape {
                 name: s.name.clone(),
                 children: s.children.len(),
-                fanned_out: !matches!(s.fan_out, FanOut::Single),
+                fanned_out: s.fans_out(),
                 depends_on: s.depends_on.clone(),
+                dynamic: s.source.is_some(),
+                first: (s.source.is_some() && s.laid_out).then_some(s.children.start),
             })
             .collect()
     }
@@ -206,27 +271,51 @@ impl Children {
     /// The children of a run known only by its shape (a record read back): the same names
     /// and labels as the run had, without Job templates.
     pub fn from_shape(prefix: &str, shape: &[StepShape]) -> Children {
-        let mut out = Children::empty();
-        for step in shape {
-            let fan_out = if step.fanned_out {
+        let mut out = Children::empty(prefix);
+        let fan_out = |step: &StepShape| {
+            if step.fanned_out {
                 FanOut::Count(step.children as u32)
             } else {
                 FanOut::Single
-            };
+            }
+        };
+        for step in shape {
             let names = step
                 .depends_on
                 .iter()
                 .filter_map(|d| shape.get(*d)?.name.clone())
                 .collect();
             let (name, deps) = (step.name.clone(), step.depends_on.clone());
-            out.push_step(prefix, name, deps, names, Job::default(), fan_out);
+            let laid_out = if step.dynamic {
+                FanOut::Count(0)
+            } else {
+                fan_out(step)
+            };
+            out.push_step(name, deps, names, Job::default(), laid_out);
+            let pushed = out.steps.len() - 1;
+            out.steps[pushed].laid_out = !step.dynamic;
+        }
+        // `params_from` steps were laid out after every other step, as their sources ended.
+        let mut dynamic: Vec<(usize, usize)> = shape
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.first?, i)))
+            .collect();
+        dynamic.sort_unstable();
+        for (_, i) in dynamic {
+            let start = out.specs.len();
+            let name = out.steps[i].name.clone();
+            out.push_children(i, name.as_deref(), &fan_out(&shape[i]));
+            out.steps[i].children = start..out.specs.len();
+            out.steps[i].fan_out = fan_out(&shape[i]);
+            out.steps[i].laid_out = true;
         }
         out
     }
 
     /// Children known only by their names and step labels (Jobs found in the cluster).
     pub fn named(children: Vec<(String, String)>) -> Children {
-        let mut out = Children::empty();
+        let mut out = Children::empty("");
         for (name, label) in children {
             out.by_name.insert(name.clone(), out.specs.len());
             out.specs.push(ChildSpec {
@@ -240,16 +329,19 @@ impl Children {
             depends_on: vec![],
             depends_on_names: vec![],
             children: 0..out.specs.len(),
+            when: When::Succeeded,
+            source: None,
+            laid_out: true,
             template: Job::default(),
             fan_out: FanOut::Count(out.specs.len() as u32),
+            inputs: EnvMap::new(),
         });
         out
     }
 
-    /// Adds a step and its children.
+    /// Adds a step and, unless it fans out over a result not known yet, its children.
     fn push_step(
         &mut self,
-        prefix: &str,
         name: Option<String>,
         depends_on: Vec<usize>,
         depends_on_names: Vec<String>,
@@ -258,9 +350,26 @@ impl Children {
     ) {
         let step = self.steps.len();
         let start = self.specs.len();
+        self.push_children(step, name.as_deref(), &fan_out);
+        self.steps.push(StepSpec {
+            name,
+            depends_on,
+            depends_on_names,
+            children: start..self.specs.len(),
+            when: When::Succeeded,
+            source: None,
+            laid_out: !matches!(fan_out, FanOut::From(_)),
+            template,
+            fan_out,
+            inputs: EnvMap::new(),
+        });
+    }
+
+    /// Appends the children of a step, named by the one naming rule.
+    fn push_children(&mut self, step: usize, name: Option<&str>, fan_out: &FanOut) {
         let fanned_out = !matches!(fan_out, FanOut::Single);
-        for position in 0..fan_out_len(&fan_out) {
-            let (child, label) = child_names(prefix, name.as_deref(), fanned_out, position);
+        for position in 0..fan_out_len(fan_out) {
+            let (child, label) = child_names(&self.prefix, name, fanned_out, position);
             self.by_name.insert(child.clone(), self.specs.len());
             self.specs.push(ChildSpec {
                 name: child,
@@ -268,14 +377,6 @@ impl Children {
                 step,
             });
         }
-        self.steps.push(StepSpec {
-            name,
-            depends_on,
-            depends_on_names,
-            children: start..self.specs.len(),
-            template,
-            fan_out,
-        });
     }
 }
 
@@ -307,13 +408,15 @@ fn fan_out_len(fan_out: &FanOut) -> usize {
         FanOut::Single => 1,
         FanOut::Count(n) => *n as usize,
         FanOut::Params(list) => list.len(),
+        // Known once the source's result is: see `Children::lay_out`.
+        FanOut::From(_) => 0,
     }
 }
 
 /// The env the child at `position` of a fan-out adds: nothing for a single child.
 fn fan_out_env(fan_out: &FanOut, position: usize) -> EnvMap {
     match fan_out {
-        FanOut::Single => EnvMap::new(),
+        FanOut::Single | FanOut::From(_) => EnvMap::new(),
         FanOut::Count(n) => index_env(position, *n as usize),
         FanOut::Params(list) => {
             let mut env = index_env(position, list.len());

@@ -19,6 +19,10 @@ pub use values::{
 pub const PREFIX: &str = "JOBHERD_";
 /// Variables a parent sets on its children; a nested jobherd must not reject them.
 pub const CHILD_PREFIX: &str = "JOBHERD_CHILD_";
+/// The results of the steps a child's step depends on: `JOBHERD_RESULT_<STEP>` (SPEC §8).
+pub const RESULT_PREFIX: &str = "JOBHERD_RESULT_";
+/// The element of a result a `params_from` child was made for, when it is not an object.
+pub const ITEM_VAR: &str = "JOBHERD_ITEM";
 
 /// Environment variables for a child, in a stable order.
 pub type EnvMap = BTreeMap<String, String>;
@@ -88,6 +92,8 @@ pub enum FanOut {
     Count(u32),
     /// One child per element; its entries become the child's env vars.
     Params(Vec<EnvMap>),
+    /// One child per element of a plan step's result, known once that step has succeeded.
+    From(String),
 }
 
 /// What makes up a child: the variables give the defaults, a plan step may override each field.

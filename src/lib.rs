@@ -15,6 +15,7 @@ pub mod herd;
 pub mod plan;
 pub mod record;
 pub mod report;
+pub mod results;
 pub mod retry;
 pub mod run;
 pub mod trigger;

@@ -39,6 +39,39 @@ pub struct Step {
     pub settings: StepSettings,
     /// The phase's name, when the plan has phases.
     pub phase: Option<String>,
+    /// When it runs, given how its dependencies ended (SPEC §8).
+    pub when: When,
+}
+
+/// `when`: what a step's dependencies must have done for it to run (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum When {
+    /// Every dependency succeeded.
+    #[default]
+    Succeeded,
+    /// Every dependency finished, and at least one failed or was skipped: undo, compensate.
+    Failed,
+    /// Every dependency finished, whatever happened: notify, clean up.
+    Always,
+}
+
+impl When {
+    pub fn parse(s: &str) -> Result<When, String> {
+        match s {
+            "succeeded" => Ok(When::Succeeded),
+            "failed" => Ok(When::Failed),
+            "always" => Ok(When::Always),
+            _ => Err("expected succeeded, failed or always".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            When::Succeeded => "succeeded",
+            When::Failed => "failed",
+            When::Always => "always",
+        }
+    }
 }
 
 /// Run-wide settings a plan may carry (only Jobernetes' `jobernetes_config` does).
@@ -222,6 +255,7 @@ struct Entry {
     noun: &'static str,
     phase: Option<usize>,
     depends_on: Vec<String>,
+    when: When,
     steps: Vec<(String, StepSettings)>,
 }
 
@@ -258,10 +292,12 @@ fn build(
                 depends_on: depends_on.clone(),
                 settings: settings.clone(),
                 phase: phase_of(phases, entry.phase),
+                when: entry.when,
             });
         }
     }
     check_unique_child_names(ctx, &steps)?;
+    check_results_flow(ctx, &steps)?;
     let steps = topological(steps).map_err(|cycle| PlanError::Cycle {
         origin: ctx.origin.to_string(),
         cycle,
@@ -393,12 +429,29 @@ fn check_unique_names(ctx: &Ctx, entries: &[Entry]) -> Result<(), PlanError> {
 /// not be another step's name: both would map to the same child Job.
 fn check_unique_child_names(ctx: &Ctx, steps: &[Step]) -> Result<(), PlanError> {
     let mut owners: HashMap<String, &str> = HashMap::new();
+    // A step that fans out over a result may have any number of children.
+    let dynamic: HashMap<String, &str> = steps
+        .iter()
+        .filter(|s| matches!(s.settings.fan_out, FanOut::From(_)))
+        .map(|s| (k8s_name(&s.name), s.name.as_str()))
+        .collect();
     for step in steps {
         let children = match &step.settings.fan_out {
-            FanOut::Single => 0,
+            FanOut::Single | FanOut::From(_) => 0,
             FanOut::Count(n) => *n as usize,
             FanOut::Params(p) => p.len(),
         };
+        let own = k8s_name(&step.name);
+        let taken = own
+            .rsplit_once('-')
+            .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(base, _)| dynamic.get(base).filter(|d| **d != step.name));
+        if let Some(other) = taken {
+            return Err(ctx.name(format!(
+                "steps {other:?} and {:?} may both have a child Job named {own:?} ({other:?} fans out over a result and names its children <step>-<index>); rename one",
+                step.name
+            )));
+        }
         let base = k8s_name(&step.name);
         let names: Vec<String> = if children == 0 {
             vec![base]
@@ -412,6 +465,35 @@ fn check_unique_child_names(ctx: &Ctx, steps: &[Step]) -> Result<(), PlanError> 
                     step.name
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Results flow along dependencies (SPEC §8): a step fans out over the result of a step it
+/// depends on directly, and a step that runs on failure (or always) runs after something.
+fn check_results_flow(ctx: &Ctx, steps: &[Step]) -> Result<(), PlanError> {
+    for step in steps {
+        if let FanOut::From(source) = &step.settings.fan_out
+            && !step.depends_on.contains(source)
+        {
+            let hint = did_you_mean(source, step.depends_on.iter().map(String::as_str));
+            let deps = if step.depends_on.is_empty() {
+                "it depends on no step".to_string()
+            } else {
+                format!("it depends on {}", step.depends_on.join(", "))
+            };
+            return Err(ctx.dependency(format!(
+                "step {:?}: `params_from` {source:?} is not one of its dependencies{hint} ({deps}); a step fans out over the result of a step it depends on directly",
+                step.name
+            )));
+        }
+        if step.when != When::Succeeded && step.depends_on.is_empty() {
+            return Err(ctx.dependency(format!(
+                "step {:?} runs `when: {}` but depends on no step; give it `depends_on`: it runs once the steps it names have finished",
+                step.name,
+                step.when.as_str()
+            )));
         }
     }
     Ok(())

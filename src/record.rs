@@ -52,6 +52,12 @@ pub struct RecordedStep {
     pub fan_out: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<usize>,
+    /// It fanned out over another step's result (`params_from`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic: bool,
+    /// Where its children start, for a `params_from` step that was laid out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +168,8 @@ impl From<StepShape> for RecordedStep {
             children: s.children,
             fan_out: s.fanned_out,
             depends_on: s.depends_on,
+            dynamic: s.dynamic,
+            first: s.first,
         }
     }
 }
@@ -173,6 +181,8 @@ impl From<RecordedStep> for StepShape {
             children: s.children,
             fanned_out: s.fan_out,
             depends_on: s.depends_on,
+            dynamic: s.dynamic,
+            first: s.first,
         }
     }
 }

@@ -8,10 +8,10 @@ use k8s_openapi::api::batch::v1::Job;
 use serde::Deserialize;
 
 use super::{
-    CHILD_PREFIX, Cleanup, Config, ConfigError, DryRun, EnvMap, FanOut, LAST_FAILED, LogFormat,
-    LogsMode, PREFIX, PlanSource, Progress, RateLimit, RestartPolicy, RetryFrom, StepSettings,
-    TriggerConfig, check_dns_label, env_from_json, job_from_json, nearest, params_from_json,
-    parse_bool, parse_duration, parse_json, parse_positive_duration, parse_queue,
+    CHILD_PREFIX, Cleanup, Config, ConfigError, DryRun, EnvMap, FanOut, ITEM_VAR, LAST_FAILED,
+    LogFormat, LogsMode, PREFIX, PlanSource, Progress, RESULT_PREFIX, RateLimit, RestartPolicy,
+    RetryFrom, StepSettings, TriggerConfig, check_dns_label, env_from_json, job_from_json, nearest,
+    params_from_json, parse_bool, parse_duration, parse_json, parse_positive_duration, parse_queue,
     string_array_from_json,
 };
 
@@ -78,9 +78,10 @@ variables! {
 }
 
 /// Variables a jobherd may find set that are not meant for it: a parent sets
-/// `JOBHERD_CHILD_*` on its children. Entries ending in `_` are prefixes; a known variable that
-/// starts the same (`JOBHERD_CHILD_TIMEOUT`) is still read and checked.
-const NOT_OURS: &[&str] = &[CHILD_PREFIX];
+/// `JOBHERD_CHILD_*`, `JOBHERD_RESULT_*` and `JOBHERD_ITEM` on its children, which may be jobherd
+/// parents themselves. Entries ending in `_` are prefixes; a known variable that starts the same
+/// (`JOBHERD_CHILD_TIMEOUT`) is still read and checked.
+const NOT_OURS: &[&str] = &[CHILD_PREFIX, RESULT_PREFIX, ITEM_VAR];
 
 /// In trigger mode, the variables that are the trigger's own; every other one is passed on to
 /// the triggered parent.

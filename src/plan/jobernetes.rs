@@ -84,6 +84,7 @@ fn jobernetes_job(
         noun: "job",
         phase: Some(phase),
         depends_on,
+        when: super::When::Succeeded,
         steps,
     })
 }

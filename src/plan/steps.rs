@@ -10,7 +10,7 @@ use super::fields::{
     check_fields, depends_on, entry_name, kind_of, list, mapping, note_unknown_fields,
 };
 use super::manifests::{inline_job, load_job_file};
-use super::{Ctx, Entry, PlanError};
+use super::{Ctx, Entry, PlanError, When};
 use crate::config::{
     FanOut, RestartPolicy, StepSettings, env_from_json, params_from_json, parse_duration,
     parse_positive_duration, parse_queue, string_array_from_json,
@@ -28,6 +28,8 @@ const STEP_FIELDS: &[&str] = &[
     "env",
     "params",
     "count",
+    "params_from",
+    "when",
     "backoff_limit",
     "restart_policy",
     "child_timeout",
@@ -192,11 +194,20 @@ fn step_entry(
     check_fields(ctx, &fields, STEP_FIELDS, &label, "a step")?;
     let depends_on = depends_on(ctx, &fields, &label)?;
     let settings = step_settings(ctx, &label, &fields)?;
+    let when = match fields.get("when") {
+        Some(value) => value
+            .as_str()
+            .ok_or_else(|| "expected succeeded, failed or always".to_string())
+            .and_then(When::parse)
+            .map_err(|e| ctx.format(format!("{label}: `when`: {e}, found {value}")))?,
+        None => When::Succeeded,
+    };
     Ok(Entry {
         name: name.clone(),
         noun: "step",
         phase,
         depends_on,
+        when,
         steps: vec![(name, settings)],
     })
 }
@@ -224,6 +235,16 @@ fn step_settings(
                 s.fan_out = FanOut::Params(params_from_json(value).map_err(|e| field(key, e))?)
             }
             "count" => s.fan_out = FanOut::Count(positive_count(value).map_err(|e| field(key, e))?),
+            "params_from" => {
+                let source = value.as_str().filter(|s| !s.trim().is_empty());
+                let source = source.ok_or_else(|| {
+                    field(
+                        key,
+                        format!("expected the name of a step it depends on, found {value}"),
+                    )
+                })?;
+                s.fan_out = FanOut::From(source.to_string());
+            }
             "backoff_limit" => {
                 s.backoff_limit = Some(backoff_limit(value).map_err(|e| field(key, e))?)
             }
@@ -272,6 +293,16 @@ fn check_exclusive_fields(
             "count",
             "params",
             "give either a number of children or one parameter object per child",
+        ),
+        (
+            "params_from",
+            "params",
+            "params_from gives one child per element of another step's result; give either",
+        ),
+        (
+            "params_from",
+            "count",
+            "params_from gives one child per element of another step's result; give either",
         ),
         (
             "job",
@@ -451,7 +482,7 @@ steps:
     fn unknown_step_field_lists_the_allowed_fields() {
         assert_eq!(
             error("steps: [{name: a, imgae: alpine}]"),
-            "plan.yaml: step \"a\" has an unknown field \"imgae\" (did you mean \"image\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
+            "plan.yaml: step \"a\" has an unknown field \"imgae\" (did you mean \"image\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, params_from, when, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
         );
         assert_eq!(
             error("steps: [{image: alpine}]"),
@@ -512,7 +543,7 @@ steps:
         );
         assert_eq!(
             error("phases: [{name: p, steps: [{name: a, depend_on: [b]}]}]"),
-            "plan.yaml: step \"a\" has an unknown field \"depend_on\" (did you mean \"depends_on\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
+            "plan.yaml: step \"a\" has an unknown field \"depend_on\" (did you mean \"depends_on\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, params_from, when, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
         );
         assert_eq!(
             error("version: 2\nsteps: [{name: a}]"),

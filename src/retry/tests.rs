@@ -6,6 +6,8 @@ fn count(n: usize) -> Vec<StepShape> {
         children: n,
         fanned_out: true,
         depends_on: vec![],
+        dynamic: false,
+        first: None,
     }]
 }
 
@@ -17,6 +19,8 @@ fn plan(steps: &[(&str, usize)]) -> Vec<StepShape> {
             children: *c,
             fanned_out: *c > 1,
             depends_on: vec![],
+            dynamic: false,
+            first: None,
         })
         .collect()
 }
