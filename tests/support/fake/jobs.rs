@@ -121,6 +121,7 @@ impl Sim {
         let mut new_s: Vec<String> = Vec::new();
         let mut new_f: Vec<String> = Vec::new();
         let mut policy_failure = None;
+        let clock = Instant::now();
         for p in &pods {
             let puid = meta::uid_of(p).to_string();
             if track.counted.contains(&puid) {
@@ -130,7 +131,11 @@ impl Sim {
                 "Succeeded" => new_s.push(puid),
                 "Failed" => match pod_failure_policy(&spec, p) {
                     Rule::Ignore => {
+                        // Not a failure of the Job, but a failed pod all the same: the
+                        // controller's back-off record counts it before the next pod.
                         track.counted.insert(puid);
+                        track.failures_since_success += 1;
+                        track.last_failure = Some(clock);
                     }
                     Rule::FailJob(message) => {
                         policy_failure.get_or_insert(message);
@@ -147,7 +152,6 @@ impl Sim {
                 _ => {}
             }
         }
-        let clock = Instant::now();
         let indexed = v.indexed_and_suspend() && spec["completionMode"] == "Indexed";
         for puid in &new_s {
             track.counted.insert(puid.clone());
