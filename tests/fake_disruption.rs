@@ -4,11 +4,69 @@
 
 mod support;
 
+use std::future::Future;
+
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, EvictParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use support::*;
 
 const NS: &str = "default";
+
+/// Runs `f` with a kube client built from the cluster's kubeconfig, on a fresh runtime.
+fn with_client<F, Fut, T>(cluster: &FakeCluster, f: F) -> T
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let path = cluster.kubeconfig_path().to_path_buf();
+    rt.block_on(async move {
+        let kc = Kubeconfig::read_from(&path).expect("kubeconfig parses");
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("config");
+        f(kube::Client::try_from(config).expect("client")).await
+    })
+}
+
+/// One plain HTTP/1.1 request to the fake; returns status, `Warning` headers and the body.
+fn raw(cluster: &FakeCluster, method: &str, path: &str, body: &Value) -> (u16, Vec<String>, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(cluster.addr()).expect("connect");
+    let body = body.to_string();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, rest) = resp.split_once("\r\n\r\n").expect("http response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let warnings = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("warning"))
+        .map(|(_, v)| v.trim().to_string())
+        .collect();
+    (
+        status,
+        warnings,
+        serde_json::from_str(rest).unwrap_or_default(),
+    )
+}
 
 /// A Job of one `Never` pod whose container `main` has this fate, with `spec` merged in.
 fn job(name: &str, env: &[(&str, &str)], spec: Value) -> Job {
@@ -35,14 +93,28 @@ fn ignore_disruptions() -> Value {
     ]})
 }
 
-fn cond_true(obj: &Value, ty: &str) -> bool {
+/// The condition `ty` of a Job or pod version, whatever its status.
+fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
     obj["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == ty && c["status"] == "True"))
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == ty)
+}
+
+fn cond_true(obj: &Value, ty: &str) -> bool {
+    condition(obj, ty).is_some_and(|c| c["status"] == "True")
+}
+
+fn deleting(obj: &Value) -> bool {
+    !obj["metadata"]["deletionTimestamp"].is_null()
 }
 
 fn phase(obj: &Value) -> &str {
     obj["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn first(history: &[Revision], pred: impl Fn(&Value) -> bool) -> Option<usize> {
+    history.iter().position(|r| pred(&r.object))
 }
 
 /// Waits for a Running pod of `job` other than `besides`; returns its name.
@@ -58,6 +130,15 @@ fn running_pod(cluster: &FakeCluster, job: &str, besides: &[&str]) -> String {
     });
     assert!(found, "no Running pod of {job} besides {besides:?}");
     name.unwrap_or_default()
+}
+
+fn eviction(pod: &str) -> Value {
+    json!({"apiVersion": "policy/v1", "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": NS}})
+}
+
+fn eviction_path(pod: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/pods/{pod}/eviction")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -98,5 +179,402 @@ fn an_ignored_eviction_is_not_counted_and_replaced_after_the_pod_failure_back_of
             .all(|r| r.object["status"]["failed"].is_null()
                 && !cond_true(&r.object, "FailureTarget")),
         "an Ignored disruption is no failure of the Job"
+    );
+}
+
+#[test]
+fn the_eviction_api_marks_the_pod_then_deletes_it_gracefully() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job(
+        "drained",
+        &[("FAKE_RUN_MS", "60000"), ("FAKE_TERM_MS", "20")],
+        json!({"podFailurePolicy": ignore_disruptions()}),
+    ));
+    let pod = running_pod(&cluster, "drained", &[]);
+    let mut body = eviction(&pod);
+    body["deleteOptions"] = json!({"gracePeriodSeconds": 5});
+    let (status, warnings, answer) = raw(&cluster, "POST", &eviction_path(&pod), &body);
+    assert_eq!(status, 201, "{answer}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        answer,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+    );
+    let request = cluster
+        .requests()
+        .into_iter()
+        .find(|r| r.subresource == "eviction")
+        .expect("the eviction is recorded");
+    assert_eq!(
+        (
+            request.verb,
+            request.resource.as_str(),
+            request.name.as_str()
+        ),
+        ("create", "pods", pod.as_str())
+    );
+    assert_eq!(request.status, 201);
+
+    assert!(cluster.wait_until(secs(10), |c| c.pod(NS, &pod).is_none()));
+    let h = cluster.history_of(Kind::Pod, NS, &pod);
+    let marked = first(&h, |p| cond_true(p, "DisruptionTarget")).expect("the condition");
+    let c = condition(&h[marked].object, "DisruptionTarget").expect("condition");
+    assert_eq!(
+        (&c["reason"], &c["message"]),
+        (
+            &json!("EvictionByEvictionAPI"),
+            &json!("Eviction API: evicting")
+        )
+    );
+    // kube-apiserver's addConditionAndDeletePod: an update, then the delete, back to back.
+    let deleted = first(&h, deleting).expect("the delete");
+    assert_eq!(
+        deleted,
+        marked + 1,
+        "the condition comes in the write before the delete"
+    );
+    assert_eq!(h[deleted].rv, h[marked].rv + 1, "nothing in between");
+    assert_eq!(
+        h[deleted].object["metadata"]["deletionGracePeriodSeconds"],
+        5
+    );
+    assert!(
+        h[deleted..]
+            .iter()
+            .all(|r| cond_true(&r.object, "DisruptionTarget") && deleting(&r.object)),
+        "from then on every version shows both"
+    );
+    assert!(h.iter().any(|r| phase(&r.object) == "Failed"));
+    assert_eq!(h.last().map(|r| r.event), Some("DELETED"));
+}
+
+#[test]
+fn an_evicted_pod_reads_as_terminating_with_its_disruption_until_it_stops() {
+    let cluster = FakeCluster::builder().version(32).start();
+    let mut slow = job(
+        "slow",
+        &[("FAKE_RUN_MS", "600000"), ("FAKE_TERM_MS", "600000")],
+        json!({"podFailurePolicy": ignore_disruptions()}),
+    );
+    if let Some(spec) = slow.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        spec.termination_grace_period_seconds = Some(900);
+    }
+    cluster.create_job(slow);
+    let pod = running_pod(&cluster, "slow", &[]);
+    let (status, _, _) = raw(&cluster, "POST", &eviction_path(&pod), &eviction(&pod));
+    assert_eq!(status, 201);
+    // What a process being stopped reads when it GETs its own pod.
+    let seen: Pod = with_client(&cluster, |client| async move {
+        Api::<Pod>::default_namespaced(client)
+            .get(&pod)
+            .await
+            .expect("the pod is still there")
+    });
+    let seen = serde_json::to_value(seen).expect("pod json");
+    assert!(deleting(&seen), "{seen}");
+    assert_eq!(phase(&seen), "Running");
+    let c = condition(&seen, "DisruptionTarget").expect("the condition");
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&json!("True"), &json!("EvictionByEvictionAPI"))
+    );
+}
+
+#[test]
+fn evicting_a_missing_pod_answers_not_found() {
+    let cluster = FakeCluster::start();
+    let (status, _, answer) = raw(
+        &cluster,
+        "POST",
+        &eviction_path("ghost"),
+        &eviction("ghost"),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(answer["reason"], "NotFound");
+    assert_eq!(answer["message"], "pods \"ghost\" not found");
+    assert_eq!(answer["details"], json!({"name": "ghost", "kind": "pods"}));
+    assert!(!cluster.evict(NS, "ghost"));
+    assert_eq!(cluster.count_requests("create", "pods/eviction"), 1);
+}
+
+#[test]
+fn an_eviction_must_name_the_pod_of_its_url_and_a_dry_run_changes_nothing() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job("kept", &[("FAKE_HOLD", "kept")], json!({})));
+    let pod = running_pod(&cluster, "kept", &[]);
+    let (status, _, answer) = raw(&cluster, "POST", &eviction_path(&pod), &eviction("other"));
+    assert_eq!(status, 400);
+    assert_eq!(
+        answer["message"],
+        "name in URL does not match name in Eviction object"
+    );
+    let dry = format!("{}?dryRun=All", eviction_path(&pod));
+    assert_eq!(raw(&cluster, "POST", &dry, &eviction(&pod)).0, 201);
+    let mut in_body = eviction(&pod);
+    in_body["deleteOptions"] = json!({"dryRun": ["All"]});
+    assert_eq!(raw(&cluster, "POST", &eviction_path(&pod), &in_body).0, 201);
+    // Writes are synchronous: had anything been written, it would be in the history now.
+    let h = cluster.history_of(Kind::Pod, NS, &pod);
+    assert!(
+        h.iter()
+            .all(|r| !deleting(&r.object) && condition(&r.object, "DisruptionTarget").is_none())
+    );
+}
+
+#[test]
+fn evictions_decode_as_each_versions_policy_api() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    for name in ["kube-body", "by-kube", "by-beta"] {
+        cluster.create_job(job(name, &[("FAKE_HOLD", "never")], json!({})));
+    }
+    // kube-rs sends no type, and its delete options as `delete_options`, which the API does not
+    // know: warned about and ignored, as kube-apiserver does.
+    let body_pod = running_pod(&cluster, "kube-body", &[]);
+    let (status, warnings, _) = raw(
+        &cluster,
+        "POST",
+        &eviction_path(&body_pod),
+        &json!({"delete_options": {"gracePeriodSeconds": 0}, "metadata": {"name": body_pod}}),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(warnings, [r#"299 - "unknown field \"delete_options\"""#]);
+    let h = cluster.history_of(Kind::Pod, NS, &body_pod);
+    let deleted = h.iter().find(|r| deleting(&r.object)).expect("deleted");
+    assert_eq!(
+        deleted.object["metadata"]["deletionGracePeriodSeconds"], 30,
+        "the pod's own grace period: the unknown field's 0 is not read"
+    );
+    let kube_pod = running_pod(&cluster, "by-kube", &[]);
+    let answer = with_client(&cluster, |client| async move {
+        Api::<Pod>::default_namespaced(client)
+            .evict(&kube_pod, &EvictParams::default())
+            .await
+            .expect("kube's evict")
+    });
+    assert_eq!(answer.code, 201);
+    let beta_pod = running_pod(&cluster, "by-beta", &[]);
+    let mut beta = eviction(&beta_pod);
+    beta["apiVersion"] = json!("policy/v1beta1");
+    assert_eq!(
+        raw(&cluster, "POST", &eviction_path(&beta_pod), &beta).0,
+        201
+    );
+
+    let old = FakeCluster::builder().version(21).start();
+    old.create_job(job("old", &[("FAKE_HOLD", "never")], json!({})));
+    let old_pod = running_pod(&old, "old", &[]);
+    let (status, _, answer) = raw(&old, "POST", &eviction_path(&old_pod), &eviction(&old_pod));
+    assert_eq!(status, 400, "policy/v1 Eviction is 1.22's: {answer}");
+    beta["metadata"]["name"] = json!(old_pod);
+    assert_eq!(raw(&old, "POST", &eviction_path(&old_pod), &beta).0, 201);
+}
+
+#[test]
+fn before_1_26_an_eviction_is_a_plain_graceful_delete() {
+    let cluster = FakeCluster::builder()
+        .version(25)
+        .record_history(true)
+        .start();
+    cluster.create_job(job(
+        "plain",
+        &[("FAKE_RUN_MS", "60000"), ("FAKE_TERM_MS", "20")],
+        json!({}),
+    ));
+    let pod = running_pod(&cluster, "plain", &[]);
+    assert!(cluster.evict(NS, &pod));
+    assert!(cluster.wait_until(secs(10), |c| c.pod(NS, &pod).is_none()));
+    let h = cluster.history_of(Kind::Pod, NS, &pod);
+    assert!(h.iter().any(|r| deleting(&r.object)));
+    assert!(
+        h.iter()
+            .all(|r| condition(&r.object, "DisruptionTarget").is_none()),
+        "PodDisruptionConditions is on from 1.26"
+    );
+}
+
+#[test]
+fn preemption_and_the_taint_manager_mark_the_pod_then_delete_it() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    let cases = [
+        (
+            "preempted",
+            "PreemptionByScheduler",
+            "default-scheduler: preempting to accommodate a higher priority pod",
+        ),
+        (
+            "tainted",
+            "DeletionByTaintManager",
+            "Taint manager: deleting due to NoExecute taint",
+        ),
+    ];
+    for (name, _, _) in cases {
+        cluster.create_job(job(
+            name,
+            &[("FAKE_RUN_MS", "60000"), ("FAKE_TERM_MS", "20")],
+            json!({"podFailurePolicy": ignore_disruptions()}),
+        ));
+    }
+    for (name, reason, message) in cases {
+        let pod = running_pod(&cluster, name, &[]);
+        assert!(cluster.disrupt(NS, &pod, reason));
+        assert!(cluster.wait_until(secs(10), |c| c.pod(NS, &pod).is_none()));
+        let h = cluster.history_of(Kind::Pod, NS, &pod);
+        let marked = first(&h, |p| cond_true(p, "DisruptionTarget")).expect(reason);
+        let c = condition(&h[marked].object, "DisruptionTarget").expect("condition");
+        assert_eq!(
+            (&c["reason"], &c["message"]),
+            (&json!(reason), &json!(message))
+        );
+        assert!(!deleting(&h[marked].object));
+        assert_eq!(
+            first(&h, deleting),
+            Some(marked + 1),
+            "{reason}: then the delete"
+        );
+    }
+}
+
+#[test]
+fn node_pressure_eviction_stops_the_pod_and_leaves_it_failed() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job(
+        "pressed",
+        &[("FAKE_RUN_MS", "60000"), ("FAKE_TERM_MS", "20")],
+        json!({"podFailurePolicy": ignore_disruptions()}),
+    ));
+    let pod = running_pod(&cluster, "pressed", &[]);
+    assert!(cluster.disrupt(NS, &pod, "TerminationByKubelet"));
+    let replacement = running_pod(&cluster, "pressed", &[&pod]);
+
+    let h = cluster.history_of(Kind::Pod, NS, &pod);
+    assert!(
+        h.iter().all(|r| !deleting(&r.object)),
+        "the kubelet deletes nothing"
+    );
+    let failed = first(&h, |p| phase(p) == "Failed").expect("Failed");
+    assert_eq!(
+        first(&h, |p| condition(p, "DisruptionTarget").is_some()),
+        Some(failed),
+        "the condition comes with the terminal phase, not before"
+    );
+    let end = &h[failed].object;
+    assert_eq!(end["status"]["reason"], "Evicted");
+    assert!(
+        end["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("The node was low on resource: memory.")),
+        "{end}"
+    );
+    let c = condition(end, "DisruptionTarget").expect("condition");
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&json!("True"), &json!("TerminationByKubelet"))
+    );
+    assert_eq!(c["message"], end["status"]["message"]);
+    assert_eq!(
+        end["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 143,
+        "SIGTERM"
+    );
+    // The pod stays, released by the Job controller, which replaced it without a failure.
+    let kept = cluster
+        .pod(NS, &pod)
+        .expect("an evicted pod stays in the API");
+    assert!(
+        kept.metadata.finalizers.is_none(),
+        "{:?}",
+        kept.metadata.finalizers
+    );
+    assert_ne!(replacement, pod);
+    let status = cluster
+        .job(NS, "pressed")
+        .and_then(|j| j.status)
+        .expect("status");
+    assert_eq!(status.failed, None);
+}
+
+#[test]
+fn an_evicted_herd_gets_sigterm_while_its_pod_shows_why() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    let herd: Job = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "herd"},
+        "spec": {"backoffLimit": 0, "podFailurePolicy": ignore_disruptions(),
+            "template": {"spec": {"restartPolicy": "Never", "serviceAccountName": "jobherd",
+            "containers": [{"name": "jobherd", "image": "jobherd:test", "env": [
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "JOBHERD_IMAGE", "value": "busybox"},
+                {"name": "JOBHERD_COUNT", "value": "1"},
+                {"name": "JOBHERD_ENV", "value": r#"{"FAKE_HOLD":"never"}"#},
+            ]}]}}},
+    }))
+    .expect("herd job");
+    cluster.create_job(herd);
+    assert!(cluster.wait_until(secs(60), |c| {
+        c.pods_of(NS, "herd-0")
+            .iter()
+            .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    }));
+    let pod = running_pod(&cluster, "herd", &[]);
+    let (status, _, _) = raw(&cluster, "POST", &eviction_path(&pod), &eviction(&pod));
+    assert_eq!(status, 201);
+    assert!(cluster.wait_until(secs(30), |c| c.pod(NS, &pod).is_none()));
+
+    let h = cluster.history_of(Kind::Pod, NS, &pod);
+    let terminated = |r: &Revision| {
+        r.object["status"]["containerStatuses"][0]["state"]["terminated"].is_object()
+    };
+    let end = h
+        .iter()
+        .find(|r| terminated(r))
+        .expect("the container ended");
+    assert_eq!(
+        end.object["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 143,
+        "a real SIGTERM"
+    );
+    // Every version from the delete until the container ended shows why: what the process
+    // reads when it GETs its pod after the SIGTERM.
+    let deleted = h.iter().position(|r| deleting(&r.object)).expect("deleted");
+    let stopping: Vec<&Revision> = h[deleted..].iter().take_while(|r| !terminated(r)).collect();
+    assert!(!stopping.is_empty());
+    assert!(
+        stopping
+            .iter()
+            .all(|r| cond_true(&r.object, "DisruptionTarget") && deleting(&r.object))
+    );
+    // It acted after the SIGTERM (deleting its child), while its pod was still there.
+    let gone = h.last().expect("history").at;
+    let after: Vec<Request> = cluster
+        .requests()
+        .into_iter()
+        .filter(|r| r.user == "system:serviceaccount:default:jobherd" && r.at > h[deleted].at)
+        .collect();
+    assert!(
+        after
+            .iter()
+            .any(|r| r.verb == "delete" && r.resource == "jobs")
+    );
+    assert!(after.iter().all(|r| r.at < gone));
+    assert!(
+        cluster.job(NS, "herd-0").is_none(),
+        "the child went with the run"
     );
 }

@@ -14,10 +14,10 @@
 //! # The fake cluster
 //! kube-apiserver's HTTP/JSON API on `127.0.0.1:<random port>` (plain http; the kubeconfig
 //! from [`fake::FakeCluster::kubeconfig_path`] points at it) for batch/v1 Jobs and CronJobs,
-//! v1 Pods (with `log`), events.k8s.io/v1 and v1 Events, with create (generateName, dryRun,
-//! fieldValidation), get, list (selectors, limit/continue), watch (resourceVersion, bookmarks,
-//! timeoutSeconds, 410 Expired), update, merge/strategic/JSON/apply patch, delete
-//! (propagationPolicy, gracePeriodSeconds) and deletecollection. Behind it run a Job
+//! v1 Pods (with `log` and `eviction`), events.k8s.io/v1 and v1 Events, with create
+//! (generateName, dryRun, fieldValidation), get, list (selectors, limit/continue), watch
+//! (resourceVersion, bookmarks, timeoutSeconds, 410 Expired), update, merge/strategic/JSON/apply
+//! patch, delete (propagationPolicy, gracePeriodSeconds) and deletecollection. Behind it run a Job
 //! controller, a kubelet, the garbage collector and the TTL-after-finished controller, in real
 //! time; the control plane's own back-offs are scaled (below).
 //!
@@ -55,6 +55,21 @@
 //! [`fake::FakeCluster::history`] returns them in resourceVersion order (the order every
 //! watcher saw), with the time each was committed; [`fake::peak`] counts the most objects in
 //! some state at once. Tests assert on that instead of sampling the cluster.
+//!
+//! # Disruptions
+//! `POST pods/NAME/eviction` (policy/v1 from 1.22, policy/v1beta1, or a body without a type as
+//! kube-rs sends it; `deleteOptions.gracePeriodSeconds`, dryRun) answers 201 with a `Success`
+//! `Status` and, as kube-apiserver's `addConditionAndDeletePod`, writes the pod condition
+//! `DisruptionTarget=True` (`EvictionByEvictionAPI`, from 1.26) and, in the very next
+//! resourceVersion, the graceful delete: a watcher sees the condition one event before the
+//! `deletionTimestamp`, and every version from the delete on carries both, so a process that
+//! gets SIGTERM and reads its pod sees why. [`fake::FakeCluster::evict`] does the same without a
+//! request; [`fake::FakeCluster::disrupt`] does it for `PreemptionByScheduler` and
+//! `DeletionByTaintManager`, and for `TerminationByKubelet` stops the pod like the kubelet's
+//! node-pressure eviction: SIGTERM with no delete and, while it stops, no condition either; then
+//! `Failed`, reason `Evicted`, and the condition in the same write; the pod stays. A
+//! `podFailurePolicy` rule `Ignore` on `DisruptionTarget` keeps such pods out of
+//! `status.failed`, but their replacement still waits for the pod-failure back-off.
 //!
 //! # A child's fate is written in the child
 //! The kubelet reads each container's environment (`value` only). Pod-wide settings
@@ -104,8 +119,9 @@
 //! - `compact()` moves the revision past every resourceVersion handed out, as a real cluster's
 //!   constant writes (leases, other namespaces) do before any compaction.
 //! - The only Events are the Job controller's on finish (`Completed`, `BackoffLimitExceeded`,
-//!   `DeadlineExceeded`, `PodFailurePolicy`); RBAC is `forbid()`, no real authorization; the
-//!   Eviction API is [`fake::FakeCluster::evict`], not an endpoint.
+//!   `DeadlineExceeded`, `PodFailurePolicy`); RBAC is `forbid()`, no real authorization.
+//! - No PodDisruptionBudgets: every eviction is allowed (never 429); no eviction preconditions.
+//!   No node ever goes away, so no `DeletionByPodGC`.
 
 pub mod fake;
 pub mod jobherd;

@@ -10,11 +10,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::disruption::{self, Disruption};
 use super::lock;
 use super::meta::{self, Kind};
 use super::process;
 use super::sim::{Sim, Timer, UNMANAGED, cond};
 use super::store::{Key, Propagation, Store};
+use super::versions::Version;
 
 pub const NODE: &str = "fake-node-1";
 
@@ -220,8 +222,10 @@ pub struct PodRun {
     terminating: bool,
     /// When SIGKILL comes for what still runs.
     kill_at: Option<Instant>,
-    /// The end was confirmed to the API (grace period 0).
+    /// The end was confirmed to the API (grace period 0), or reported (an evicted pod).
     ended: bool,
+    /// Stopped by the kubelet's own node-pressure eviction: ends `Failed` (`Evicted`), stays.
+    evicted: bool,
 }
 
 impl PodRun {
@@ -230,6 +234,9 @@ impl PodRun {
             return "Pending";
         }
         if self.containers.iter().all(|c| c.done(&self.policy)) {
+            if self.evicted {
+                return "Failed";
+            }
             let all_ok = self
                 .containers
                 .iter()
@@ -286,6 +293,7 @@ impl Sim {
             terminating: false,
             kill_at: None,
             ended: false,
+            evicted: false,
         };
         let now = meta::now_time();
         if fate.unschedulable {
@@ -307,7 +315,7 @@ impl Sim {
             "phase": "Pending", "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
             "startTime": now, "qosClass": "BestEffort",
         });
-        pod["status"] = render(&run, &pod, shared.config.version.pod_ready_to_start());
+        pod["status"] = render(&run, &pod, shared.config.version);
         st.put(Kind::Pod, pod);
         drop(st);
         self.pods.insert(uid.to_string(), run);
@@ -620,12 +628,45 @@ impl Sim {
                 meta::annotation(pod, UNMANAGED).is_some(),
             )
         };
-        let Some(run) = self.pods.get_mut(uid) else {
+        if !self.pods.contains_key(uid) {
             // Not run by this kubelet (a parent standing for the test itself, or a pod created
             // already running): nothing to stop, confirm at once.
             if grace > 0 || unmanaged {
                 lock(&shared.store).delete(Kind::Pod, key, Propagation::Background, Some(0));
             }
+            return;
+        }
+        self.stop_pod(uid, grace);
+    }
+
+    /// Node-pressure eviction: the kubelet stops the pod as for a deletion, with the pod's own
+    /// grace period (a soft eviction), but deletes nothing. Like the real kubelet, it reports
+    /// `DisruptionTarget` only with the terminal phase, so a process being stopped this way
+    /// sees neither a deletionTimestamp nor the condition on its pod.
+    pub(super) fn kubelet_evict(&mut self, uid: &str) {
+        let grace = {
+            let st = lock(&self.shared.store);
+            let Some(run) = self.pods.get(uid) else {
+                return;
+            };
+            st.get(Kind::Pod, &run.key)
+                .and_then(|p| p["spec"]["terminationGracePeriodSeconds"].as_i64())
+                .unwrap_or(30)
+        };
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
+        if run.terminating || run.ended {
+            return;
+        }
+        run.evicted = true;
+        self.stop_pod(uid, grace);
+    }
+
+    /// Stops a pod's containers: SIGTERM now, SIGKILL when `grace` seconds are over (a second
+    /// stop may only bring that closer).
+    fn stop_pod(&mut self, uid: &str, grace: i64) {
+        let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
         if run.ended {
@@ -718,7 +759,14 @@ impl Sim {
         run.ended = true;
         let key = run.key.clone();
         self.write_status(uid);
-        lock(&self.shared.store).delete(Kind::Pod, &key, Propagation::Background, Some(0));
+        let mut st = lock(&self.shared.store);
+        // An evicted pod is only reported; one being deleted is confirmed gone.
+        if st
+            .get(Kind::Pod, &key)
+            .is_some_and(|p| !p["metadata"]["deletionTimestamp"].is_null())
+        {
+            st.delete(Kind::Pod, &key, Propagation::Background, Some(0));
+        }
     }
 
     /// The pod object is gone: kill what might still run (a forced delete).
@@ -754,7 +802,7 @@ impl Sim {
         else {
             return;
         };
-        let status = render(run, &pod, shared.config.version.pod_ready_to_start());
+        let status = render(run, &pod, shared.config.version);
         if status != pod["status"] {
             pod["status"] = status;
             st.put(Kind::Pod, pod);
@@ -769,8 +817,10 @@ impl PodRun {
 }
 
 /// The pod's status from what runs: phase, conditions (keeping their transition times and
-/// conditions others wrote, such as `DisruptionTarget`), IPs and container statuses.
-fn render(run: &PodRun, pod: &Value, ready_to_start: bool) -> Value {
+/// conditions others wrote, such as `DisruptionTarget`), IPs and container statuses; for a pod
+/// the kubelet evicted, once it stopped, `Evicted` and its own `DisruptionTarget`.
+fn render(run: &PodRun, pod: &Value, v: Version) -> Value {
+    let ready_to_start = v.pod_ready_to_start();
     let now = meta::now_time();
     let old = &pod["status"];
     let uid = meta::uid_of(pod);
@@ -824,10 +874,25 @@ fn render(run: &PodRun, pod: &Value, ready_to_start: bool) -> Value {
         "ContainersReady",
         "PodScheduled",
     ];
-    for o in &old_conditions {
-        if !ours.iter().any(|t| o["type"] == *t) {
-            conditions.insert(0, o.clone());
+    // Conditions others own come first, in their order, as the kubelet's status merge keeps
+    // them.
+    let theirs: Vec<Value> = old_conditions
+        .iter()
+        .filter(|o| !ours.iter().any(|t| o["type"] == *t))
+        .cloned()
+        .collect();
+    conditions.splice(0..0, theirs);
+    let evicted = run.evicted && terminal;
+    if evicted && v.disruption_target() {
+        let mut cond = disruption::condition(Disruption::NodePressure, disruption::NODE_PRESSURE);
+        if let Some(old) = old_conditions
+            .iter()
+            .find(|o| o["type"] == "DisruptionTarget" && o["status"] == "True")
+        {
+            cond["lastTransitionTime"] = old["lastTransitionTime"].clone();
         }
+        conditions.retain(|c| c["type"] != "DisruptionTarget");
+        conditions.push(cond);
     }
     let mut status = json!({
         "phase": phase, "conditions": conditions,
@@ -835,6 +900,10 @@ fn render(run: &PodRun, pod: &Value, ready_to_start: bool) -> Value {
         "startTime": old["startTime"].clone(), "qosClass": "BestEffort",
         "containerStatuses": run.containers.iter().map(|c| c.status(uid)).collect::<Vec<_>>(),
     });
+    if evicted {
+        status["reason"] = json!("Evicted");
+        status["message"] = json!(disruption::NODE_PRESSURE);
+    }
     if run.sandbox {
         status["podIP"] = json!(pod_ip(uid));
         status["podIPs"] = json!([{"ip": pod_ip(uid)}]);

@@ -8,9 +8,11 @@
 //!
 //! `http.rs` (the API) and `kubectl.rs` (apply) → `versions.rs` (what a version takes),
 //! `defaults.rs`, `store.rs` (objects, watches, history, logs) → `sim.rs` (event loop, GC,
-//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd).
+//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd);
+//! `disruption.rs` (evictions, preemption: `DisruptionTarget`).
 
 mod defaults;
+mod disruption;
 mod http;
 mod jobs;
 mod kubectl;
@@ -670,28 +672,43 @@ impl FakeCluster {
             .is_some()
     }
 
-    /// Evicts a pod as the Eviction API does: from 1.26 a `DisruptionTarget` condition first,
-    /// then a graceful delete.
+    /// Evicts a pod as `POST pods/NAME/eviction` does (no request recorded): from 1.26 a write
+    /// of the `DisruptionTarget` condition (`EvictionByEvictionAPI`), then in the next one a
+    /// graceful delete with the pod's own grace period. Returns whether the pod existed.
     pub fn evict(&self, ns: &str, pod: &str) -> bool {
+        self.disrupt(ns, pod, "EvictionByEvictionAPI")
+    }
+
+    /// Disrupts a pod for `reason`, as the component that owns the reason does:
+    ///
+    /// - `EvictionByEvictionAPI` (the API), `PreemptionByScheduler` (the scheduler),
+    ///   `DeletionByTaintManager` (the taint manager): from 1.26 the `DisruptionTarget`
+    ///   condition with that reason, then in the next write a graceful delete;
+    /// - `TerminationByKubelet` (node-pressure eviction): no delete at all. The kubelet stops the
+    ///   containers (SIGTERM, SIGKILL after the pod's grace period); only once they stopped does
+    ///   it report the pod `Failed` with reason `Evicted` and, from 1.26, the condition. The pod
+    ///   stays in the API.
+    ///
+    /// Returns whether the pod existed. Panics on another reason.
+    pub fn disrupt(&self, ns: &str, pod: &str, reason: &str) -> bool {
+        let d = disruption::Disruption::from_reason(reason).unwrap_or_else(|| {
+            panic!(
+                "the fake disrupts pods for {:?}, not {reason:?}",
+                disruption::Disruption::REASONS
+            )
+        });
         let mut st = lock(&self.shared.store);
-        let key = store::key(ns, pod);
-        let Some(mut obj) = st.get(Kind::Pod, &key).cloned() else {
-            return false;
-        };
-        if self.shared.config.version.disruption_target() {
-            let condition = json!({"type": "DisruptionTarget", "status": "True",
-                "lastProbeTime": null, "lastTransitionTime": meta::now_time(),
-                "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"});
-            if !obj["status"]["conditions"].is_array() {
-                obj["status"]["conditions"] = json!([]);
-            }
-            if let Some(c) = obj["status"]["conditions"].as_array_mut() {
-                c.insert(0, condition);
-            }
-            st.put(Kind::Pod, obj);
+        if d == disruption::Disruption::NodePressure {
+            let Some(obj) = st.get(Kind::Pod, &store::key(ns, pod)) else {
+                return false;
+            };
+            let uid = meta::uid_of(obj).to_string();
+            drop(st);
+            let _ = self.shared.control.send(Control::Evict { uid });
+            return true;
         }
-        st.delete(Kind::Pod, &key, Propagation::Background, None)
-            .is_some()
+        let v = self.shared.config.version;
+        disruption::mark_and_delete(&mut st, v, d, ns, pod, None, false).is_ok()
     }
 
     /// Pids of the processes containers of jobherd's image run now.
