@@ -8,7 +8,7 @@ use std::future::Future;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, EvictParams};
+use kube::api::{Api, EvictParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use support::*;
@@ -576,5 +576,265 @@ fn an_evicted_herd_gets_sigterm_while_its_pod_shows_why() {
     assert!(
         cluster.job(NS, "herd-0").is_none(),
         "the child went with the run"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suspended Jobs (KUBERNETES.md, "Suspended Jobs"): admission, preemption, resumption.
+
+/// Sets `spec.suspend` through the API, as Kueue's controller does.
+fn set_suspend(cluster: &FakeCluster, name: &str, suspend: bool) {
+    let name = name.to_string();
+    with_client(cluster, |client| async move {
+        let patch = json!({"spec": {"suspend": suspend}});
+        Api::<Job>::default_namespaced(client)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch spec.suspend")
+    });
+}
+
+/// The versions of a Job whose update resumed it (`Suspended` turned `False`).
+fn resumes(history: &[Revision]) -> Vec<usize> {
+    (1..history.len())
+        .filter(|&i| {
+            cond_true(&history[i - 1].object, "Suspended")
+                && condition(&history[i].object, "Suspended")
+                    .is_some_and(|c| c["status"] == "False")
+        })
+        .collect()
+}
+
+fn start_time(job: &Value) -> Option<jiff::Timestamp> {
+    job["status"]["startTime"].as_str()?.parse().ok()
+}
+
+/// The Events about `job` as `(reason, message)`, sorted (their names do not order them).
+fn events_of(cluster: &FakeCluster, job: &str) -> Vec<(String, String)> {
+    let mut events: Vec<(String, String)> = cluster
+        .events(NS)
+        .into_iter()
+        .filter(|e| e["involvedObject"]["name"] == job)
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (text("reason"), text("message"))
+        })
+        .collect();
+    events.sort();
+    events
+}
+
+#[test]
+fn a_job_created_suspended_waits_with_no_start_time_and_no_pods() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job("queued", &[], json!({"suspend": true})));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.object(Kind::Job, NS, "queued")
+            .is_some_and(|j| cond_true(&j, "Suspended"))
+    }));
+    let job = cluster.object(Kind::Job, NS, "queued").expect("job");
+    let c = condition(&job, "Suspended").expect("Suspended");
+    assert_eq!(
+        (&c["reason"], &c["message"]),
+        (&json!("JobSuspended"), &json!("Job suspended"))
+    );
+    let status = &job["status"];
+    assert_eq!(status["terminating"], 0);
+    assert_eq!(status["ready"], 0);
+    assert!(
+        status["startTime"].is_null() && status["active"].is_null(),
+        "{status}"
+    );
+    assert!(cluster.history(Kind::Pod).is_empty());
+    assert_eq!(
+        events_of(&cluster, "queued"),
+        [("Suspended".to_string(), "Job suspended".to_string())]
+    );
+}
+
+#[test]
+fn admission_resumes_with_start_time_and_a_pod_in_one_update() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job(
+        "admitted",
+        &[("FAKE_HOLD", "admitted")],
+        json!({"suspend": true}),
+    ));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.object(Kind::Job, NS, "admitted")
+            .is_some_and(|j| cond_true(&j, "Suspended"))
+    }));
+    set_suspend(&cluster, "admitted", false);
+    running_pod(&cluster, "admitted", &[]);
+
+    let h = cluster.history_of(Kind::Job, NS, "admitted");
+    let resumed = *resumes(&h).first().expect("resumed");
+    let j = &h[resumed].object;
+    let c = condition(j, "Suspended").expect("Suspended");
+    assert_eq!(
+        (&c["reason"], &c["message"]),
+        (&json!("JobResumed"), &json!("Job resumed"))
+    );
+    assert_eq!(j["status"]["active"], 1, "{j}");
+    assert!(start_time(j).is_some(), "{j}");
+    assert!(
+        h[..resumed].iter().all(|r| start_time(&r.object).is_none()),
+        "no startTime while it waited"
+    );
+    assert_eq!(
+        events_of(&cluster, "admitted")
+            .into_iter()
+            .map(|(reason, _)| reason)
+            .collect::<Vec<_>>(),
+        ["Resumed", "Suspended"]
+    );
+}
+
+#[test]
+fn preemption_deletes_the_pod_without_counting_it() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job(
+        "preempted",
+        &[("FAKE_HOLD", "preempted"), ("FAKE_TERM_MS", "20")],
+        json!({}),
+    ));
+    let pod = running_pod(&cluster, "preempted", &[]);
+    set_suspend(&cluster, "preempted", true);
+    assert!(cluster.wait_until(secs(10), |c| c.pod(NS, &pod).is_none()));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.object(Kind::Job, NS, "preempted")
+            .is_some_and(|j| j["status"]["terminating"] == 0)
+    }));
+
+    let h = cluster.history_of(Kind::Job, NS, "preempted");
+    let suspended = first(&h, |j| cond_true(j, "Suspended")).expect("suspended");
+    let j = &h[suspended].object;
+    assert!(j["status"]["active"].is_null(), "{j}");
+    assert_eq!(j["status"]["terminating"], 1, "{j}");
+    assert!(
+        start_time(j).is_some(),
+        "1.32 keeps startTime while suspended (it is reset on resume)"
+    );
+    assert!(
+        h.iter().all(|r| r.object["status"]["failed"].is_null()),
+        "a pod deleted for suspension is no failure"
+    );
+    let p = cluster.history_of(Kind::Pod, NS, &pod);
+    assert!(p.iter().any(|r| phase(&r.object) == "Failed"));
+    // The controller releases the pod from job tracking before deleting it (deleteJobPods).
+    let released = first(&p, |o| o["metadata"]["finalizers"].is_null()).expect("released");
+    let deleted = first(&p, deleting).expect("deleted");
+    assert!(
+        released < deleted,
+        "finalizer gone at {released}, delete at {deleted}"
+    );
+    assert!(
+        events_of(&cluster, "preempted")
+            .contains(&("Suspended".to_string(), "Job suspended".to_string()))
+    );
+}
+
+#[test]
+fn resuming_again_resets_start_time_and_the_deadline_counts_from_there() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    cluster.create_job(job(
+        "deadline",
+        &[("FAKE_HOLD", "deadline"), ("FAKE_TERM_MS", "20")],
+        json!({"suspend": true, "activeDeadlineSeconds": 2}),
+    ));
+    set_suspend(&cluster, "deadline", false);
+    let first_pod = running_pod(&cluster, "deadline", &[]);
+    let s1 = cluster
+        .object(Kind::Job, NS, "deadline")
+        .and_then(|j| start_time(&j))
+        .expect("startTime");
+    set_suspend(&cluster, "deadline", true);
+    assert!(cluster.wait_until(secs(10), |c| c.pod(NS, &first_pod).is_none()));
+    // Past the deadline as counted from the first start (a wait on the clock, not a guess).
+    assert!(cluster.wait_until(secs(10), |_| {
+        jiff::Timestamp::now() >= s1 + jiff::SignedDuration::from_secs(3)
+    }));
+    set_suspend(&cluster, "deadline", false);
+    assert!(cluster.wait_until(secs(20), |c| {
+        c.object(Kind::Job, NS, "deadline")
+            .is_some_and(|j| cond_true(&j, "Failed"))
+    }));
+
+    let h = cluster.history_of(Kind::Job, NS, "deadline");
+    let resumes = resumes(&h);
+    assert_eq!(resumes.len(), 2, "admitted twice");
+    let resumed_again = resumes[1];
+    let s2 = start_time(&h[resumed_again].object).expect("startTime");
+    assert!(s2 > s1, "startTime reset: {s1} then {s2}");
+    let failing = first(&h, |j| cond_true(j, "FailureTarget")).expect("FailureTarget");
+    assert!(
+        failing > resumed_again,
+        "not failed for the deadline counted from {s1}"
+    );
+    let c = condition(&h[failing].object, "FailureTarget").expect("FailureTarget");
+    assert_eq!(c["reason"], "DeadlineExceeded");
+    assert!(
+        h[failing].time >= s2 + jiff::SignedDuration::from_secs(2),
+        "the deadline counts from {s2}: failed at {}",
+        h[failing].time
+    );
+    assert_eq!(
+        cluster
+            .history(Kind::Pod)
+            .iter()
+            .filter(|r| r.event == "ADDED")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_resumed_job_completes_and_keeps_its_suspended_false_condition() {
+    let cluster = FakeCluster::builder().version(32).start();
+    cluster.create_job(job(
+        "done",
+        &[("FAKE_RUN_MS", "5")],
+        json!({"suspend": true}),
+    ));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.object(Kind::Job, NS, "done")
+            .is_some_and(|j| cond_true(&j, "Suspended"))
+    }));
+    set_suspend(&cluster, "done", false);
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.object(Kind::Job, NS, "done")
+            .is_some_and(|j| cond_true(&j, "Complete"))
+    }));
+    let job = cluster.object(Kind::Job, NS, "done").expect("job");
+    let conditions: Vec<(&str, &str)> = job["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or(""),
+                c["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("Suspended", "False"),
+            ("SuccessCriteriaMet", "True"),
+            ("Complete", "True")
+        ]
     );
 }

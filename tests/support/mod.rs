@@ -118,8 +118,9 @@
 //!   the fake always writes `Failed`/`Succeeded` first.
 //! - `compact()` moves the revision past every resourceVersion handed out, as a real cluster's
 //!   constant writes (leases, other namespaces) do before any compaction.
-//! - The only Events are the Job controller's on finish (`Completed`, `BackoffLimitExceeded`,
-//!   `DeadlineExceeded`, `PodFailurePolicy`); RBAC is `forbid()`, no real authorization.
+//! - The only Events are the Job controller's: `Suspended`, `Resumed`, and on finish
+//!   (`Completed`, `BackoffLimitExceeded`, `DeadlineExceeded`, `PodFailurePolicy`); RBAC is
+//!   `forbid()`, no real authorization.
 //! - No PodDisruptionBudgets: every eviction is allowed (never 429); no eviction preconditions.
 //!   No node ever goes away, so no `DeletionByPodGC`.
 

@@ -9,6 +9,10 @@
 //!   first listed in `uncountedTerminatedPods`, then its finalizer is removed, then it moves to
 //!   `succeeded`/`failed` (three updates);
 //! - before: one status update with the counts and `Complete`/`Failed`.
+//!
+//! A suspended Job (1.22+) has no pods: those it had are released from job tracking, then
+//! deleted, and never counted; resuming it resets `startTime`, so `activeDeadlineSeconds`
+//! counts from there.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -183,6 +187,9 @@ impl Sim {
         let mut create = 0usize;
         let mut status = status0.clone();
         let mut timers: Vec<Duration> = Vec::new();
+        let mut events: Vec<(&str, &str, String)> = Vec::new();
+        // Released from job tracking before they are deleted (suspension).
+        let mut release_first = false;
 
         if let Some((reason, message)) = failure_interim {
             to_delete = active.clone();
@@ -192,8 +199,11 @@ impl Sim {
             to_delete = active.clone();
             pending_fin = Some(("Complete", reason, message));
         } else if v.indexed_and_suspend() && spec["suspend"].as_bool() == Some(true) {
-            // Pods deleted because the Job is suspended are not failures.
+            // Pods deleted because the Job is suspended are no failures: the controller lets
+            // them go from job tracking before it deletes them, so they are never counted.
+            // `startTime` stays (resuming resets it).
             to_delete = active.clone();
+            release_first = true;
             for p in &to_delete {
                 track.counted.insert(meta::uid_of(p).to_string());
             }
@@ -206,9 +216,7 @@ impl Sim {
                     "Job suspended",
                     &now,
                 );
-            }
-            if let Some(s) = status.as_object_mut() {
-                s.remove("startTime");
+                events.push(("Normal", "Suspended", "Job suspended".to_string()));
             }
             track.deadline_armed = false;
         } else {
@@ -221,6 +229,10 @@ impl Sim {
                     "Job resumed",
                     &now,
                 );
+                events.push(("Normal", "Resumed", "Job resumed".to_string()));
+                // activeDeadlineSeconds counts the time a Job is continuously active.
+                status["startTime"] = json!(now);
+                track.deadline_armed = false;
             }
             if status["startTime"].is_null() {
                 status["startTime"] = json!(now);
@@ -356,6 +368,9 @@ impl Sim {
             add_condition(&mut status, ty, reason, message, &now);
         }
 
+        if release_first {
+            strip_tracking(&mut st, &to_delete);
+        }
         for p in &to_delete {
             st.delete(
                 Kind::Pod,
@@ -404,14 +419,13 @@ impl Sim {
         if v.tracking_finalizers() {
             status["uncountedTerminatedPods"] = json!({});
         }
-        let mut event = None;
         if let Some((ty, reason, message)) = &fin {
             add_condition(&mut status, ty, reason, message, &now);
             if *ty == "Complete" {
                 status["completionTime"] = json!(now);
-                event = Some(("Normal", "Completed", "Job completed".to_string()));
+                events.push(("Normal", "Completed", "Job completed".to_string()));
             } else {
-                event = Some(("Warning", reason.as_str(), message.clone()));
+                events.push(("Warning", reason.as_str(), message.clone()));
             }
         }
         render_counts(&mut status, v, counts, &pods);
@@ -428,7 +442,7 @@ impl Sim {
         {
             put_status(&mut st, key, status);
         }
-        if let Some((ty, reason, message)) = event {
+        for (ty, reason, message) in events {
             job_event(&mut st, &job, ty, reason, &message);
         }
         drop(st);
