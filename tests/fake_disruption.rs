@@ -8,7 +8,7 @@ use std::future::Future;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, EvictParams, Patch, PatchParams};
+use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use support::*;
@@ -837,4 +837,103 @@ fn a_resumed_job_completes_and_keeps_its_suspended_false_condition() {
             ("Complete", "True")
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kueue, as far as the Job controller can tell.
+
+fn queued(name: &str, env: &[(&str, &str)]) -> Job {
+    let mut j = job(name, env, json!({}));
+    j.metadata.labels = Some(
+        [(
+            "kueue.x-k8s.io/queue-name".to_string(),
+            "team-a".to_string(),
+        )]
+        .into(),
+    );
+    j
+}
+
+#[test]
+fn kueue_creates_queued_jobs_suspended_and_leaves_others_alone() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .kueue(true)
+        .record_history(true)
+        .start();
+    let through_api = queued("via-api", &[]);
+    with_client(&cluster, |client| async move {
+        Api::<Job>::default_namespaced(client)
+            .create(&PostParams::default(), &through_api)
+            .await
+            .expect("create")
+    });
+    cluster.create_job(queued("direct", &[]));
+    cluster.create_job(job("unqueued", &[("FAKE_RUN_MS", "5")], json!({})));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.object(Kind::Job, NS, "unqueued")
+            .is_some_and(|j| cond_true(&j, "Complete"))
+    }));
+    for name in ["via-api", "direct"] {
+        assert!(cluster.wait_until(secs(10), |c| {
+            c.object(Kind::Job, NS, name)
+                .is_some_and(|j| cond_true(&j, "Suspended"))
+        }));
+        let h = cluster.history_of(Kind::Job, NS, name);
+        assert_eq!(
+            h[0].object["spec"]["suspend"], true,
+            "{name} is created suspended, not suspended later"
+        );
+        assert!(cluster.pods_of(NS, name).is_empty(), "{name}");
+    }
+    let unqueued = cluster.history_of(Kind::Job, NS, "unqueued");
+    assert_eq!(unqueued[0].object["spec"]["suspend"], false);
+}
+
+#[test]
+fn kueue_admits_and_preempts_a_job_by_updating_its_spec() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .kueue(true)
+        .record_history(true)
+        .start();
+    cluster.create_job(queued(
+        "work",
+        &[("FAKE_HOLD", "work"), ("FAKE_TERM_MS", "20")],
+    ));
+    assert!(!cluster.admit(NS, "missing") && !cluster.preempt(NS, "missing"));
+    assert!(cluster.admit(NS, "work"));
+    let first_pod = running_pod(&cluster, "work", &[]);
+    assert!(cluster.preempt(NS, "work"));
+    assert!(cluster.wait_until(secs(10), |c| c.pod(NS, &first_pod).is_none()));
+    assert!(cluster.admit(NS, "work"));
+    running_pod(&cluster, "work", &[&first_pod]);
+    cluster.release("work");
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.object(Kind::Job, NS, "work")
+            .is_some_and(|j| cond_true(&j, "Complete"))
+    }));
+
+    let h = cluster.history_of(Kind::Job, NS, "work");
+    let mut generations: Vec<(i64, bool)> = h
+        .iter()
+        .map(|r| {
+            let m = &r.object;
+            (
+                m["metadata"]["generation"].as_i64().unwrap_or(0),
+                m["spec"]["suspend"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    generations.dedup();
+    assert_eq!(
+        generations,
+        [(1, true), (2, false), (3, true), (4, false)],
+        "each flip is one spec update"
+    );
+    let status = cluster
+        .job(NS, "work")
+        .and_then(|j| j.status)
+        .expect("status");
+    assert_eq!((status.succeeded, status.failed), (Some(1), None));
 }

@@ -71,6 +71,16 @@
 //! `podFailurePolicy` rule `Ignore` on `DisruptionTarget` keeps such pods out of
 //! `status.failed`, but their replacement still waits for the pod-failure back-off.
 //!
+//! # Suspended Jobs and Kueue
+//! The Job controller treats `spec.suspend` as 1.32 does (KUBERNETES.md's table): a suspended
+//! Job has `Suspended=True` (`JobSuspended`) and no pods; resuming writes `Suspended=False`
+//! (`JobResumed`), a pod and a fresh `startTime` in one update; suspending a running Job
+//! deletes its pods without counting them (`terminating` until they are gone); `Suspended` and
+//! `Resumed` Events. `builder().kueue(true)` adds Kueue's webhook: the API creates every Job
+//! labelled `kueue.x-k8s.io/queue-name` suspended (others are untouched), and
+//! [`fake::FakeCluster::admit`] / [`fake::FakeCluster::preempt`] update `spec.suspend` as
+//! Kueue's controller does, when the test says so.
+//!
 //! # A child's fate is written in the child
 //! The kubelet reads each container's environment (`value` only). Pod-wide settings
 //! (`FAKE_PENDING_MS`, `FAKE_UNSCHEDULABLE`) come from the first container.
@@ -121,6 +131,10 @@
 //! - The only Events are the Job controller's: `Suspended`, `Resumed`, and on finish
 //!   (`Completed`, `BackoffLimitExceeded`, `DeadlineExceeded`, `PodFailurePolicy`); RBAC is
 //!   `forbid()`, no real authorization.
+//! - Kueue is only its webhook and the two spec updates: no queues, quotas, Workload objects
+//!   or admission order, no "ancestor already queued" rule, and on preemption none of the
+//!   extras of its controller (it also clears `status.startTime`, annotates the Job and may
+//!   change the pod template's node selectors).
 //! - No PodDisruptionBudgets: every eviction is allowed (never 429); no eviction preconditions.
 //!   No node ever goes away, so no `DeletionByPodGC`.
 

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use super::defaults;
 use super::disruption::{self, Disruption};
+use super::kueue;
 use super::meta::{self, ApiError, FieldSelector, Kind, LabelSelector};
 use super::store::{self, Key, Propagation, WatchMsg, WatchSpec};
 use super::versions::{self, Schema};
@@ -478,6 +479,9 @@ pub fn create(
     let version = shared.config.version;
     let warnings = versions::admit(Schema::Served(kind), &mut obj, version, validation)?;
     defaults::admit_create(kind, &mut obj, true, version)?;
+    if shared.config.kueue {
+        kueue::webhook(kind, &mut obj);
+    }
     if dry {
         let name = meta::name_of(&obj).to_string();
         if st.get(kind, &store::key(ns, &name)).is_some() {

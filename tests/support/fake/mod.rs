@@ -9,7 +9,7 @@
 //! `http.rs` (the API) and `kubectl.rs` (apply) → `versions.rs` (what a version takes),
 //! `defaults.rs`, `store.rs` (objects, watches, history, logs) → `sim.rs` (event loop, GC,
 //! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd);
-//! `disruption.rs` (evictions, preemption: `DisruptionTarget`).
+//! `disruption.rs` (evictions, preemption: `DisruptionTarget`), `kueue.rs` (queued Jobs).
 
 mod defaults;
 mod disruption;
@@ -17,6 +17,7 @@ mod http;
 mod jobs;
 mod kubectl;
 mod kubelet;
+mod kueue;
 mod meta;
 mod process;
 mod sim;
@@ -174,6 +175,8 @@ pub(crate) struct Config {
     /// The kubeconfig those containers use to reach this server.
     pub kubeconfig: PathBuf,
     pub jobherd_bin: PathBuf,
+    /// Kueue's webhook suspends queued Jobs on create.
+    pub kueue: bool,
 }
 
 pub(crate) struct Shared {
@@ -248,6 +251,7 @@ pub struct Builder {
     bookmark_interval: Duration,
     time_scale: f64,
     record_history: bool,
+    kueue: bool,
 }
 
 impl Builder {
@@ -295,6 +299,15 @@ impl Builder {
         self
     }
 
+    /// Behave as if Kueue were installed: the API creates every Job labelled
+    /// `kueue.x-k8s.io/queue-name` with `spec.suspend: true`, as Kueue's webhook does (Jobs
+    /// without the label are untouched); [`FakeCluster::admit`] and [`FakeCluster::preempt`]
+    /// play its controller. Needs `spec.suspend` (1.22+). Off by default.
+    pub fn kueue(mut self, yes: bool) -> Self {
+        self.kueue = yes;
+        self
+    }
+
     /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK. Default 1 s.
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
         self.bookmark_interval = every;
@@ -329,10 +342,16 @@ impl FakeCluster {
             bookmark_interval: Duration::from_secs(1),
             time_scale: 0.01,
             record_history: false,
+            kueue: false,
         }
     }
 
     fn start_with(b: Builder) -> FakeCluster {
+        assert!(
+            !b.kueue || Version(b.version).indexed_and_suspend(),
+            "Kueue suspends Jobs: 1.22 or later, not 1.{}",
+            b.version
+        );
         let dir = tempfile::tempdir().expect("temp dir for the kubeconfig");
         let kubeconfig = dir.path().join("kubeconfig");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -354,6 +373,7 @@ impl FakeCluster {
                 scratch: dir.path().to_path_buf(),
                 kubeconfig: kubeconfig.clone(),
                 jobherd_bin: PathBuf::from(env!("CARGO_BIN_EXE_jobherd")),
+                kueue: b.kueue,
             },
             control,
             processes: Mutex::new(HashSet::new()),
@@ -629,7 +649,12 @@ impl FakeCluster {
             Some("Ignore"),
         );
         defaults::admit_create(kind, &mut obj, false, version)
-            .and_then(|()| st.create(kind, obj))
+            .and_then(|()| {
+                if self.shared.config.kueue {
+                    kueue::webhook(kind, &mut obj);
+                }
+                st.create(kind, obj)
+            })
             .unwrap_or_else(|e| {
                 panic!("fake cluster refused {} {name}: {}", kind.kind(), e.message)
             })
@@ -709,6 +734,28 @@ impl FakeCluster {
         }
         let v = self.shared.config.version;
         disruption::mark_and_delete(&mut st, v, d, ns, pod, None, false).is_ok()
+    }
+
+    /// Admits a Job as Kueue's controller does: an update setting `spec.suspend: false` (no
+    /// request recorded). Returns whether the Job exists.
+    pub fn admit(&self, ns: &str, job: &str) -> bool {
+        self.set_suspend(ns, job, false)
+    }
+
+    /// Preempts a Job as Kueue's controller does: an update setting `spec.suspend: true`, after
+    /// which the Job controller deletes its pods without counting them. Returns whether the Job
+    /// exists.
+    pub fn preempt(&self, ns: &str, job: &str) -> bool {
+        self.set_suspend(ns, job, true)
+    }
+
+    fn set_suspend(&self, ns: &str, job: &str, suspend: bool) -> bool {
+        assert!(
+            self.shared.config.version.indexed_and_suspend(),
+            "spec.suspend is Kubernetes 1.22's, this cluster is 1.{}",
+            self.version()
+        );
+        kueue::set_suspend(&mut lock(&self.shared.store), &store::key(ns, job), suspend)
     }
 
     /// Pids of the processes containers of jobherd's image run now.
