@@ -94,15 +94,23 @@
 //! | `FAKE_HOLD` | run until `FakeCluster::release(NAME)`, then exit with the attempt's code | none |
 //! | `FAKE_TERM_MS` | how long it takes to exit after SIGTERM (pod deleted); beyond the grace period it is SIGKILLed (137) | `100` |
 //! | `FAKE_TERM_EXIT` | exit code after SIGTERM | `143` |
-//! | `FAKE_MESSAGE` | what it writes to its termination-message file | none |
+//! | `FAKE_MESSAGE` | what it writes to its termination-message file when it exits; `${NAME}` is the container's variable as the kubelet resolved it (`value` with `$(VAR)`, downward API, `HOSTNAME`, `JOB_COMPLETION_INDEX`, what jobherd adds such as `JOBHERD_CHILD_INDEX` or `JOBHERD_ITEM`), empty when undefined | none |
+//! | `FAKE_MESSAGE_REPEAT` | writes the expanded `FAKE_MESSAGE` N times (past the kubelet's 4096 bytes) | `1` |
 //! | `FAKE_WAITING` | stay Pending with this waiting reason (`ErrImagePull`, `ImagePullBackOff`, `CreateContainerConfigError`, ...) | none |
 //! | `FAKE_UNSCHEDULABLE` | `1`: stay Pending with `PodScheduled=False`, reason `Unschedulable` | none |
 //!
 //! An image starting with `fake-missing/` behaves like `FAKE_WAITING=ErrImagePull`.
 //! ErrImagePull and ImagePullBackOff alternate every 300 ms, as a real kubelet's retries do.
 //! A required `configMapKeyRef`/`secretKeyRef`/`envFrom` gives `CreateContainerConfigError`
-//! (the fake serves no ConfigMaps or Secrets). The termination message follows
-//! `terminationMessagePolicy` (`FallbackToLogsOnError`: the log's last 80 lines / 2048 bytes).
+//! (the fake serves no ConfigMaps or Secrets).
+//!
+//! A container's `state.terminated.message` appears once it has terminated, never before: the
+//! end of its termination-message file (the kubelet reads at most the last 4096 bytes), or, with
+//! `terminationMessagePolicy: FallbackToLogsOnError`, a failure and an empty file, the log's
+//! last 80 lines (each ending in a newline), at most their last 2048 bytes. A container of
+//! jobherd's image is judged by the file its process wrote (`JOBHERD_TERMINATION_LOG`).
+//! One template gives each child of a fan-out its own message:
+//! `JOBHERD_ENV='{"FAKE_MESSAGE":"{\"rows\":${JOBHERD_CHILD_INDEX}}"}'`.
 //!
 //! An *attempt* is a pod with `restartPolicy: Never` (attempt N = the Job's N-th pod, counted by
 //! its failed pods when the pod was created), and a container restart with `OnFailure`

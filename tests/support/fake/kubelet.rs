@@ -45,8 +45,10 @@ pub struct Fate {
     pub term_exit: i32,
     /// Runs until `FakeCluster::release(name)`.
     pub hold: Option<String>,
-    /// What it writes to its termination-message file.
+    /// What it writes to its termination-message file: a template whose `${NAME}` are the
+    /// container's variables, written `message_repeat` times.
     pub message: Option<String>,
+    pub message_repeat: usize,
 }
 
 impl Fate {
@@ -103,12 +105,30 @@ impl Fate {
                 .unwrap_or(143),
             hold: text("FAKE_HOLD"),
             message: text("FAKE_MESSAGE"),
+            message_repeat: env
+                .get("FAKE_MESSAGE_REPEAT")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1),
         }
     }
 
     /// The fate of a pod's first container (pod-wide settings live there).
     pub fn of(pod: &Value) -> Fate {
         Self::of_container(&pod["spec"]["containers"][0])
+    }
+
+    /// The termination-message file as the container leaves it, with `env` its environment
+    /// (where `FAKE_MESSAGE` itself has had the kubelet's `$(VAR)` expansion).
+    pub fn message_file(&self, env: &[(String, String)]) -> String {
+        let Some(raw) = &self.message else {
+            return String::new();
+        };
+        let template = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "FAKE_MESSAGE")
+            .map_or(raw.as_str(), |(_, v)| v.as_str());
+        process::expand_braces(template, env).repeat(self.message_repeat)
     }
 
     pub fn exit_code(&self, attempt: u32) -> i32 {
@@ -483,11 +503,15 @@ impl Sim {
         let c = &mut run.containers[i];
         let mut st = lock(&shared.store);
         let lines = stop_logs(&mut st, uid, &c.name);
+        let env = st
+            .get(Kind::Pod, &run.key)
+            .map(|pod| process::container_env(pod, &c.spec))
+            .unwrap_or_default();
         drop(st);
         let file = if c.real {
             process::read_termination_log(&shared, uid, &c.name)
         } else {
-            c.fate.message.clone().unwrap_or_default()
+            c.fate.message_file(&env)
         };
         let policy = c.spec["terminationMessagePolicy"]
             .as_str()
@@ -923,26 +947,28 @@ fn crash_delay(restarts: u32) -> Duration {
     (CRASH_BASE * 2u32.pow(restarts.saturating_sub(1).min(16))).min(CRASH_MAX)
 }
 
-/// The termination message: the file's text, else with `FallbackToLogsOnError` and a failure
-/// the tail of the log.
+/// The termination message, read once the container has terminated: the end of the file (the
+/// kubelet reads at most its last 4096 bytes), else with `FallbackToLogsOnError` and a failure
+/// the log's tail, each line with its newline.
 fn termination_message(policy: &str, file: &str, lines: &[String], code: i32) -> Option<String> {
     if !file.is_empty() {
-        let mut cut = file.len().min(MESSAGE_MAX);
-        while !file.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        return Some(file[..cut].to_string());
+        return Some(last_bytes(file, MESSAGE_MAX).to_string());
     }
     if policy != "FallbackToLogsOnError" || code == 0 || lines.is_empty() {
         return None;
     }
     let tail = &lines[lines.len().saturating_sub(FALLBACK_LINES)..];
-    let text = tail.join("\n");
-    let mut start = text.len().saturating_sub(FALLBACK_BYTES);
-    while !text.is_char_boundary(start) {
+    let text: String = tail.iter().map(|l| format!("{l}\n")).collect();
+    Some(last_bytes(&text, FALLBACK_BYTES).to_string())
+}
+
+/// The last `max` bytes of `s` (fewer when a character would be cut: the kubelet cuts bytes).
+fn last_bytes(s: &str, max: usize) -> &str {
+    let mut start = s.len().saturating_sub(max);
+    while !s.is_char_boundary(start) {
         start += 1;
     }
-    Some(text[start..].to_string())
+    &s[start..]
 }
 
 /// Why a container could not be configured: the fake serves no ConfigMaps or Secrets, so a
