@@ -49,7 +49,8 @@ pub struct JobTrack {
     last_failure: Option<Instant>,
     /// A pass is scheduled for when the back-off ends.
     backoff_until: Option<Instant>,
-    deadline_armed: bool,
+    /// When the pass that checks `activeDeadlineSeconds` is scheduled.
+    deadline_pass: Option<Instant>,
     ttl_armed: bool,
 }
 
@@ -218,7 +219,6 @@ impl Sim {
                 );
                 events.push(("Normal", "Suspended", "Job suspended".to_string()));
             }
-            track.deadline_armed = false;
         } else {
             if condition_true(&status, "Suspended").is_some() {
                 set_condition(
@@ -232,7 +232,6 @@ impl Sim {
                 events.push(("Normal", "Resumed", "Job resumed".to_string()));
                 // activeDeadlineSeconds counts the time a Job is continuously active.
                 status["startTime"] = json!(now);
-                track.deadline_armed = false;
             }
             if status["startTime"].is_null() {
                 status["startTime"] = json!(now);
@@ -248,9 +247,13 @@ impl Sim {
                     if left <= 0 {
                         true
                     } else {
-                        if !track.deadline_armed {
-                            track.deadline_armed = true;
-                            timers.push(Duration::from_millis(left as u64));
+                        // A pass when the deadline comes, unless one is due by then: the
+                        // deadline moves with a changed activeDeadlineSeconds or startTime,
+                        // and a pass that came a little early schedules the next.
+                        let due = clock + Duration::from_millis(left as u64);
+                        if track.deadline_pass.is_none_or(|t| t <= clock || t > due) {
+                            track.deadline_pass = Some(due);
+                            timers.push(due - clock);
                         }
                         false
                     }
