@@ -44,9 +44,9 @@
 //! version's kubectl would (client-side validation before 1.25, `fieldValidation=Strict` after).
 //!
 //! # Time
-//! The Job controller replaces a failed `Never` pod after 10 s, doubling up to 6 min; the
-//! kubelet restarts an `OnFailure` container at once, then after 10 s, doubling up to 5 min
-//! (`CrashLoopBackOff` meanwhile). These delays take `time_scale` of real time (default 0.01:
+//! The Job controller replaces a failed `Never` pod (even one a `podFailurePolicy` rule ignores)
+//! after 10 s, doubling up to 6 min; the kubelet restarts an `OnFailure` container at once,
+//! then after 10 s, doubling up to 5 min (`CrashLoopBackOff` meanwhile). These delays take `time_scale` of real time (default 0.01:
 //! 100 ms, 200 ms, ...). What a user writes (`activeDeadlineSeconds`, `ttlSecondsAfterFinished`,
 //! grace periods) and the fates below are real time.
 //!
@@ -69,7 +69,9 @@
 //! node-pressure eviction: SIGTERM with no delete and, while it stops, no condition either; then
 //! `Failed`, reason `Evicted`, and the condition in the same write; the pod stays. A
 //! `podFailurePolicy` rule `Ignore` on `DisruptionTarget` keeps such pods out of
-//! `status.failed`, but their replacement still waits for the pod-failure back-off.
+//! `status.failed`, but their replacement still waits for the pod-failure back-off. kube-rs's
+//! `Api::evict` sends its delete options as `delete_options`, a field the API does not know: a
+//! `Warning` from 1.25, and its grace period is not read (as on a real cluster).
 //!
 //! # Suspended Jobs and Kueue
 //! The Job controller treats `spec.suspend` as 1.32 does (KUBERNETES.md's table): a suspended
