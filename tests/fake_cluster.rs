@@ -483,6 +483,41 @@ fn active_deadline_fails_the_job_and_kills_its_pod() {
 }
 
 #[test]
+fn a_shortened_active_deadline_counts_at_once() {
+    let cluster = FakeCluster::start();
+    cluster.create_job(job_with(
+        "shortened",
+        "Never",
+        &[("FAKE_RUN_MS", "600000")],
+        json!({"activeDeadlineSeconds": 600}),
+    ));
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.pods_of("default", "shortened")
+            .iter()
+            .any(|p| phase(p) == "Running")
+    }));
+    let start = cluster
+        .job("default", "shortened")
+        .and_then(|j| j.status?.start_time)
+        .expect("startTime")
+        .0;
+    // Two seconds from now: the controller must not wait for the old ten minutes.
+    let deadline = jiff::Timestamp::now().duration_since(start).as_secs() + 2;
+    with_client(&cluster, |client| async move {
+        let jobs: Api<Job> = Api::default_namespaced(client);
+        let patch = json!({"spec": {"activeDeadlineSeconds": deadline}});
+        jobs.patch("shortened", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch")
+    });
+    assert!(cluster.wait_until(secs(20), |c| has_condition(c, "shortened", "Failed")));
+    assert_eq!(
+        conditions(&cluster, "shortened").last(),
+        Some(&("Failed".to_string(), "DeadlineExceeded".to_string()))
+    );
+}
+
+#[test]
 fn parallelism_and_completions() {
     let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job_with(

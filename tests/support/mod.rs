@@ -14,10 +14,10 @@
 //! # The fake cluster
 //! kube-apiserver's HTTP/JSON API on `127.0.0.1:<random port>` (plain http; the kubeconfig
 //! from [`fake::FakeCluster::kubeconfig_path`] points at it) for batch/v1 Jobs and CronJobs,
-//! v1 Pods (with `log`), events.k8s.io/v1 and v1 Events, with create (generateName, dryRun,
-//! fieldValidation), get, list (selectors, limit/continue), watch (resourceVersion, bookmarks,
-//! timeoutSeconds, 410 Expired), update, merge/strategic/JSON/apply patch, delete
-//! (propagationPolicy, gracePeriodSeconds) and deletecollection. Behind it run a Job
+//! v1 Pods (with `log` and `eviction`), events.k8s.io/v1 and v1 Events, with create
+//! (generateName, dryRun, fieldValidation), get, list (selectors, limit/continue), watch
+//! (resourceVersion, bookmarks, timeoutSeconds, 410 Expired), update, merge/strategic/JSON/apply
+//! patch, delete (propagationPolicy, gracePeriodSeconds) and deletecollection. Behind it run a Job
 //! controller, a kubelet, the garbage collector and the TTL-after-finished controller, in real
 //! time; the control plane's own back-offs are scaled (below).
 //!
@@ -44,9 +44,9 @@
 //! version's kubectl would (client-side validation before 1.25, `fieldValidation=Strict` after).
 //!
 //! # Time
-//! The Job controller replaces a failed `Never` pod after 10 s, doubling up to 6 min; the
-//! kubelet restarts an `OnFailure` container at once, then after 10 s, doubling up to 5 min
-//! (`CrashLoopBackOff` meanwhile). These delays take `time_scale` of real time (default 0.01:
+//! The Job controller replaces a failed `Never` pod (even one a `podFailurePolicy` rule ignores)
+//! after 10 s, doubling up to 6 min; the kubelet restarts an `OnFailure` container at once,
+//! then after 10 s, doubling up to 5 min (`CrashLoopBackOff` meanwhile). These delays take `time_scale` of real time (default 0.01:
 //! 100 ms, 200 ms, ...). What a user writes (`activeDeadlineSeconds`, `ttlSecondsAfterFinished`,
 //! grace periods) and the fates below are real time.
 //!
@@ -55,6 +55,33 @@
 //! [`fake::FakeCluster::history`] returns them in resourceVersion order (the order every
 //! watcher saw), with the time each was committed; [`fake::peak`] counts the most objects in
 //! some state at once. Tests assert on that instead of sampling the cluster.
+//!
+//! # Disruptions
+//! `POST pods/NAME/eviction` (policy/v1 from 1.22, policy/v1beta1, or a body without a type as
+//! kube-rs sends it; `deleteOptions.gracePeriodSeconds`, dryRun) answers 201 with a `Success`
+//! `Status` and, as kube-apiserver's `addConditionAndDeletePod`, writes the pod condition
+//! `DisruptionTarget=True` (`EvictionByEvictionAPI`, from 1.26) and, in the very next
+//! resourceVersion, the graceful delete: a watcher sees the condition one event before the
+//! `deletionTimestamp`, and every version from the delete on carries both, so a process that
+//! gets SIGTERM and reads its pod sees why. [`fake::FakeCluster::evict`] does the same without a
+//! request; [`fake::FakeCluster::disrupt`] does it for `PreemptionByScheduler` and
+//! `DeletionByTaintManager`, and for `TerminationByKubelet` stops the pod like the kubelet's
+//! node-pressure eviction: SIGTERM with no delete and, while it stops, no condition either; then
+//! `Failed`, reason `Evicted`, and the condition in the same write; the pod stays. A
+//! `podFailurePolicy` rule `Ignore` on `DisruptionTarget` keeps such pods out of
+//! `status.failed`, but their replacement still waits for the pod-failure back-off. kube-rs's
+//! `Api::evict` sends its delete options as `delete_options`, a field the API does not know: a
+//! `Warning` from 1.25, and its grace period is not read (as on a real cluster).
+//!
+//! # Suspended Jobs and Kueue
+//! The Job controller treats `spec.suspend` as 1.32 does (KUBERNETES.md's table): a suspended
+//! Job has `Suspended=True` (`JobSuspended`) and no pods; resuming writes `Suspended=False`
+//! (`JobResumed`), a pod and a fresh `startTime` in one update; suspending a running Job
+//! deletes its pods without counting them (`terminating` until they are gone); `Suspended` and
+//! `Resumed` Events. `builder().kueue(true)` adds Kueue's webhook: the API creates every Job
+//! labelled `kueue.x-k8s.io/queue-name` suspended (others are untouched), and
+//! [`fake::FakeCluster::admit`] / [`fake::FakeCluster::preempt`] update `spec.suspend` as
+//! Kueue's controller does, when the test says so.
 //!
 //! # A child's fate is written in the child
 //! The kubelet reads each container's environment (`value` only). Pod-wide settings
@@ -69,15 +96,23 @@
 //! | `FAKE_HOLD` | run until `FakeCluster::release(NAME)`, then exit with the attempt's code | none |
 //! | `FAKE_TERM_MS` | how long it takes to exit after SIGTERM (pod deleted); beyond the grace period it is SIGKILLed (137) | `100` |
 //! | `FAKE_TERM_EXIT` | exit code after SIGTERM | `143` |
-//! | `FAKE_MESSAGE` | what it writes to its termination-message file | none |
+//! | `FAKE_MESSAGE` | what it writes to its termination-message file when it exits; `${NAME}` is the container's variable as the kubelet resolved it (`value` with `$(VAR)`, downward API, `HOSTNAME`, `JOB_COMPLETION_INDEX`, what jobherd adds such as `JOBHERD_CHILD_INDEX` or `JOBHERD_ITEM`), empty when undefined | none |
+//! | `FAKE_MESSAGE_REPEAT` | writes the expanded `FAKE_MESSAGE` N times (past the kubelet's 4096 bytes) | `1` |
 //! | `FAKE_WAITING` | stay Pending with this waiting reason (`ErrImagePull`, `ImagePullBackOff`, `CreateContainerConfigError`, ...) | none |
 //! | `FAKE_UNSCHEDULABLE` | `1`: stay Pending with `PodScheduled=False`, reason `Unschedulable` | none |
 //!
 //! An image starting with `fake-missing/` behaves like `FAKE_WAITING=ErrImagePull`.
 //! ErrImagePull and ImagePullBackOff alternate every 300 ms, as a real kubelet's retries do.
 //! A required `configMapKeyRef`/`secretKeyRef`/`envFrom` gives `CreateContainerConfigError`
-//! (the fake serves no ConfigMaps or Secrets). The termination message follows
-//! `terminationMessagePolicy` (`FallbackToLogsOnError`: the log's last 80 lines / 2048 bytes).
+//! (the fake serves no ConfigMaps or Secrets).
+//!
+//! A container's `state.terminated.message` appears once it has terminated, never before: the
+//! end of its termination-message file (the kubelet reads at most the last 4096 bytes), or, with
+//! `terminationMessagePolicy: FallbackToLogsOnError`, a failure and an empty file, the log's
+//! last 80 lines (each ending in a newline), at most their last 2048 bytes. A container of
+//! jobherd's image is judged by the file its process wrote (`JOBHERD_TERMINATION_LOG`).
+//! One template gives each child of a fan-out its own message:
+//! `JOBHERD_ENV='{"FAKE_MESSAGE":"{\"rows\":${JOBHERD_CHILD_INDEX}}"}'`.
 //!
 //! An *attempt* is a pod with `restartPolicy: Never` (attempt N = the Job's N-th pod, counted by
 //! its failed pods when the pod was created), and a container restart with `OnFailure`
@@ -103,9 +138,15 @@
 //!   the fake always writes `Failed`/`Succeeded` first.
 //! - `compact()` moves the revision past every resourceVersion handed out, as a real cluster's
 //!   constant writes (leases, other namespaces) do before any compaction.
-//! - The only Events are the Job controller's on finish (`Completed`, `BackoffLimitExceeded`,
-//!   `DeadlineExceeded`, `PodFailurePolicy`); RBAC is `forbid()`, no real authorization; the
-//!   Eviction API is [`fake::FakeCluster::evict`], not an endpoint.
+//! - The only Events are the Job controller's: `Suspended`, `Resumed`, and on finish
+//!   (`Completed`, `BackoffLimitExceeded`, `DeadlineExceeded`, `PodFailurePolicy`); RBAC is
+//!   `forbid()`, no real authorization.
+//! - Kueue is only its webhook and the two spec updates: no queues, quotas, Workload objects
+//!   or admission order, no "ancestor already queued" rule, and on preemption none of the
+//!   extras of its controller (it also clears `status.startTime`, annotates the Job and may
+//!   change the pod template's node selectors).
+//! - No PodDisruptionBudgets: every eviction is allowed (never 429); no eviction preconditions.
+//!   No node ever goes away, so no `DeletionByPodGC`.
 
 pub mod fake;
 pub mod jobherd;

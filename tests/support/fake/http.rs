@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::defaults;
+use super::disruption::{self, Disruption};
+use super::kueue;
 use super::meta::{self, ApiError, FieldSelector, Kind, LabelSelector};
 use super::store::{self, Key, Propagation, WatchMsg, WatchSpec};
 use super::versions::{self, Schema};
@@ -229,6 +231,27 @@ async fn dispatch(
                 .get(kind, &store::key(ns, name))
                 .ok_or_else(|| ApiError::not_found(kind, name))?;
             Ok(json_response(200, obj))
+        }
+        ("create", Some(name), "eviction") if kind == Kind::Pod => {
+            let ns = ns.ok_or_else(not_found_path)?;
+            let v = shared.config.version;
+            let dry = query.get("dryRun").is_some_and(|d| d == "All");
+            let request =
+                disruption::eviction_request(v, ns, name, &parse_body(&body)?, dry, validation)?;
+            let mut st = lock(&shared.store);
+            disruption::mark_and_delete(
+                &mut st,
+                v,
+                Disruption::EvictionApi,
+                ns,
+                name,
+                request.grace,
+                request.dry,
+            )?;
+            Ok(warn(
+                json_response(201, &disruption::success()),
+                &request.warnings,
+            ))
         }
         ("create", None, _) => {
             let ns = ns.ok_or_else(not_found_path)?;
@@ -456,6 +479,9 @@ pub fn create(
     let version = shared.config.version;
     let warnings = versions::admit(Schema::Served(kind), &mut obj, version, validation)?;
     defaults::admit_create(kind, &mut obj, true, version)?;
+    if shared.config.kueue {
+        kueue::webhook(kind, &mut obj);
+    }
     if dry {
         let name = meta::name_of(&obj).to_string();
         if st.get(kind, &store::key(ns, &name)).is_some() {
@@ -954,7 +980,21 @@ fn discovery(path: &str, version: versions::Version) -> Option<Response<Body>> {
             {"name": "events.k8s.io", "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}},
         ]}),
         "/api/v1" => {
-            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": resources(&[("pods", "Pod", true), ("pods/log", "Pod", true), ("events", "Event", true), ("namespaces", "Namespace", false)])})
+            let mut list = resources(&[
+                ("pods", "Pod", true),
+                ("pods/log", "Pod", true),
+                ("events", "Event", true),
+                ("namespaces", "Namespace", false),
+            ]);
+            if let Some(l) = list.as_array_mut() {
+                l.insert(
+                    2,
+                    json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                    "group": "policy", "version": if version.0 >= 22 { "v1" } else { "v1beta1" },
+                    "kind": "Eviction", "verbs": ["create"]}),
+                );
+            }
+            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": list})
         }
         "/apis/batch/v1" => {
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "batch/v1", "resources": resources(&[("jobs", "Job", true), ("jobs/status", "Job", true), ("cronjobs", "CronJob", true)])})

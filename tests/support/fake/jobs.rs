@@ -9,6 +9,10 @@
 //!   first listed in `uncountedTerminatedPods`, then its finalizer is removed, then it moves to
 //!   `succeeded`/`failed` (three updates);
 //! - before: one status update with the counts and `Complete`/`Failed`.
+//!
+//! A suspended Job (1.22+) has no pods: those it had are released from job tracking, then
+//! deleted, and never counted; resuming it resets `startTime`, so `activeDeadlineSeconds`
+//! counts from there.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -45,7 +49,8 @@ pub struct JobTrack {
     last_failure: Option<Instant>,
     /// A pass is scheduled for when the back-off ends.
     backoff_until: Option<Instant>,
-    deadline_armed: bool,
+    /// When the pass that checks `activeDeadlineSeconds` is scheduled.
+    deadline_pass: Option<Instant>,
     ttl_armed: bool,
 }
 
@@ -121,6 +126,7 @@ impl Sim {
         let mut new_s: Vec<String> = Vec::new();
         let mut new_f: Vec<String> = Vec::new();
         let mut policy_failure = None;
+        let clock = Instant::now();
         for p in &pods {
             let puid = meta::uid_of(p).to_string();
             if track.counted.contains(&puid) {
@@ -130,7 +136,11 @@ impl Sim {
                 "Succeeded" => new_s.push(puid),
                 "Failed" => match pod_failure_policy(&spec, p) {
                     Rule::Ignore => {
+                        // Not a failure of the Job, but a failed pod all the same: the
+                        // controller's back-off record counts it before the next pod.
                         track.counted.insert(puid);
+                        track.failures_since_success += 1;
+                        track.last_failure = Some(clock);
                     }
                     Rule::FailJob(message) => {
                         policy_failure.get_or_insert(message);
@@ -147,7 +157,6 @@ impl Sim {
                 _ => {}
             }
         }
-        let clock = Instant::now();
         let indexed = v.indexed_and_suspend() && spec["completionMode"] == "Indexed";
         for puid in &new_s {
             track.counted.insert(puid.clone());
@@ -179,6 +188,9 @@ impl Sim {
         let mut create = 0usize;
         let mut status = status0.clone();
         let mut timers: Vec<Duration> = Vec::new();
+        let mut events: Vec<(&str, &str, String)> = Vec::new();
+        // Released from job tracking before they are deleted (suspension).
+        let mut release_first = false;
 
         if let Some((reason, message)) = failure_interim {
             to_delete = active.clone();
@@ -188,8 +200,11 @@ impl Sim {
             to_delete = active.clone();
             pending_fin = Some(("Complete", reason, message));
         } else if v.indexed_and_suspend() && spec["suspend"].as_bool() == Some(true) {
-            // Pods deleted because the Job is suspended are not failures.
+            // Pods deleted because the Job is suspended are no failures: the controller lets
+            // them go from job tracking before it deletes them, so they are never counted.
+            // `startTime` stays (resuming resets it).
             to_delete = active.clone();
+            release_first = true;
             for p in &to_delete {
                 track.counted.insert(meta::uid_of(p).to_string());
             }
@@ -202,11 +217,8 @@ impl Sim {
                     "Job suspended",
                     &now,
                 );
+                events.push(("Normal", "Suspended", "Job suspended".to_string()));
             }
-            if let Some(s) = status.as_object_mut() {
-                s.remove("startTime");
-            }
-            track.deadline_armed = false;
         } else {
             if condition_true(&status, "Suspended").is_some() {
                 set_condition(
@@ -217,6 +229,9 @@ impl Sim {
                     "Job resumed",
                     &now,
                 );
+                events.push(("Normal", "Resumed", "Job resumed".to_string()));
+                // activeDeadlineSeconds counts the time a Job is continuously active.
+                status["startTime"] = json!(now);
             }
             if status["startTime"].is_null() {
                 status["startTime"] = json!(now);
@@ -232,9 +247,13 @@ impl Sim {
                     if left <= 0 {
                         true
                     } else {
-                        if !track.deadline_armed {
-                            track.deadline_armed = true;
-                            timers.push(Duration::from_millis(left as u64));
+                        // A pass when the deadline comes, unless one is due by then: the
+                        // deadline moves with a changed activeDeadlineSeconds or startTime,
+                        // and a pass that came a little early schedules the next.
+                        let due = clock + Duration::from_millis(left as u64);
+                        if track.deadline_pass.is_none_or(|t| t <= clock || t > due) {
+                            track.deadline_pass = Some(due);
+                            timers.push(due - clock);
                         }
                         false
                     }
@@ -352,6 +371,9 @@ impl Sim {
             add_condition(&mut status, ty, reason, message, &now);
         }
 
+        if release_first {
+            strip_tracking(&mut st, &to_delete);
+        }
         for p in &to_delete {
             st.delete(
                 Kind::Pod,
@@ -400,14 +422,13 @@ impl Sim {
         if v.tracking_finalizers() {
             status["uncountedTerminatedPods"] = json!({});
         }
-        let mut event = None;
         if let Some((ty, reason, message)) = &fin {
             add_condition(&mut status, ty, reason, message, &now);
             if *ty == "Complete" {
                 status["completionTime"] = json!(now);
-                event = Some(("Normal", "Completed", "Job completed".to_string()));
+                events.push(("Normal", "Completed", "Job completed".to_string()));
             } else {
-                event = Some(("Warning", reason.as_str(), message.clone()));
+                events.push(("Warning", reason.as_str(), message.clone()));
             }
         }
         render_counts(&mut status, v, counts, &pods);
@@ -424,7 +445,7 @@ impl Sim {
         {
             put_status(&mut st, key, status);
         }
-        if let Some((ty, reason, message)) = event {
+        for (ty, reason, message) in events {
             job_event(&mut st, &job, ty, reason, &message);
         }
         drop(st);

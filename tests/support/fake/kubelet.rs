@@ -10,11 +10,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::disruption::{self, Disruption};
 use super::lock;
 use super::meta::{self, Kind};
 use super::process;
 use super::sim::{Sim, Timer, UNMANAGED, cond};
 use super::store::{Key, Propagation, Store};
+use super::versions::Version;
 
 pub const NODE: &str = "fake-node-1";
 
@@ -43,8 +45,10 @@ pub struct Fate {
     pub term_exit: i32,
     /// Runs until `FakeCluster::release(name)`.
     pub hold: Option<String>,
-    /// What it writes to its termination-message file.
+    /// What it writes to its termination-message file: a template whose `${NAME}` are the
+    /// container's variables, written `message_repeat` times.
     pub message: Option<String>,
+    pub message_repeat: usize,
 }
 
 impl Fate {
@@ -101,12 +105,30 @@ impl Fate {
                 .unwrap_or(143),
             hold: text("FAKE_HOLD"),
             message: text("FAKE_MESSAGE"),
+            message_repeat: env
+                .get("FAKE_MESSAGE_REPEAT")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1),
         }
     }
 
     /// The fate of a pod's first container (pod-wide settings live there).
     pub fn of(pod: &Value) -> Fate {
         Self::of_container(&pod["spec"]["containers"][0])
+    }
+
+    /// The termination-message file as the container leaves it, with `env` its environment
+    /// (where `FAKE_MESSAGE` itself has had the kubelet's `$(VAR)` expansion).
+    pub fn message_file(&self, env: &[(String, String)]) -> String {
+        let Some(raw) = &self.message else {
+            return String::new();
+        };
+        let template = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "FAKE_MESSAGE")
+            .map_or(raw.as_str(), |(_, v)| v.as_str());
+        process::expand_braces(template, env).repeat(self.message_repeat)
     }
 
     pub fn exit_code(&self, attempt: u32) -> i32 {
@@ -220,8 +242,10 @@ pub struct PodRun {
     terminating: bool,
     /// When SIGKILL comes for what still runs.
     kill_at: Option<Instant>,
-    /// The end was confirmed to the API (grace period 0).
+    /// The end was confirmed to the API (grace period 0), or reported (an evicted pod).
     ended: bool,
+    /// Stopped by the kubelet's own node-pressure eviction: ends `Failed` (`Evicted`), stays.
+    evicted: bool,
 }
 
 impl PodRun {
@@ -230,6 +254,9 @@ impl PodRun {
             return "Pending";
         }
         if self.containers.iter().all(|c| c.done(&self.policy)) {
+            if self.evicted {
+                return "Failed";
+            }
             let all_ok = self
                 .containers
                 .iter()
@@ -286,6 +313,7 @@ impl Sim {
             terminating: false,
             kill_at: None,
             ended: false,
+            evicted: false,
         };
         let now = meta::now_time();
         if fate.unschedulable {
@@ -307,7 +335,7 @@ impl Sim {
             "phase": "Pending", "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
             "startTime": now, "qosClass": "BestEffort",
         });
-        pod["status"] = render(&run, &pod, shared.config.version.pod_ready_to_start());
+        pod["status"] = render(&run, &pod, shared.config.version);
         st.put(Kind::Pod, pod);
         drop(st);
         self.pods.insert(uid.to_string(), run);
@@ -475,11 +503,15 @@ impl Sim {
         let c = &mut run.containers[i];
         let mut st = lock(&shared.store);
         let lines = stop_logs(&mut st, uid, &c.name);
+        let env = st
+            .get(Kind::Pod, &run.key)
+            .map(|pod| process::container_env(pod, &c.spec))
+            .unwrap_or_default();
         drop(st);
         let file = if c.real {
             process::read_termination_log(&shared, uid, &c.name)
         } else {
-            c.fate.message.clone().unwrap_or_default()
+            c.fate.message_file(&env)
         };
         let policy = c.spec["terminationMessagePolicy"]
             .as_str()
@@ -620,12 +652,45 @@ impl Sim {
                 meta::annotation(pod, UNMANAGED).is_some(),
             )
         };
-        let Some(run) = self.pods.get_mut(uid) else {
+        if !self.pods.contains_key(uid) {
             // Not run by this kubelet (a parent standing for the test itself, or a pod created
             // already running): nothing to stop, confirm at once.
             if grace > 0 || unmanaged {
                 lock(&shared.store).delete(Kind::Pod, key, Propagation::Background, Some(0));
             }
+            return;
+        }
+        self.stop_pod(uid, grace);
+    }
+
+    /// Node-pressure eviction: the kubelet stops the pod as for a deletion, with the pod's own
+    /// grace period (a soft eviction), but deletes nothing. Like the real kubelet, it reports
+    /// `DisruptionTarget` only with the terminal phase, so a process being stopped this way
+    /// sees neither a deletionTimestamp nor the condition on its pod.
+    pub(super) fn kubelet_evict(&mut self, uid: &str) {
+        let grace = {
+            let st = lock(&self.shared.store);
+            let Some(run) = self.pods.get(uid) else {
+                return;
+            };
+            st.get(Kind::Pod, &run.key)
+                .and_then(|p| p["spec"]["terminationGracePeriodSeconds"].as_i64())
+                .unwrap_or(30)
+        };
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
+        if run.terminating || run.ended {
+            return;
+        }
+        run.evicted = true;
+        self.stop_pod(uid, grace);
+    }
+
+    /// Stops a pod's containers: SIGTERM now, SIGKILL when `grace` seconds are over (a second
+    /// stop may only bring that closer).
+    fn stop_pod(&mut self, uid: &str, grace: i64) {
+        let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
         if run.ended {
@@ -718,7 +783,14 @@ impl Sim {
         run.ended = true;
         let key = run.key.clone();
         self.write_status(uid);
-        lock(&self.shared.store).delete(Kind::Pod, &key, Propagation::Background, Some(0));
+        let mut st = lock(&self.shared.store);
+        // An evicted pod is only reported; one being deleted is confirmed gone.
+        if st
+            .get(Kind::Pod, &key)
+            .is_some_and(|p| !p["metadata"]["deletionTimestamp"].is_null())
+        {
+            st.delete(Kind::Pod, &key, Propagation::Background, Some(0));
+        }
     }
 
     /// The pod object is gone: kill what might still run (a forced delete).
@@ -754,7 +826,7 @@ impl Sim {
         else {
             return;
         };
-        let status = render(run, &pod, shared.config.version.pod_ready_to_start());
+        let status = render(run, &pod, shared.config.version);
         if status != pod["status"] {
             pod["status"] = status;
             st.put(Kind::Pod, pod);
@@ -769,8 +841,10 @@ impl PodRun {
 }
 
 /// The pod's status from what runs: phase, conditions (keeping their transition times and
-/// conditions others wrote, such as `DisruptionTarget`), IPs and container statuses.
-fn render(run: &PodRun, pod: &Value, ready_to_start: bool) -> Value {
+/// conditions others wrote, such as `DisruptionTarget`), IPs and container statuses; for a pod
+/// the kubelet evicted, once it stopped, `Evicted` and its own `DisruptionTarget`.
+fn render(run: &PodRun, pod: &Value, v: Version) -> Value {
+    let ready_to_start = v.pod_ready_to_start();
     let now = meta::now_time();
     let old = &pod["status"];
     let uid = meta::uid_of(pod);
@@ -824,10 +898,25 @@ fn render(run: &PodRun, pod: &Value, ready_to_start: bool) -> Value {
         "ContainersReady",
         "PodScheduled",
     ];
-    for o in &old_conditions {
-        if !ours.iter().any(|t| o["type"] == *t) {
-            conditions.insert(0, o.clone());
+    // Conditions others own come first, in their order, as the kubelet's status merge keeps
+    // them.
+    let theirs: Vec<Value> = old_conditions
+        .iter()
+        .filter(|o| !ours.iter().any(|t| o["type"] == *t))
+        .cloned()
+        .collect();
+    conditions.splice(0..0, theirs);
+    let evicted = run.evicted && terminal;
+    if evicted && v.disruption_target() {
+        let mut cond = disruption::condition(Disruption::NodePressure, disruption::NODE_PRESSURE);
+        if let Some(old) = old_conditions
+            .iter()
+            .find(|o| o["type"] == "DisruptionTarget" && o["status"] == "True")
+        {
+            cond["lastTransitionTime"] = old["lastTransitionTime"].clone();
         }
+        conditions.retain(|c| c["type"] != "DisruptionTarget");
+        conditions.push(cond);
     }
     let mut status = json!({
         "phase": phase, "conditions": conditions,
@@ -835,6 +924,10 @@ fn render(run: &PodRun, pod: &Value, ready_to_start: bool) -> Value {
         "startTime": old["startTime"].clone(), "qosClass": "BestEffort",
         "containerStatuses": run.containers.iter().map(|c| c.status(uid)).collect::<Vec<_>>(),
     });
+    if evicted {
+        status["reason"] = json!("Evicted");
+        status["message"] = json!(disruption::NODE_PRESSURE);
+    }
     if run.sandbox {
         status["podIP"] = json!(pod_ip(uid));
         status["podIPs"] = json!([{"ip": pod_ip(uid)}]);
@@ -854,26 +947,28 @@ fn crash_delay(restarts: u32) -> Duration {
     (CRASH_BASE * 2u32.pow(restarts.saturating_sub(1).min(16))).min(CRASH_MAX)
 }
 
-/// The termination message: the file's text, else with `FallbackToLogsOnError` and a failure
-/// the tail of the log.
+/// The termination message, read once the container has terminated: the end of the file (the
+/// kubelet reads at most its last 4096 bytes), else with `FallbackToLogsOnError` and a failure
+/// the log's tail, each line with its newline.
 fn termination_message(policy: &str, file: &str, lines: &[String], code: i32) -> Option<String> {
     if !file.is_empty() {
-        let mut cut = file.len().min(MESSAGE_MAX);
-        while !file.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        return Some(file[..cut].to_string());
+        return Some(last_bytes(file, MESSAGE_MAX).to_string());
     }
     if policy != "FallbackToLogsOnError" || code == 0 || lines.is_empty() {
         return None;
     }
     let tail = &lines[lines.len().saturating_sub(FALLBACK_LINES)..];
-    let text = tail.join("\n");
-    let mut start = text.len().saturating_sub(FALLBACK_BYTES);
-    while !text.is_char_boundary(start) {
+    let text: String = tail.iter().map(|l| format!("{l}\n")).collect();
+    Some(last_bytes(&text, FALLBACK_BYTES).to_string())
+}
+
+/// The last `max` bytes of `s` (fewer when a character would be cut: the kubelet cuts bytes).
+fn last_bytes(s: &str, max: usize) -> &str {
+    let mut start = s.len().saturating_sub(max);
+    while !s.is_char_boundary(start) {
         start += 1;
     }
-    Some(text[start..].to_string())
+    &s[start..]
 }
 
 /// Why a container could not be configured: the fake serves no ConfigMaps or Secrets, so a

@@ -8,13 +8,16 @@
 //!
 //! `http.rs` (the API) and `kubectl.rs` (apply) → `versions.rs` (what a version takes),
 //! `defaults.rs`, `store.rs` (objects, watches, history, logs) → `sim.rs` (event loop, GC,
-//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd).
+//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd);
+//! `disruption.rs` (evictions, preemption: `DisruptionTarget`), `kueue.rs` (queued Jobs).
 
 mod defaults;
+mod disruption;
 mod http;
 mod jobs;
 mod kubectl;
 mod kubelet;
+mod kueue;
 mod meta;
 mod process;
 mod sim;
@@ -172,6 +175,8 @@ pub(crate) struct Config {
     /// The kubeconfig those containers use to reach this server.
     pub kubeconfig: PathBuf,
     pub jobherd_bin: PathBuf,
+    /// Kueue's webhook suspends queued Jobs on create.
+    pub kueue: bool,
 }
 
 pub(crate) struct Shared {
@@ -246,6 +251,7 @@ pub struct Builder {
     bookmark_interval: Duration,
     time_scale: f64,
     record_history: bool,
+    kueue: bool,
 }
 
 impl Builder {
@@ -293,6 +299,15 @@ impl Builder {
         self
     }
 
+    /// Behave as if Kueue were installed: the API creates every Job labelled
+    /// `kueue.x-k8s.io/queue-name` with `spec.suspend: true`, as Kueue's webhook does (Jobs
+    /// without the label are untouched); [`FakeCluster::admit`] and [`FakeCluster::preempt`]
+    /// play its controller. Needs `spec.suspend` (1.22+). Off by default.
+    pub fn kueue(mut self, yes: bool) -> Self {
+        self.kueue = yes;
+        self
+    }
+
     /// How often watches with `allowWatchBookmarks=true` get a BOOKMARK. Default 1 s.
     pub fn bookmark_interval(mut self, every: Duration) -> Self {
         self.bookmark_interval = every;
@@ -327,10 +342,16 @@ impl FakeCluster {
             bookmark_interval: Duration::from_secs(1),
             time_scale: 0.01,
             record_history: false,
+            kueue: false,
         }
     }
 
     fn start_with(b: Builder) -> FakeCluster {
+        assert!(
+            !b.kueue || Version(b.version).indexed_and_suspend(),
+            "Kueue suspends Jobs: 1.22 or later, not 1.{}",
+            b.version
+        );
         let dir = tempfile::tempdir().expect("temp dir for the kubeconfig");
         let kubeconfig = dir.path().join("kubeconfig");
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -352,6 +373,7 @@ impl FakeCluster {
                 scratch: dir.path().to_path_buf(),
                 kubeconfig: kubeconfig.clone(),
                 jobherd_bin: PathBuf::from(env!("CARGO_BIN_EXE_jobherd")),
+                kueue: b.kueue,
             },
             control,
             processes: Mutex::new(HashSet::new()),
@@ -627,7 +649,12 @@ impl FakeCluster {
             Some("Ignore"),
         );
         defaults::admit_create(kind, &mut obj, false, version)
-            .and_then(|()| st.create(kind, obj))
+            .and_then(|()| {
+                if self.shared.config.kueue {
+                    kueue::webhook(kind, &mut obj);
+                }
+                st.create(kind, obj)
+            })
             .unwrap_or_else(|e| {
                 panic!("fake cluster refused {} {name}: {}", kind.kind(), e.message)
             })
@@ -670,28 +697,65 @@ impl FakeCluster {
             .is_some()
     }
 
-    /// Evicts a pod as the Eviction API does: from 1.26 a `DisruptionTarget` condition first,
-    /// then a graceful delete.
+    /// Evicts a pod as `POST pods/NAME/eviction` does (no request recorded): from 1.26 a write
+    /// of the `DisruptionTarget` condition (`EvictionByEvictionAPI`), then in the next one a
+    /// graceful delete with the pod's own grace period. Returns whether the pod existed.
     pub fn evict(&self, ns: &str, pod: &str) -> bool {
+        self.disrupt(ns, pod, "EvictionByEvictionAPI")
+    }
+
+    /// Disrupts a pod for `reason`, as the component that owns the reason does:
+    ///
+    /// - `EvictionByEvictionAPI` (the API), `PreemptionByScheduler` (the scheduler),
+    ///   `DeletionByTaintManager` (the taint manager): from 1.26 the `DisruptionTarget`
+    ///   condition with that reason, then in the next write a graceful delete;
+    /// - `TerminationByKubelet` (node-pressure eviction): no delete at all. The kubelet stops the
+    ///   containers (SIGTERM, SIGKILL after the pod's grace period); only once they stopped does
+    ///   it report the pod `Failed` with reason `Evicted` and, from 1.26, the condition. The pod
+    ///   stays in the API.
+    ///
+    /// Returns whether the pod existed. Panics on another reason.
+    pub fn disrupt(&self, ns: &str, pod: &str, reason: &str) -> bool {
+        let d = disruption::Disruption::from_reason(reason).unwrap_or_else(|| {
+            panic!(
+                "the fake disrupts pods for {:?}, not {reason:?}",
+                disruption::Disruption::REASONS
+            )
+        });
         let mut st = lock(&self.shared.store);
-        let key = store::key(ns, pod);
-        let Some(mut obj) = st.get(Kind::Pod, &key).cloned() else {
-            return false;
-        };
-        if self.shared.config.version.disruption_target() {
-            let condition = json!({"type": "DisruptionTarget", "status": "True",
-                "lastProbeTime": null, "lastTransitionTime": meta::now_time(),
-                "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"});
-            if !obj["status"]["conditions"].is_array() {
-                obj["status"]["conditions"] = json!([]);
-            }
-            if let Some(c) = obj["status"]["conditions"].as_array_mut() {
-                c.insert(0, condition);
-            }
-            st.put(Kind::Pod, obj);
+        if d == disruption::Disruption::NodePressure {
+            let Some(obj) = st.get(Kind::Pod, &store::key(ns, pod)) else {
+                return false;
+            };
+            let uid = meta::uid_of(obj).to_string();
+            drop(st);
+            let _ = self.shared.control.send(Control::Evict { uid });
+            return true;
         }
-        st.delete(Kind::Pod, &key, Propagation::Background, None)
-            .is_some()
+        let v = self.shared.config.version;
+        disruption::mark_and_delete(&mut st, v, d, ns, pod, None, false).is_ok()
+    }
+
+    /// Admits a Job as Kueue's controller does: an update setting `spec.suspend: false` (no
+    /// request recorded). Returns whether the Job exists.
+    pub fn admit(&self, ns: &str, job: &str) -> bool {
+        self.set_suspend(ns, job, false)
+    }
+
+    /// Preempts a Job as Kueue's controller does: an update setting `spec.suspend: true`, after
+    /// which the Job controller deletes its pods without counting them. Returns whether the Job
+    /// exists.
+    pub fn preempt(&self, ns: &str, job: &str) -> bool {
+        self.set_suspend(ns, job, true)
+    }
+
+    fn set_suspend(&self, ns: &str, job: &str, suspend: bool) -> bool {
+        assert!(
+            self.shared.config.version.indexed_and_suspend(),
+            "spec.suspend is Kubernetes 1.22's, this cluster is 1.{}",
+            self.version()
+        );
+        kueue::set_suspend(&mut lock(&self.shared.store), &store::key(ns, job), suspend)
     }
 
     /// Pids of the processes containers of jobherd's image run now.

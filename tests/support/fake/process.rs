@@ -56,7 +56,7 @@ pub fn spawn(
 ) -> Result<u32, String> {
     let uid = meta::uid_of(pod).to_string();
     let name = container["name"].as_str().unwrap_or("").to_string();
-    let env = environment(pod, container);
+    let env = container_env(pod, container);
     let expand = |s: &Value| expand(s.as_str().unwrap_or(""), &env);
     let mut argv: Vec<String> = container["command"]
         .as_array()
@@ -101,7 +101,6 @@ pub fn spawn(
     let mut cmd = tokio::process::Command::new(&shared.config.jobherd_bin);
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("HOSTNAME", meta::name_of(pod))
         .env("KUBECONFIG", &kubeconfig)
         .env("HOME", &home)
         .env("JOBHERD_TERMINATION_LOG", &term_log)
@@ -164,6 +163,19 @@ async fn pipe_to_log(
     }
 }
 
+/// What a container's process finds in its environment: the container's variables as the
+/// kubelet resolves them, and `HOSTNAME` (the pod's `spec.hostname`, else its name).
+pub fn container_env(pod: &Value, container: &Value) -> Vec<(String, String)> {
+    let mut env = environment(pod, container);
+    let hostname = pod["spec"]["hostname"]
+        .as_str()
+        .filter(|h| !h.is_empty())
+        .unwrap_or(meta::name_of(pod));
+    env.retain(|(k, _)| k != "HOSTNAME");
+    env.push(("HOSTNAME".to_string(), hostname.to_string()));
+    env
+}
+
 /// The container's environment as the kubelet builds it: `value` (with `$(VAR)` references to
 /// earlier variables expanded) and `valueFrom.fieldRef` (the downward API).
 fn environment(pod: &Value, container: &Value) -> Vec<(String, String)> {
@@ -219,6 +231,35 @@ fn field_ref(pod: &Value, path: &str) -> String {
             }
         }
     }
+}
+
+/// What a shell in the container makes of `${NAME}`: the variable's value, empty when it is
+/// not defined. Anything else stays as written.
+pub fn expand_braces(s: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let name = &after[..end];
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            if let Some((_, v)) = env.iter().rev().find(|(k, _)| k == name) {
+                out.push_str(v);
+            }
+        } else {
+            out.push_str(&rest[i..i + 2 + end + 1]);
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `$(VAR)` becomes the variable's value when it is defined, `$$` a `$`; anything else stays.

@@ -30,6 +30,8 @@ pub const UNMANAGED: &str = "fake.jobherd.io/unmanaged";
 pub enum Control {
     /// `FakeCluster::release`: containers holding on this name exit now.
     Release(String),
+    /// The kubelet evicts this pod under node pressure (`FakeCluster::disrupt`).
+    Evict { uid: String },
     /// A real process (a container running jobherd) ended, its output fully read.
     Exited {
         uid: String,
@@ -216,6 +218,7 @@ impl Sim {
     fn on_control(&mut self, msg: Control) {
         match msg {
             Control::Release(name) => self.release(&name),
+            Control::Evict { uid } => self.kubelet_evict(&uid),
             Control::Exited {
                 uid,
                 container,
