@@ -220,7 +220,7 @@ fn start_run<W: std::io::Write>(
             earlier.done.len(),
             setup.children.len()
         ));
-        for done in &earlier.done {
+        for done in earlier.done {
             let transitions = run.inherit(done);
             reporter.report(&run, &transitions, Instant::now());
         }

@@ -1,9 +1,9 @@
 //! The durable record of a run, on its parent Job (annotation `jobherd.io/outcome`): its exit
-//! code, its child name prefix, the shape of its steps, and every child's result, compact
-//! enough for 10,000 children. `retry` reads it to take over what succeeded; `trigger` reads it,
+//! code, its child name prefix, the shape of its steps, every child's result, compact enough
+//! for 10,000 children, and the results (SPEC §8) of the steps that others depend on. `retry` reads it to take over what succeeded; `trigger` reads it,
 //! with the children left in the cluster, to report a run from outside.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ use crate::run::{ChildResult, Restored, Rules, Run, job_outcome};
 pub const OUTCOME: &str = "jobherd.io/outcome";
 /// The annotation holding a run's summary line on its parent Job.
 pub const SUMMARY: &str = "jobherd.io/summary";
-/// Annotations of one object share 256 KiB; the record keeps well below that.
-const MAX_RECORD: usize = 128 * 1024;
+/// Annotations of one object share 256 KiB; the record leaves room for the others.
+pub const MAX_RECORD: usize = 200 * 1024;
 
 /// A run's record, as the annotation holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +39,18 @@ pub struct Outcome {
     pub failed: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cancelled: String,
+    /// The results of the steps others depend on, by step: each child's in order, `null` for
+    /// none. A retry gives them to the steps after the ones it does not run again.
+    #[serde(
+        default,
+        rename = "results",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub step_results: BTreeMap<usize, Vec<Option<String>>>,
+    /// The results did not fit in the annotation: a retry runs again the steps whose results
+    /// it would have to hand on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub results_left_out: bool,
 }
 
 /// One step, as `child::StepShape` says.
@@ -88,6 +100,21 @@ impl Outcome {
             }
         }
         let total = run.total();
+        let children = run.children();
+        let step_results = (0..children.steps().len())
+            .filter(|s| children.steps().iter().any(|d| d.depends_on.contains(s)))
+            .map(|s| {
+                let outputs = children.steps()[s]
+                    .children
+                    .clone()
+                    .map(|i| run.state(i).output.text().map(str::to_string))
+                    .collect();
+                (s, outputs)
+            })
+            .filter(|(_, outputs): &(usize, Vec<Option<String>>)| {
+                outputs.iter().any(Option::is_some)
+            })
+            .collect();
         Outcome {
             version: 1,
             exit_code: run.exit_code(),
@@ -107,14 +134,32 @@ impl Outcome {
                 .collect(),
             failed: bitmap(&failed, total),
             cancelled: bitmap(&cancelled, total),
+            step_results,
+            results_left_out: false,
         }
     }
 
-    /// The annotation's value, unless it would be too large to store.
-    pub fn to_annotation(&self) -> Option<String> {
-        serde_json::to_string(self)
-            .ok()
-            .filter(|text| text.len() <= MAX_RECORD)
+    /// The annotation's value, without the results when they would make it too large to
+    /// store (`results_left_out` then says so), or `None` when even that is.
+    pub fn to_annotation(&mut self) -> Option<String> {
+        let fits = |o: &Outcome| {
+            serde_json::to_string(o)
+                .ok()
+                .filter(|text| text.len() <= MAX_RECORD)
+        };
+        if let Some(text) = fits(self) {
+            return Some(text);
+        }
+        if !self.step_results.is_empty() {
+            self.step_results.clear();
+            self.results_left_out = true;
+        }
+        fits(self)
+    }
+
+    /// The recorded results of a step, when it has any.
+    pub fn results_of(&self, step: usize) -> Option<&[Option<String>]> {
+        self.step_results.get(&step).map(Vec::as_slice)
     }
 
     pub fn parse(text: &str) -> Result<Outcome, String> {

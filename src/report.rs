@@ -294,10 +294,16 @@ async fn post_on_parent(
             cluster::describe(&e)
         );
     }
-    let record = Outcome::of(run, prefix, &parent.name).to_annotation();
+    let mut outcome = Outcome::of(run, prefix, &parent.name);
+    let record = outcome.to_annotation();
     if record.is_none() {
         tracing::warn!(
             "the run's record is too large for an annotation: JOBHERD_RETRY will read its children instead"
+        );
+    } else if outcome.results_left_out {
+        tracing::warn!(
+            "the results of this run's steps do not fit in its record on the parent Job ({} KiB at most): they were left out, so a JOBHERD_RETRY of this run runs again the steps whose results the steps after them need; keep results small (write large ones to object storage and pass their key)",
+            crate::record::MAX_RECORD / 1024
         );
     }
     let mut annotations = vec![(SUMMARY, summary.to_string())];

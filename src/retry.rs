@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
@@ -13,7 +14,8 @@ use crate::child::{Children, RUN_LABEL, StepShape};
 use crate::cluster::{ClusterError, Parent};
 use crate::config::{LAST_FAILED, RetryFrom};
 use crate::record::{OUTCOME, Outcome, SUMMARY};
-use crate::run::job_outcome;
+use crate::results::Output;
+use crate::run::{EarlierChild, job_outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetryError {
@@ -25,9 +27,13 @@ pub enum RetryError {
 }
 
 /// Why two shapes differ, in the user's words; `None` when they match. Dependencies may
-/// change: what succeeded stays done.
+/// change: what succeeded stays done. How many children a `params_from` step has is its
+/// source's result's, not the configuration's.
 fn differences(earlier: &[StepShape], now: &[StepShape]) -> Option<String> {
-    let key = |s: &StepShape| (s.name.clone(), s.children, s.fanned_out);
+    let key = |s: &StepShape| {
+        let size = (!s.dynamic).then_some((s.children, s.fanned_out));
+        (s.name.clone(), s.dynamic, size)
+    };
     if earlier.iter().map(key).eq(now.iter().map(key)) {
         return None;
     }
@@ -67,7 +73,14 @@ fn differences(earlier: &[StepShape], now: &[StepShape]) -> Option<String> {
         let Some(was) = before.get(&name(step)) else {
             continue;
         };
-        if was.children != step.children {
+        if was.dynamic != step.dynamic {
+            let n = name(step);
+            parts.push(format!(
+                "step {n} fans out over another step's result (params_from) in one run and not in the other"
+            ));
+        } else if step.dynamic {
+            continue;
+        } else if was.children != step.children {
             let n = name(step);
             parts.push(format!(
                 "step {n} had {} children, now {}",
@@ -89,7 +102,7 @@ fn differences(earlier: &[StepShape], now: &[StepShape]) -> Option<String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inherited {
     pub from: String,
-    pub done: Vec<(usize, Arc<str>)>,
+    pub done: Vec<EarlierChild>,
 }
 
 /// Where a retry looks: the namespace of the parents, and this run's own parent, if any.
@@ -138,21 +151,43 @@ pub async fn earlier_run(
     check_finished(&earlier).map_err(&refuse)?;
     let done = match earlier.annotations().get(OUTCOME) {
         Some(text) => from_record(text, children, lookup.prefix).map_err(&refuse)?,
-        None => from_children(&jobs, &earlier, children, lookup.namespace)
-            .await?
-            .map_err(&refuse)?,
+        None => {
+            let pods: Api<Pod> = Api::namespaced(lookup.client.clone(), lookup.namespace);
+            let found = Found {
+                jobs: &jobs,
+                pods: &pods,
+                namespace: lookup.namespace,
+            };
+            from_children(&found, &earlier, children)
+                .await?
+                .map_err(&refuse)?
+        }
     };
     let mut origins: HashMap<String, Arc<str>> = HashMap::new();
     let done = done
         .into_iter()
-        .map(|(i, run)| {
+        .map(|d| {
             let run = origins
-                .entry(run)
+                .entry(d.run)
                 .or_insert_with_key(|r| Arc::from(r.as_str()));
-            (i, run.clone())
+            EarlierChild {
+                step: d.step,
+                position: d.position,
+                run: run.clone(),
+                output: d.output,
+            }
         })
         .collect();
     Ok(Inherited { from: name, done })
+}
+
+/// A child an earlier run succeeded with, as read back: its step and place in it, the run that
+/// did it, and its result.
+struct Done {
+    step: usize,
+    position: usize,
+    run: String,
+    output: Output,
 }
 
 /// The earlier parent must be a jobherd parent that is no longer running.
@@ -201,11 +236,7 @@ fn runs_jobherd(job: &Job) -> bool {
     })
 }
 
-fn from_record(
-    text: &str,
-    children: &Children,
-    prefix: &str,
-) -> Result<Vec<(usize, String)>, String> {
+fn from_record(text: &str, children: &Children, prefix: &str) -> Result<Vec<Done>, String> {
     let record = Outcome::parse(text)?;
     if let Some(diff) = differences(&record.shape(), &children.shape()) {
         return Err(format!(
@@ -217,20 +248,58 @@ fn from_record(
             "the earlier run used the same child name prefix {prefix:?}: its children's names would be taken; give this run another JOBHERD_NAME_PREFIX"
         ));
     }
-    record.succeeded()
+    // Where each earlier child was: `params_from` steps' children come after the others.
+    let layout = Children::from_shape(&record.prefix, &record.shape());
+    let needed = |step: usize| {
+        children
+            .steps()
+            .iter()
+            .any(|s| s.depends_on.contains(&step))
+    };
+    let mut done = Vec::new();
+    for (index, run) in record.succeeded()? {
+        if index >= layout.len() {
+            return Err(format!(
+                "its {OUTCOME} annotation names a child it does not have"
+            ));
+        }
+        let step = layout.get(index).step;
+        let position = index - layout.steps()[step].children.start;
+        let output = match record.results_of(step).and_then(|r| r.get(position)) {
+            Some(result) => Output::from_message(result.as_deref()),
+            // A step whose result the steps after it need runs again when it was not kept.
+            None if record.results_left_out && needed(step) => continue,
+            None => Output::Absent,
+        };
+        done.push(Done {
+            step,
+            position,
+            run,
+            output,
+        });
+    }
+    Ok(done)
+}
+
+/// Where a retry without a record looks: the earlier run's Jobs and pods.
+struct Found<'a> {
+    jobs: &'a Api<Job>,
+    pods: &'a Api<Pod>,
+    namespace: &'a str,
 }
 
 /// Without a record (an older jobherd, or a run that died before writing it): the earlier
-/// run's children that still exist tell which succeeded.
+/// run's children that still exist tell which succeeded, and their pods what they gave.
 async fn from_children(
-    jobs: &Api<Job>,
+    at: &Found<'_>,
     earlier: &Job,
     children: &Children,
-    namespace: &str,
-) -> Result<Result<Vec<(usize, String)>, String>, ClusterError> {
+) -> Result<Result<Vec<Done>, String>, ClusterError> {
+    let namespace = at.namespace;
     let uid = earlier.uid().unwrap_or_default();
     let params = ListParams::default().labels(&format!("{RUN_LABEL}={uid}"));
-    let found = jobs
+    let found = at
+        .jobs
         .list(&params)
         .await
         .map_err(|e| ClusterError::from_kube("list", "jobs", namespace, e))?;
@@ -240,6 +309,11 @@ async fn from_children(
             earlier.name_any()
         )));
     }
+    let pods = at
+        .pods
+        .list(&params)
+        .await
+        .map_err(|e| ClusterError::from_kube("list", "pods", namespace, e))?;
     let by_label: HashMap<&str, usize> = children
         .iter()
         .enumerate()
@@ -252,17 +326,48 @@ async fn from_children(
             .get(crate::child::STEP_LABEL)
             .map(String::as_str)
             .unwrap_or_default();
-        let Some(&index) = by_label.get(label) else {
+        let Some((step, position)) = place_of(children, &by_label, label) else {
             return Ok(Err(format!(
                 "this configuration does not match the earlier run's: its child {} (step {label:?}) has no counterpart here",
                 job.name_any()
             )));
         };
         if job_outcome(job) == Some(Ok(())) {
-            done.push((index, earlier.name_any()));
+            let output = pods
+                .items
+                .iter()
+                .filter(|p| p.labels().get("job-name") == Some(&job.name_any()))
+                .find_map(crate::run::pod_output)
+                .unwrap_or(Output::Absent);
+            done.push(Done {
+                step,
+                position,
+                run: earlier.name_any(),
+                output,
+            });
         }
     }
     Ok(Ok(done))
+}
+
+/// A child's step and place in it, from its `jobherd.io/step` label: a child of the same
+/// configuration, or `<step>-<index>` of a `params_from` step.
+fn place_of(
+    children: &Children,
+    by_label: &HashMap<&str, usize>,
+    label: &str,
+) -> Option<(usize, usize)> {
+    if let Some(&index) = by_label.get(label) {
+        let step = children.get(index).step;
+        return Some((step, index - children.steps()[step].children.start));
+    }
+    let (step, position) = label.rsplit_once('-')?;
+    let position = position.parse().ok()?;
+    let step = children
+        .steps()
+        .iter()
+        .position(|s| s.source.is_some() && s.name.as_deref() == Some(step))?;
+    Some((step, position))
 }
 
 /// The newest failed Job of the CronJob that made this run's parent (other than the parent).

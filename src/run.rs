@@ -8,6 +8,7 @@
 //! however large the herd.
 
 mod events;
+mod inherit;
 mod jobs;
 mod logs;
 mod pods;
@@ -25,13 +26,21 @@ use kube::runtime::watcher;
 use crate::child::Children;
 use crate::cluster::ClusterError;
 use crate::config::{Cleanup, LogsMode};
+use crate::plan::When;
+use crate::results::Output;
 pub use events::{Change, Created, Effect, Event, Reaction, Stop, Transition};
+pub use inherit::EarlierChild;
 pub use jobs::job_outcome;
 use logs::LogBook;
 pub use logs::LogSource;
-pub use pods::STUCK_REASONS;
 use pods::Stuck;
-use steps::StepProgress;
+pub use pods::{STUCK_REASONS, pod_output};
+pub use steps::{BAD_RESULT, DEPENDENCY_FAILED, NOT_NEEDED};
+use steps::{StepProgress, Work};
+
+/// How long a succeeded child's pod may take to show its result on the pod watch before its
+/// pods are listed for it (the Job's watch and the pods' are separate and may be apart).
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildResult {
@@ -115,6 +124,8 @@ pub struct ChildState {
     pub queued: Duration,
     /// How often it was suspended again once admitted.
     pub preemptions: u32,
+    /// Its result (SPEC §8): what its succeeded container wrote to its termination message.
+    pub output: Output,
 }
 
 /// What one pod of a child counts for.
@@ -127,7 +138,7 @@ struct PodRuns {
 }
 
 impl ChildState {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ChildState {
             phase: Phase::Waiting,
             attempts: 0,
@@ -143,6 +154,7 @@ impl ChildState {
             queued_since: None,
             queued: Duration::ZERO,
             preemptions: 0,
+            output: Output::Unread,
         }
     }
 
@@ -263,6 +275,21 @@ pub struct Run {
     all_done_at: Option<Instant>,
     /// The exit code of a run read back after the fact (`ended_with`).
     recorded_exit: Option<i32>,
+    /// What step progress decided, settled at the end of each event (`steps.rs`).
+    work: VecDeque<Work>,
+    /// Succeeded children whose result is not read yet, since when.
+    unread: HashMap<usize, Instant>,
+    /// Of those, the ones whose pods were listed for it.
+    asked: BTreeSet<usize>,
+    /// Children skipped because they were not needed: they harm nothing.
+    not_needed: usize,
+    /// `params_from` steps whose children are not laid out yet.
+    unlaid: usize,
+    /// The children changed (results given, children laid out): `herd` needs the new version.
+    children_changed: bool,
+    /// Children of `params_from` steps an earlier run did (`JOBHERD_RETRY`), taken over once
+    /// their step is laid out: by step, (position, run, result).
+    inherit_later: HashMap<usize, Vec<(usize, Arc<str>, Output)>>,
     now: Instant,
 }
 
@@ -271,26 +298,23 @@ impl Run {
         let steps_spec = children.steps();
         let mut steps = vec![StepProgress::default(); steps_spec.len()];
         let mut dependants = vec![Vec::new(); steps_spec.len()];
-        let mut ready = VecDeque::new();
         for (s, spec) in steps_spec.iter().enumerate() {
             steps[s].waiting_on = spec.depends_on.len();
             for &d in &spec.depends_on {
                 dependants[d].push(s);
             }
-            if spec.depends_on.is_empty() {
-                ready.push_back(spec.children.clone());
-            }
         }
+        let unlaid = steps_spec.iter().filter(|s| !s.laid_out).count();
         let tally = Tally {
             waiting: children.len(),
             ..Tally::default()
         };
-        Run {
+        let mut run = Run {
             states: vec![ChildState::new(); children.len()],
             children,
             steps,
             dependants,
-            ready,
+            ready: VecDeque::new(),
             tally,
             parallelism: rules.parallelism.map_or(usize::MAX, |p| p as usize),
             fail_fast: rules.fail_fast,
@@ -306,8 +330,17 @@ impl Run {
             logs: LogBook::new(rules.logs),
             all_done_at: None,
             recorded_exit: None,
+            work: VecDeque::new(),
+            unread: HashMap::new(),
+            asked: BTreeSet::new(),
+            not_needed: 0,
+            unlaid,
+            children_changed: false,
+            inherit_later: HashMap::new(),
             now,
-        }
+        };
+        run.start_roots();
+        run
     }
 
     pub fn children(&self) -> &Children {
@@ -350,6 +383,8 @@ impl Run {
         self.fatal.is_some()
             || self.moving.is_some()
             || (self.tally.done() == self.total()
+                && self.unread.is_empty()
+                && self.unlaid == 0
                 && self.logs.is_settled(self.now, self.all_done_at))
     }
 
@@ -358,7 +393,8 @@ impl Run {
         self.fatal.take()
     }
 
-    /// SPEC §5: 0 all succeeded, 1 any failed/skipped, 3 timeout, 130/143 signals.
+    /// SPEC §5: 0 all succeeded (or were not needed), 1 any failed/skipped, 3 timeout, 130/143
+    /// signals.
     pub fn exit_code(&self) -> i32 {
         if let Some(code) = self.recorded_exit {
             return code;
@@ -370,7 +406,7 @@ impl Run {
             Some(Stop::Timeout) => 3,
             Some(Stop::Interrupt) => 130,
             Some(Stop::Terminate) => 143,
-            _ if self.tally.succeeded == self.total() => 0,
+            _ if self.tally.succeeded + self.not_needed == self.total() => 0,
             _ => 1,
         }
     }
@@ -385,18 +421,6 @@ impl Run {
         (0..self.total())
             .filter(|i| self.states[*i].phase.result().is_some_and(wanted))
             .collect()
-    }
-
-    /// `JOBHERD_RETRY`: children that succeeded in an earlier run are done before anything
-    /// starts, and their dependants are ready as if they had just succeeded.
-    pub fn inherit(&mut self, (index, run): &(usize, Arc<str>)) -> Vec<Transition> {
-        let mut out = Reaction::default();
-        if *index < self.total() && self.states[*index].phase == Phase::Waiting {
-            self.states[*index].earlier_run = Some(run.clone());
-            self.finish(*index, ChildResult::Succeeded, "", "", None, &mut out);
-            self.states[*index].finished = None;
-        }
-        out.transitions
     }
 
     /// Puts a child in the final state a record or its Job says it reached.
@@ -418,14 +442,6 @@ impl Run {
     /// children say (a parent that died has no code of its children's making).
     pub fn ended_with(&mut self, code: i32) {
         self.recorded_exit = Some(code);
-    }
-
-    /// How many children an earlier run did (`JOBHERD_RETRY`).
-    pub fn inherited(&self) -> usize {
-        self.states
-            .iter()
-            .filter(|s| s.earlier_run.is_some())
-            .count()
     }
 
     /// Takes one event; returns what the user sees and what to do next.
@@ -456,7 +472,14 @@ impl Run {
             Event::Deadline => self.begin_stop(Stop::Timeout, &mut out),
             Event::Signal(why) => self.begin_stop(why, &mut out),
             Event::Moving { reason } => self.leave(reason, &mut out),
+            Event::Output { index, message } => {
+                self.output_read(index, Output::from_message(message.as_deref()))
+            }
             Event::Fatal(e) => self.fatal = Some(e),
+        }
+        self.settle(&mut out);
+        if std::mem::take(&mut self.children_changed) {
+            out.effects.push(Effect::Children(self.children.clone()));
         }
         self.schedule(&mut out);
         out
@@ -521,7 +544,9 @@ impl Run {
 
     /// Hands out children to create: dependencies succeeded, a slot free, the run not stopping.
     fn schedule(&mut self, out: &mut Reaction) {
-        if !self.listed || self.stop.is_some() || self.moving.is_some() || self.fatal.is_some() {
+        // After fail-fast, the steps that run on failure or always still run.
+        let stopped = self.stop.is_some_and(|s| s != Stop::FailFast);
+        if !self.listed || stopped || self.moving.is_some() || self.fatal.is_some() {
             return;
         }
         let mut free = self.parallelism.saturating_sub(self.tally.active());
@@ -533,8 +558,11 @@ impl Run {
                 self.ready.pop_front();
                 continue;
             };
-            // Children adopted from an earlier attempt are no longer waiting.
-            if self.states[index].phase == Phase::Waiting {
+            // Children adopted from an earlier attempt are no longer waiting; after fail-fast
+            // only those of steps that run on failure or always are.
+            let allowed =
+                self.stop.is_none() || self.children.step_of(index).when != When::Succeeded;
+            if self.states[index].phase == Phase::Waiting && allowed {
                 self.set_phase(index, Phase::Creating);
                 out.effects.push(Effect::Create(index));
                 free -= 1;
@@ -548,29 +576,39 @@ impl Run {
         for index in self.logs.expired(self.now) {
             out.child(index, Change::NoLogs);
         }
+        let overdue: Vec<usize> = self
+            .unread
+            .iter()
+            .filter(|(i, since)| {
+                self.now.duration_since(**since) >= OUTPUT_GRACE && !self.asked.contains(i)
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for index in overdue {
+            self.asked.insert(index);
+            out.effects.push(Effect::ReadOutput(index));
+        }
     }
 
     /// Stops the run: nothing more is created, children not created yet are skipped, and
     /// active ones are deleted (each is `cancelled` once its delete went through).
     fn begin_stop(&mut self, why: Stop, out: &mut Reaction) {
-        if self.stop.is_some() || self.tally.done() == self.total() {
+        if self.stop.is_some() || (self.tally.done() == self.total() && self.unlaid == 0) {
             return;
         }
         self.stop = Some(why);
         out.transitions.push(Transition::Stopping(why));
         out.effects.push(Effect::StopCreating);
-        let mut active = Vec::new();
-        for index in 0..self.total() {
-            match self.states[index].phase {
-                Phase::Waiting => {
-                    let why = why.child_text();
-                    self.finish(index, ChildResult::Skipped, "NotStarted", why, None, out);
-                }
-                Phase::Created | Phase::Queued | Phase::Running => active.push(index),
-                // Creates in flight come back as created (then deleted) or not started.
-                _ => {}
-            }
-        }
+        // Creates in flight come back as created (then deleted) or not started.
+        let active: Vec<usize> = (0..self.total())
+            .filter(|i| {
+                matches!(
+                    self.states[*i].phase,
+                    Phase::Created | Phase::Queued | Phase::Running
+                )
+            })
+            .collect();
+        self.skip_unstarted(why, out);
         if !active.is_empty() {
             out.effects.push(Effect::Delete(active));
         }
@@ -613,9 +651,11 @@ impl Run {
         finished: Option<Timestamp>,
         out: &mut Reaction,
     ) {
-        if matches!(self.states[index].phase, Phase::Done { .. }) {
-            return;
-        }
+        let never_handed_out = match self.states[index].phase {
+            Phase::Done { .. } => return,
+            Phase::Waiting => true,
+            _ => false,
+        };
         let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
         self.set_phase(
             index,
@@ -630,14 +670,11 @@ impl Run {
             self.states[index].finished = Some(finished.unwrap_or_else(Timestamp::now));
         }
         out.child(index, Change::Done(result));
-        if result == ChildResult::Failed {
+        // A child never handed out for creation (its step could not start) has no logs.
+        if result == ChildResult::Failed && !never_handed_out {
             out.effects.extend(self.logs.child_failed(index, self.now));
         }
-        if result == ChildResult::Succeeded {
-            self.step_child_succeeded(index);
-        } else {
-            self.skip_dependants(index, out);
-        }
+        self.child_done(index, result, reason);
         if result == ChildResult::Failed && self.fail_fast {
             self.begin_stop(Stop::FailFast, out);
         }

@@ -1,8 +1,8 @@
 //! Performing what the run decided: creates and deletes under `JOBHERD_QPS`/`JOBHERD_BURST`
-//! with several requests in flight, and log fetches. Nothing here waits for a result: each
-//! result comes back to the loop as an event.
+//! with several requests in flight, log fetches, and results looked up in pods. Nothing here
+//! waits for a result: each result comes back to the loop as an event.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use super::ChildApi;
 use crate::child::{Children, RUN_LABEL, STEP_LABEL};
 use crate::cluster::{ClusterError, delete_child, describe, follow_log, status_code};
 use crate::config::RateLimit;
-use crate::run::{Created, Effect, Event, LogSource};
+use crate::run::{Created, Effect, Event, LogSource, pod_output};
 
 /// Lines of a failed child's log shown with `JOBHERD_LOGS=failed`.
 const TAIL_LINES: i64 = 20;
@@ -33,10 +33,15 @@ const MAX_BATCH: usize = 250;
 pub struct Effects {
     api: ChildApi,
     children: Arc<Children>,
+    /// The children as the creator builds them: the run's latest version.
+    latest: Arc<Mutex<Arc<Children>>>,
     events: Sender<Event>,
     bucket: Arc<Bucket>,
-    creates: UnboundedSender<usize>,
-    stop_creating: Arc<AtomicBool>,
+    /// Creates, numbered in the order the run handed them out.
+    creates: UnboundedSender<(u64, usize)>,
+    handed_out: u64,
+    /// Creates numbered below this are not sent (`Effect::StopCreating`).
+    cutoff: Arc<AtomicU64>,
     /// The Role may predate `deletecollection`: then children are deleted one by one.
     one_by_one: Arc<AtomicBool>,
     followers: JoinSet<()>,
@@ -51,12 +56,13 @@ impl Effects {
     ) -> Self {
         let bucket = Arc::new(Bucket::new(rate, Instant::now()));
         let (creates, queue) = mpsc::unbounded_channel();
-        let stop_creating = Arc::new(AtomicBool::new(false));
+        let cutoff = Arc::new(AtomicU64::new(0));
+        let latest = Arc::new(Mutex::new(children.clone()));
         tokio::spawn(creator(Creator {
             api: api.clone(),
-            children: children.clone(),
+            children: latest.clone(),
             bucket: bucket.clone(),
-            stop: stop_creating.clone(),
+            cutoff: cutoff.clone(),
             events: events.clone(),
             slots: Arc::new(Semaphore::new(rate.burst.clamp(1, MAX_IN_FLIGHT) as usize)),
             queue,
@@ -64,10 +70,12 @@ impl Effects {
         Effects {
             api,
             children,
+            latest,
             events,
             bucket,
             creates,
-            stop_creating,
+            handed_out: 0,
+            cutoff,
             one_by_one: Arc::new(AtomicBool::new(false)),
             followers: JoinSet::new(),
         }
@@ -77,8 +85,23 @@ impl Effects {
         for effect in effects {
             match effect {
                 // The creator lives as long as `self`, so the queue is open.
-                Effect::Create(index) => drop(self.creates.send(index)),
-                Effect::StopCreating => self.stop_creating.store(true, Ordering::SeqCst),
+                Effect::Create(index) => {
+                    let _ = self.creates.send((self.handed_out, index));
+                    self.handed_out += 1;
+                }
+                Effect::StopCreating => self.cutoff.store(self.handed_out, Ordering::SeqCst),
+                Effect::Children(children) => {
+                    *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = children.clone();
+                    self.children = children;
+                }
+                Effect::ReadOutput(index) => {
+                    let (api, events) = (self.api.clone(), self.events.clone());
+                    let child = self.children.name(index).to_string();
+                    tokio::spawn(async move {
+                        let message = read_output(&api, &child).await;
+                        let _ = events.send(Event::Output { index, message }).await;
+                    });
+                }
                 Effect::Delete(indices) => self.delete(indices),
                 Effect::FetchLogs {
                     index,
@@ -205,20 +228,21 @@ impl Bucket {
 
 struct Creator {
     api: ChildApi,
-    children: Arc<Children>,
+    children: Arc<Mutex<Arc<Children>>>,
     bucket: Arc<Bucket>,
-    stop: Arc<AtomicBool>,
+    cutoff: Arc<AtomicU64>,
     events: Sender<Event>,
     /// Creates in flight.
     slots: Arc<Semaphore>,
-    queue: mpsc::UnboundedReceiver<usize>,
+    queue: mpsc::UnboundedReceiver<(u64, usize)>,
 }
 
 /// Sends creates in the order the run handed them out, each after its turn under the rate
-/// limit, several in flight. Once the run stops, what is still queued is reported not started.
+/// limit, several in flight. Once the run stops, what was queued before is reported not
+/// started (after fail-fast, the steps that run on failure still hand out creates).
 async fn creator(mut c: Creator) {
-    while let Some(index) = c.queue.recv().await {
-        let stopped = || c.stop.load(Ordering::SeqCst);
+    while let Some((number, index)) = c.queue.recv().await {
+        let stopped = || number < c.cutoff.load(Ordering::SeqCst);
         if !stopped() {
             c.bucket.turn().await;
         }
@@ -231,7 +255,8 @@ async fn creator(mut c: Creator) {
             let _ = c.events.send(Event::Created { index, outcome }).await;
             continue;
         }
-        let (job, api, events) = (c.children.job(index), c.api.clone(), c.events.clone());
+        let children = c.children.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (job, api, events) = (children.job(index), c.api.clone(), c.events.clone());
         tokio::spawn(async move {
             let event = match create(&api, &job).await {
                 Ok(outcome) => Event::Created { index, outcome },
@@ -413,6 +438,29 @@ async fn newest_tail(api: &ChildApi, child: &str) -> Option<String> {
         .into_iter()
         .max_by_key(|p| p.creation_timestamp().map(|t| t.0))?;
     tail(api, &newest.name_any(), None, false).await
+}
+
+/// A succeeded child's result, looked up in its pods when the pod watch has not shown it: the
+/// message of its succeeded pod, `None` when it wrote none or none can be found (after a few
+/// tries, as the API may be busy).
+async fn read_output(api: &ChildApi, child: &str) -> Option<String> {
+    let params = ListParams::default().labels(&format!("job-name={child}"));
+    for attempt in 1..=3 {
+        match api.pods.list(&params).await {
+            Ok(list) => {
+                return list
+                    .items
+                    .iter()
+                    .find_map(pod_output)
+                    .and_then(|o| o.text().map(str::to_string));
+            }
+            Err(e) => {
+                tracing::warn!(child, "reading its result from its pods: {}", describe(&e));
+                tokio::time::sleep(Duration::from_secs(attempt)).await;
+            }
+        }
+    }
+    None
 }
 
 /// `JOBHERD_LOGS=all`: a pod's log lines as they come.

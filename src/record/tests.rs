@@ -1,6 +1,7 @@
 use super::*;
 use crate::child::{self, Identity};
 use crate::config::StepSettings;
+use crate::run::EarlierChild;
 use k8s_openapi::api::batch::v1::JobStatus;
 
 const RULES: Rules = Rules {
@@ -18,14 +19,14 @@ fn fan_out(n: u32) -> Run {
 fn the_record_says_which_run_did_each_succeeded_child() {
     let mut run = fan_out(10);
     for index in [0, 9] {
-        run.inherit(&(index, Arc::from("nightly-1")));
+        run.inherit(EarlierChild::of(&run, index, "nightly-1"));
     }
     for i in [1, 2, 3] {
         run.force_done(i, ChildResult::Succeeded, None, 1);
     }
     run.force_done(4, ChildResult::Failed, Some("BackoffLimitExceeded"), 3);
     run.force_done(5, ChildResult::Cancelled, Some("Cancelled"), 1);
-    let record = Outcome::of(&run, "nightly-2", "nightly-2");
+    let mut record = Outcome::of(&run, "nightly-2", "nightly-2");
     assert_eq!(record.shape(), run.children().shape());
     let text = record.to_annotation().unwrap();
     let back = Outcome::parse(&text).unwrap();
@@ -82,6 +83,8 @@ fn a_bad_record_is_reported_not_trusted() {
         }],
         failed: String::new(),
         cancelled: String::new(),
+        step_results: Default::default(),
+        results_left_out: false,
     };
     assert!(record.succeeded().unwrap_err().contains("bitmap"));
 }
@@ -129,7 +132,7 @@ fn a_run_is_rebuilt_from_its_record_and_the_children_left() {
         logs: LogsMode::None,
     };
     let mut run = Run::new(children, &rules, "r", Instant::now());
-    run.inherit(&(0, Arc::from("etl-1")));
+    run.inherit(EarlierChild::of(&run, 0, "etl-1"));
     run.force_done(1, ChildResult::Succeeded, None, 1);
     run.force_done(2, ChildResult::Failed, Some("BackoffLimitExceeded"), 3);
     run.force_done(3, ChildResult::Skipped, Some("DependencyFailed"), 0);

@@ -116,6 +116,12 @@ pub enum Event {
     /// `JOBHERD_TIMEOUT` passed.
     Deadline,
     Signal(Stop),
+    /// A succeeded child's pods were listed for its result: the message of the container that
+    /// succeeded, `None` when it wrote none or no succeeded pod was found.
+    Output {
+        index: usize,
+        message: Option<String>,
+    },
     /// SIGTERM, and jobherd's pod is being disrupted while its Job goes on (`disruption`).
     Moving {
         reason: String,
@@ -142,8 +148,13 @@ pub enum Created {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Create(usize),
-    /// Send no more creates; queued ones come back as `Created::NotStarted`.
+    /// Send none of the creates handed out so far; they come back as `Created::NotStarted`.
     StopCreating,
+    /// The run's children changed (laid out, or given the results of their dependencies):
+    /// what creates from now on must build from.
+    Children(std::sync::Arc<crate::child::Children>),
+    /// List a succeeded child's pods for its result, which the pod watch has not shown.
+    ReadOutput(usize),
     /// Delete these children's Jobs, with their pods (Background propagation).
     Delete(Vec<usize>),
     /// The tail of a failed container's log, while its pod exists.

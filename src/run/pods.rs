@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 
 use super::{Change, ChildResult, Effect, Phase, Reaction, Run};
+use crate::results::Output;
 
 /// Waiting reasons after which a pod will not start by itself (image or config problems).
 pub const STUCK_REASONS: &[&str] = &[
@@ -26,8 +27,26 @@ pub(super) struct Stuck {
     pub(super) since: Instant,
 }
 
+/// A succeeded pod's result: the termination message of its main container (the first of
+/// its spec, which jobherd builds), as the kubelet reports it once the container has ended.
+/// `None` while the pod has not succeeded.
+pub fn pod_output(pod: &Pod) -> Option<Output> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Succeeded") {
+        return None;
+    }
+    let main = pod.spec.as_ref()?.containers.first()?.name.as_str();
+    let message = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == main)
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.message.as_deref());
+    Some(Output::from_message(message))
+}
+
 impl Run {
-    /// A pod of one of our children: attempts, running state, stuck detection, logs.
+    /// A pod of one of our children: its result, attempts, running state, stuck detection, logs.
     pub(super) fn observe_pod(&mut self, pod: &Pod, out: &mut Reaction) {
         let labels = pod.labels();
         let job_name = labels
@@ -36,6 +55,10 @@ impl Run {
         let Some(index) = job_name.and_then(|n| self.children.index_of(n)) else {
             return;
         };
+        // Read when the pod has succeeded, before or after the Job says so (two watches).
+        if let Some(output) = pod_output(pod) {
+            self.output_read(index, output);
+        }
         // A queued child's pods are those its preemption deletes: not attempts, not stuck.
         if matches!(
             self.states[index].phase,

@@ -266,6 +266,8 @@ fn dependants_start_as_soon_as_their_dependencies_succeed() {
         &RULES,
     );
     assert_eq!(creates(&listed(&mut run, vec![])), vec![0, 1]);
+    // Its pod succeeds first, then the Job controller says so (its result is read from the pod).
+    pod_event(&mut run, succeeded_pod("r-a", None), Instant::now());
     let r = seen(&mut run, job("r-a", &[("Complete", "")], 0));
     assert_eq!(creates(&r), vec![2], "c does not wait for b");
 }
@@ -278,9 +280,15 @@ fn a_fanned_out_step_is_done_when_all_its_children_succeeded() {
     let mut run = Run::new(Arc::new(children), &RULES, "r", Instant::now());
     assert_eq!(creates(&listed(&mut run, vec![])), vec![0, 1, 2]);
     for i in 0..2 {
+        pod_event(
+            &mut run,
+            succeeded_pod(&format!("r-a-{i}"), None),
+            Instant::now(),
+        );
         let r = seen(&mut run, job(&format!("r-a-{i}"), &[("Complete", "")], 0));
         assert!(creates(&r).is_empty(), "b waits for every child of a");
     }
+    pod_event(&mut run, succeeded_pod("r-a-2", None), Instant::now());
     let r = seen(&mut run, job("r-a-2", &[("Complete", "")], 0));
     assert_eq!(creates(&r), vec![3]);
 }
@@ -412,6 +420,22 @@ fn pod(job: &str, waiting: Option<&str>, restarts: i32) -> Pod {
             "restartCount": restarts,
             "state": match waiting { Some(r) => serde_json::json!({"waiting": {"reason": r, "message": "no such image"}}),
                                      None => serde_json::json!({"running": {}}) }}]}
+    }))
+    .unwrap()
+}
+
+/// A child's pod that succeeded, its container having written `message`.
+fn succeeded_pod(job: &str, message: Option<&str>) -> Pod {
+    let mut terminated = serde_json::json!({"exitCode": 0, "reason": "Completed"});
+    if let Some(m) = message {
+        terminated["message"] = m.into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{job}-ok"), "uid": format!("p-ok-{job}"), "labels": {"job-name": job}},
+        "spec": {"containers": [{"name": job, "image": "i"}]},
+        "status": {"phase": "Succeeded",
+          "containerStatuses": [{"name": job, "image": "i", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": terminated}}]}
     }))
     .unwrap()
 }
@@ -567,7 +591,7 @@ fn cleanup_picks_finished_children_by_policy() {
 #[test]
 fn inherited_children_are_never_created_and_their_dependants_start() {
     let mut run = plan_run(&[("a", &[]), ("b", &["a"]), ("c", &["b"])], &RULES);
-    let t = run.inherit(&(0, Arc::from("nightly-1")));
+    let t = run.inherit(EarlierChild::of(&run, 0, "nightly-1"));
     assert_eq!(
         t,
         vec![Transition::Child {
