@@ -144,13 +144,35 @@ impl Children {
         instantiate(&step.template, &spec.name, &spec.label, &env)
     }
 
-    /// The Job template of a `params_from` step whose children are not known yet, named as its
-    /// only child would be (for a client dry run).
-    pub fn template(&self, step: usize) -> Job {
-        let spec = &self.steps[step];
-        let name = spec.name.as_deref().unwrap_or_default();
-        let (child, label) = child_names(&self.prefix, Some(name), false, 0);
-        instantiate(&spec.template, &child, &label, &EnvMap::new())
+    /// Every child, step by step: the order in which they could run, and in which reports
+    /// list them (a `params_from` step's children are laid out after the others).
+    pub fn in_step_order(&self) -> impl Iterator<Item = usize> + '_ {
+        self.steps.iter().flat_map(|s| s.children.clone())
+    }
+
+    /// What a dry run shows, step by step: every child's Job, and for a `params_from` step,
+    /// whose children are known only at run time, its Job template once, named as its only
+    /// child would be.
+    pub fn dry_run_jobs(&self) -> Vec<Job> {
+        let mut jobs = Vec::new();
+        for spec in &self.steps {
+            if spec.laid_out {
+                jobs.extend(spec.children.clone().map(|i| self.job(i)));
+            } else {
+                let name = spec.name.as_deref().unwrap_or_default();
+                let (child, label) = child_names(&self.prefix, Some(name), false, 0);
+                jobs.push(instantiate(&spec.template, &child, &label, &EnvMap::new()));
+            }
+        }
+        jobs
+    }
+
+    /// The names of the steps that fan out over another step's result, with their sources.
+    pub fn fanning_out(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.steps.iter().filter(|s| !s.laid_out).filter_map(|s| {
+            let source = self.steps.get(s.source?)?.name.as_deref()?;
+            Some((s.name.as_deref()?, source))
+        })
     }
 
     /// Lays out the children of a `params_from` step, after every child laid out so far: one

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
 use crate::child::{Children, Identity, RUN_LABEL};
@@ -153,15 +153,15 @@ pub async fn server_dry_run(
         ..Default::default()
     };
     let mut out = Vec::new();
-    for index in 0..children.len() {
-        match jobs.create(&params, &children.job(index)).await {
+    for job in children.dry_run_jobs() {
+        match jobs.create(&params, &job).await {
             Ok(job) => out.push(job),
             Err(e) if status_code(&e) == Some(403) => {
                 return Err(ClusterError::from_kube("create", "jobs", namespace, e));
             }
             Err(e) => {
                 return Err(ClusterError::Api {
-                    action: format!("dry-run create of {}", children.name(index)),
+                    action: format!("dry-run create of {}", job.name_any()),
                     message: describe(&e),
                 });
             }

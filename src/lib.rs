@@ -91,8 +91,14 @@ pub async fn run(config: Config) -> Result<i32, Error> {
     let parent_text = setup.parent.as_ref().map_or("no parent".to_string(), |p| {
         format!("parent {} {}", p.kind, p.name)
     });
+    let fanning_out: Vec<&str> = setup.children.fanning_out().map(|(s, _)| s).collect();
+    let and_later = match fanning_out.as_slice() {
+        [] => String::new(),
+        [one] => format!(", and those step {one} fans out to,"),
+        many => format!(", and those steps {} fan out to,", many.join(", ")),
+    };
     reporter.start(&format!(
-        "jobherd run {}: {} children in namespace {namespace} ({parent_text})",
+        "jobherd run {}: {} children{and_later} in namespace {namespace} ({parent_text})",
         setup.identity.run_id,
         setup.children.len()
     ));
@@ -141,7 +147,12 @@ async fn set_up(config: &Config) -> Result<Option<Setup>, Error> {
     let offline = cluster::offline_identity(config, &here, options.namespace.clone());
     let children = child::children(&config.defaults, plan.as_ref(), &offline)?;
     if config.dry_run == Some(DryRun::Client) {
-        print_list((0..children.len()).map(|i| children.job(i)));
+        for (step, source) in children.fanning_out() {
+            tracing::info!(
+                "plan: step {step} fans out over the result of step {source}, known only at run time: its Job template is shown once, named as its only child would be"
+            );
+        }
+        print_list(children.dry_run_jobs().into_iter());
         return Ok(None);
     }
     let client = cluster::connect().await?;

@@ -23,10 +23,14 @@ pub use documents::{json, junit};
 /// `JOBHERD_PROGRESS=auto` prints a line per child state change up to this many children, and
 /// counts above: past that, a console scrolled by a person is read by its counts and failures.
 pub const LINES_UP_TO: usize = 100;
+/// Said once counts lines take over from a line per child.
+const COUNTS_NOTE: &str = "progress: a counts line every 10s while things change, and a line per failure (JOBHERD_PROGRESS=lines for a line per child)";
 /// How often a counts line is printed while things change (`JOBHERD_PROGRESS=counts`).
 const COUNTS_EVERY: Duration = Duration::from_secs(10);
 /// Rows of skipped or cancelled children the final table shows in counts mode.
 const QUIET_ROWS: usize = 20;
+/// How much of a child's result the table shows (the JSON report has all of it).
+const OUTPUT_SHOWN: usize = 40;
 /// How long a run that moves may take to record itself on its parent.
 const PUBLISH_MOVE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -47,6 +51,9 @@ pub struct Reporter<W: Write> {
     out: W,
     /// A line per failure and counts lines, instead of a line per state change.
     counts_only: bool,
+    /// `JOBHERD_PROGRESS=auto`: counts once the herd grows past `LINES_UP_TO` (a step that
+    /// fans out over a result adds its children as the run goes).
+    auto: bool,
     heartbeat: Option<Duration>,
     now: Instant,
     last_output: Instant,
@@ -72,6 +79,7 @@ impl<W: Write> Reporter<W> {
         Reporter {
             out,
             counts_only,
+            auto: progress == Progress::Auto,
             heartbeat,
             now,
             last_output: now,
@@ -97,13 +105,17 @@ impl<W: Write> Reporter<W> {
     pub fn start(&mut self, header: &str) {
         self.line(header);
         if self.counts_only {
-            self.line("progress: a counts line every 10s while things change, and a line per failure (JOBHERD_PROGRESS=lines for a line per child)");
+            self.line(COUNTS_NOTE);
         }
     }
 
     /// Prints what happened, then a counts line or a heartbeat when one is due.
     pub fn report(&mut self, run: &Run, transitions: &[Transition], now: Instant) {
         self.now = now;
+        if self.auto && !self.counts_only && run.total() > LINES_UP_TO {
+            self.counts_only = true;
+            self.line(COUNTS_NOTE);
+        }
         for t in transitions {
             self.transition(run, t);
         }
@@ -207,25 +219,26 @@ impl<W: Write> Reporter<W> {
 
     /// Every child, or in counts mode the failed ones and a few skipped or cancelled ones.
     fn table_rows(&self, run: &Run) -> Vec<usize> {
+        let children = run.children();
         if !self.counts_only {
-            return (0..run.total()).collect();
+            return children.in_step_order().collect();
         }
         let result = |i: usize| run.state(i).phase.result();
-        let mut rows: Vec<usize> = (0..run.total())
+        let quiet = |i: &usize| {
+            matches!(
+                result(*i),
+                Some(ChildResult::Skipped | ChildResult::Cancelled)
+            )
+        };
+        let mut listed: std::collections::HashSet<usize> = children
+            .in_step_order()
             .filter(|i| result(*i) == Some(ChildResult::Failed))
             .collect();
-        rows.extend(
-            (0..run.total())
-                .filter(|i| {
-                    matches!(
-                        result(*i),
-                        Some(ChildResult::Skipped | ChildResult::Cancelled)
-                    )
-                })
-                .take(QUIET_ROWS),
-        );
-        rows.sort_unstable();
-        rows
+        listed.extend(children.in_step_order().filter(quiet).take(QUIET_ROWS));
+        children
+            .in_step_order()
+            .filter(|i| listed.contains(i))
+            .collect()
     }
 
     /// Writes the reports, the termination message, and the Event and annotation on the parent.
@@ -464,6 +477,10 @@ pub fn table(run: &Run, rows: &[usize]) -> String {
     if with_deps {
         header.push("DEPENDS ON");
     }
+    let with_outputs = rows.iter().any(|&i| run.state(i).output.text().is_some());
+    if with_outputs {
+        header.push("OUTPUT");
+    }
     header.push("REASON");
     let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     for &i in rows {
@@ -508,10 +525,23 @@ pub fn table(run: &Run, rows: &[usize]) -> String {
                 deps.join(",")
             });
         }
+        if with_outputs {
+            row.push(run.state(i).output.text().map_or("-".into(), shortened));
+        }
         row.push(reason);
         table.push(row);
     }
     align(table)
+}
+
+/// A child's result on one line of the table: at most `OUTPUT_SHOWN` characters.
+fn shortened(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= OUTPUT_SHOWN {
+        return one_line;
+    }
+    let head: String = one_line.chars().take(OUTPUT_SHOWN - 3).collect();
+    format!("{head}...")
 }
 
 /// Columns padded to their widest cell; the last one is not padded.
@@ -556,12 +586,18 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         ChildResult::Skipped,
         ChildResult::Cancelled,
     ] {
-        let n = tally.of(r);
+        let mut n = tally.of(r);
+        if r == ChildResult::Skipped {
+            n -= run.not_needed();
+        }
         if r == ChildResult::Succeeded && inherited > 0 {
             parts.push(format!("{n} succeeded ({inherited} in earlier runs)"));
         } else if n > 0 || r == ChildResult::Succeeded {
             parts.push(format!("{n} {}", r.as_str()));
         }
+    }
+    if run.not_needed() > 0 {
+        parts.push(format!("{} not needed", run.not_needed()));
     }
     let mut line = format!(
         "jobherd {outcome}: {} of {} children in {}",
@@ -569,18 +605,21 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         run.total(),
         human(elapsed)
     );
-    let first_failure = (0..run.total()).find_map(|i| match &run.state(i).phase {
-        Phase::Done {
-            result: ChildResult::Failed,
-            reason,
-            ..
-        } => Some(format!(
-            "{} {}",
-            run.children().name(i),
-            reason.as_deref().unwrap_or("Failed")
-        )),
-        _ => None,
-    });
+    let first_failure = run
+        .children()
+        .in_step_order()
+        .find_map(|i| match &run.state(i).phase {
+            Phase::Done {
+                result: ChildResult::Failed,
+                reason,
+                ..
+            } => Some(format!(
+                "{} {}",
+                run.children().name(i),
+                reason.as_deref().unwrap_or("Failed")
+            )),
+            _ => None,
+        });
     if let Some(f) = first_failure {
         let _ = write!(line, "; first failure: {f}");
     }

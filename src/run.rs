@@ -629,6 +629,11 @@ impl Run {
         self.moving = Some(reason);
     }
 
+    /// Children skipped because they were not needed (`when: failed` after success).
+    pub fn not_needed(&self) -> usize {
+        self.not_needed
+    }
+
     /// The disruption's reason, when the run moves to the next attempt.
     pub fn moving(&self) -> Option<&str> {
         self.moving.as_deref()

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{attempts, duration, queue_text, summary};
+use crate::results;
 use crate::run::{ChildResult, Phase, Run};
 
 #[derive(Serialize)]
@@ -15,6 +16,9 @@ struct JsonReport<'a> {
     run: &'a str,
     namespace: Option<&'a str>,
     summary: String,
+    /// Each plan step's result, as the steps after it got it (SPEC §8): JSON when it is JSON.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    results: serde_json::Map<String, serde_json::Value>,
     children: Vec<JsonChild<'a>>,
 }
 
@@ -38,6 +42,9 @@ struct JsonChild<'a> {
     /// How often it was preempted (suspended again once admitted).
     #[serde(skip_serializing_if = "is_zero")]
     preemptions: u32,
+    /// Its result (its termination message): JSON when it is JSON, else the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<serde_json::Value>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -47,7 +54,8 @@ fn is_zero(n: &u32) -> bool {
 /// The JSON report of SPEC §6.
 pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration) -> String {
     let children = run.children();
-    let rows = (0..run.total())
+    let rows = children
+        .in_step_order()
         .map(|i| {
             let s = run.state(i);
             let (result, reason, message) = match &s.phase {
@@ -71,7 +79,17 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
                 earlier_run: s.earlier_run.as_deref(),
                 queued_seconds: Some(run.time_queued(i).as_secs_f64()).filter(|q| *q > 0.0),
                 preemptions: s.preemptions,
+                output: s.output.text().map(results::value),
             }
+        })
+        .collect();
+    let results = children
+        .steps()
+        .iter()
+        .enumerate()
+        .filter_map(|(step, spec)| {
+            let name = spec.name.clone()?;
+            Some((name, results::value(&run.step_result(step)?)))
         })
         .collect();
     let report = JsonReport {
@@ -85,6 +103,7 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
         run: run_id,
         namespace,
         summary: summary(run, elapsed),
+        results,
         children: rows,
     };
     // Serializing plain strings and numbers cannot fail.
@@ -104,7 +123,7 @@ pub fn junit(run: &Run, suite: &str, elapsed: Duration) -> String {
         tally.skipped,
         elapsed.as_secs_f64()
     );
-    for i in 0..run.total() {
+    for i in run.children().in_step_order() {
         testcase(&mut out, run, i, suite);
     }
     out.push_str("</testsuite></testsuites>\n");
