@@ -559,10 +559,8 @@ impl Run {
                 continue;
             };
             // Children adopted from an earlier attempt are no longer waiting; after fail-fast
-            // only those of steps that run on failure or always are.
-            let allowed =
-                self.stop.is_none() || self.children.step_of(index).when != When::Succeeded;
-            if self.states[index].phase == Phase::Waiting && allowed {
+            // only those of steps that run on failure or always are created.
+            if self.states[index].phase == Phase::Waiting && !self.stopping_for(index) {
                 self.set_phase(index, Phase::Creating);
                 out.effects.push(Effect::Create(index));
                 free -= 1;
@@ -627,6 +625,16 @@ impl Run {
         });
         out.effects.push(Effect::StopCreating);
         self.moving = Some(reason);
+    }
+
+    /// The run is stopping, and this child does not go on: after fail-fast, the children of
+    /// steps that run on failure or always still do.
+    fn stopping_for(&self, index: usize) -> bool {
+        match self.stop {
+            None => false,
+            Some(Stop::FailFast) => self.children.step_of(index).when == When::Succeeded,
+            Some(_) => true,
+        }
     }
 
     /// Children skipped because they were not needed (`when: failed` after success).

@@ -81,7 +81,25 @@ pub(super) fn instantiate(template: &Job, name: &str, step_label: &str, extra_en
         // As `kubectl create job`: the container is named after the Job.
         first.name = shorten(name, MAX_NAME);
     }
-    set_env(first, extra_env, Layer::Override);
+    // Ahead of the step's own variables, which may refer to them as `$(JOBHERD_ITEM)`: the
+    // kubelet expands a reference only to a variable defined earlier in the list.
+    let list = first.env.get_or_insert_with(Vec::new);
+    let mut ahead = Vec::new();
+    for (k, v) in extra_env {
+        let var = EnvVar {
+            name: k.clone(),
+            value: Some(v.clone()),
+            value_from: None,
+        };
+        match list.iter_mut().find(|e| e.name == *k) {
+            Some(existing) => *existing = var,
+            None => ahead.push(var),
+        }
+    }
+    list.splice(0..0, ahead);
+    if list.is_empty() {
+        first.env = None;
+    }
     for meta in metadata_with_labels(&mut job) {
         meta.labels
             .get_or_insert_with(Default::default)

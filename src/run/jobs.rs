@@ -74,8 +74,9 @@ impl Run {
             out.child(index, change);
         }
         self.observe_job(job, out);
-        // Created while the run was stopping: it goes at once.
-        if self.stop.is_some() && self.states[index].phase.is_active() {
+        // Created while the run was stopping: it goes at once (but for a step that runs on
+        // failure or always, after fail-fast).
+        if self.stopping_for(index) && self.states[index].phase.is_active() {
             out.effects.push(Effect::Delete(vec![index]));
         }
     }

@@ -768,6 +768,26 @@ impl FakeCluster {
         let _ = self.shared.control.send(Control::Release(name.to_string()));
     }
 
+    /// What the Job controller writes when the pod of a parent from [`FakeCluster::create_parent`]
+    /// exits with `code`: the parent Job ends, `Complete` on 0, else `Failed`.
+    pub fn finish_parent(&self, parent: &Parent, code: i32) {
+        let (ty, reason) = if code == 0 {
+            ("Complete", "")
+        } else {
+            ("Failed", "PodFailurePolicy")
+        };
+        let mut st = lock(&self.shared.store);
+        let key = store::key(&parent.namespace, &parent.job_name);
+        let Some(mut job) = st.get(Kind::Job, &key).cloned() else {
+            return;
+        };
+        job["status"] = json!({"active": 0, "ready": 0,
+            "succeeded": i32::from(code == 0), "failed": i32::from(code != 0),
+            "conditions": [{"type": ty, "status": "True", "reason": reason, "message": "",
+                "lastProbeTime": meta::now_time(), "lastTransitionTime": meta::now_time()}]});
+        st.put(Kind::Job, job);
+    }
+
     /// A parent Job that the Job controller leaves alone, and its Running pod: what jobherd
     /// finds through `POD_NAME`/`POD_NAMESPACE` when it runs as a CronJob's Job.
     pub fn create_parent(&self, ns: &str, name: &str) -> Parent {
