@@ -423,7 +423,8 @@ fn queue_text(run: &Run, index: usize) -> Option<String> {
     let queued = run.time_queued(index);
     let preemptions = run.state(index).preemptions;
     let mut parts = Vec::new();
-    if !queued.is_zero() {
+    // A wait under a second is an admission as it happens, not a queue worth telling.
+    if queued >= Duration::from_secs(1) {
         parts.push(format!("queued {}", human(queued)));
     }
     match preemptions {

@@ -126,6 +126,9 @@ pub struct ChildState {
     pub preemptions: u32,
     /// Its result (SPEC §8): what its succeeded container wrote to its termination message.
     pub output: Output,
+    /// The newest `resourceVersion` of its Job seen: an older view (a create response that
+    /// comes after watch events) says nothing new.
+    version: u64,
 }
 
 /// What one pod of a child counts for.
@@ -155,6 +158,7 @@ impl ChildState {
             queued: Duration::ZERO,
             preemptions: 0,
             output: Output::Unread,
+            version: 0,
         }
     }
 

@@ -204,7 +204,7 @@ fn a_preempted_child_is_queued_again_and_its_deleted_pod_is_no_attempt() {
     );
     let junit = std::fs::read_to_string(junit.path()).unwrap();
     assert!(
-        junit.contains("<system-out>succeeded (queued ") && junit.contains("preempted once"),
+        junit.contains("<system-out>succeeded (") && junit.contains("preempted once)"),
         "{junit}"
     );
 }

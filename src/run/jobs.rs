@@ -110,6 +110,14 @@ impl Run {
         if state.uid.is_none() {
             state.uid = job.uid();
         }
+        // resourceVersions of one object grow (etcd revisions); one that does not parse as a
+        // number is taken as new.
+        if let Some(version) = job.resource_version().and_then(|v| v.parse::<u64>().ok()) {
+            if version < state.version {
+                return;
+            }
+            state.version = version;
+        }
         if let Some(status) = job.status.as_ref() {
             state.started = state.started.or(status.start_time.as_ref().map(|t| t.0));
             // The pods of a suspended Job are being deleted by the queue, not run.

@@ -59,14 +59,16 @@ impl Run {
         if let Some(output) = pod_output(pod) {
             self.output_read(index, output);
         }
-        // A queued child's pods are those its preemption deletes: not attempts, not stuck.
-        if matches!(
-            self.states[index].phase,
-            Phase::Done { .. } | Phase::Waiting | Phase::Queued
-        ) || self.states[index]
-            .pods
-            .get(pod.uid().as_deref().unwrap_or_default())
-            .is_some_and(|p| p.preempted)
+        // A queued child's pods are those its preemption deletes: not attempts, not stuck,
+        // also when they were not seen before.
+        let state = &mut self.states[index];
+        let uid = pod.uid().unwrap_or_default();
+        if state.phase == Phase::Queued {
+            state.pods.entry(uid).or_default().preempted = true;
+            return;
+        }
+        if matches!(state.phase, Phase::Done { .. } | Phase::Waiting)
+            || state.pods.get(&uid).is_some_and(|p| p.preempted)
         {
             return;
         }

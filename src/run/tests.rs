@@ -714,3 +714,52 @@ fn a_preempted_child_is_queued_again_and_its_deleted_pod_is_no_attempt() {
     assert_eq!(run.state(0).preemptions, 1);
     assert_tally(&run);
 }
+
+/// A Job at a resourceVersion.
+fn at_version(mut j: Job, rv: u64) -> Job {
+    j.metadata.resource_version = Some(rv.to_string());
+    j
+}
+
+#[test]
+fn a_create_response_older_than_the_watch_is_no_preemption() {
+    let mut run = fan_out(1, &RULES);
+    listed(&mut run, vec![]);
+    // The watch shows the Job queued, then admitted, before the create's answer comes back.
+    seen(&mut run, at_version(suspended(job("r-0", &[], 0), true), 5));
+    seen(
+        &mut run,
+        at_version(suspended(job("r-0", &[], 1), false), 7),
+    );
+    let r = apply(
+        &mut run,
+        Event::Created {
+            index: 0,
+            outcome: Created::Created(Box::new(at_version(suspended(job("r-0", &[], 0), true), 5))),
+        },
+    );
+    assert!(changes(&r).is_empty(), "{r:?}");
+    assert_eq!(run.state(0).preemptions, 0);
+    assert_ne!(run.state(0).phase, Phase::Queued);
+}
+
+#[test]
+fn a_pod_first_seen_while_queued_is_no_attempt() {
+    let mut run = plan_run(&[("a", &[])], &RULES);
+    listed(&mut run, vec![]);
+    seen(&mut run, suspended(job("r-a", &[], 1), false));
+    seen(&mut run, suspended(job("r-a", &[], 1), true));
+    // The preempted pod's first event comes while the child is queued again.
+    pod_event(&mut run, pod("r-a", None, 0), Instant::now());
+    seen(&mut run, suspended(job("r-a", &[], 1), false));
+    let mut gone = pod("r-a", None, 0);
+    gone.status.as_mut().unwrap().phase = Some("Failed".into());
+    pod_event(&mut run, gone, Instant::now());
+    let mut second = pod("r-a", None, 0);
+    second.metadata.uid = Some("p-second".into());
+    pod_event(&mut run, second, Instant::now());
+    let mut done = suspended(job("r-a", &[("Complete", "")], 0), false);
+    done.status.as_mut().unwrap().succeeded = Some(1);
+    seen(&mut run, done);
+    assert_eq!(run.state(0).attempts, 1);
+}
