@@ -849,4 +849,71 @@ jobernetes:
             }
         );
     }
+
+    #[test]
+    fn results_flow_along_direct_dependencies() {
+        let p = plan(
+            r#"{"steps": [{"name": "list"},
+              {"name": "process", "depends_on": ["list"], "params_from": "list"},
+              {"name": "revert", "depends_on": ["process"], "when": "failed"},
+              {"name": "notify", "depends_on": ["process", "revert"], "when": "always"}]}"#,
+        );
+        assert_eq!(
+            step(&p, "process").settings.fan_out,
+            FanOut::From("list".into())
+        );
+        assert_eq!(step(&p, "revert").when, When::Failed);
+        assert_eq!(step(&p, "notify").when, When::Always);
+        assert_eq!(step(&p, "list").when, When::Succeeded);
+    }
+
+    #[test]
+    fn params_from_must_name_a_direct_dependency() {
+        let err = error(
+            r#"{"steps": [{"name": "list"}, {"name": "prepare"},
+              {"name": "process", "depends_on": ["prepare"], "params_from": "lst"}]}"#,
+        );
+        assert_eq!(
+            err,
+            "plan.yaml: step \"process\": `params_from` \"lst\" is not one of its dependencies (it depends on prepare); a step fans out over the result of a step it depends on directly"
+        );
+        let err = error(r#"{"steps": [{"name": "a", "params_from": "a"}]}"#);
+        assert!(err.contains("it depends on no step"), "{err}");
+        let err = error(
+            r#"{"steps": [{"name": "list"},
+              {"name": "p", "depends_on": ["list"], "params_from": "list", "count": 2}]}"#,
+        );
+        assert!(err.contains("sets both `params_from` and `count`"), "{err}");
+    }
+
+    #[test]
+    fn a_step_that_runs_on_failure_needs_dependencies() {
+        let err = error(r#"{"steps": [{"name": "revert", "when": "failed"}]}"#);
+        assert!(
+            err.contains("step \"revert\" runs `when: failed` but depends on no step"),
+            "{err}"
+        );
+        let err = error(
+            r#"{"steps": [{"name": "a"}, {"name": "b", "depends_on": ["a"], "when": "sometimes"}]}"#,
+        );
+        assert!(
+            err.contains("`when`: expected succeeded, failed or always, found \"sometimes\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_step_named_like_a_dynamic_childs_name_is_refused() {
+        let err = error(
+            r#"{"steps": [{"name": "list"},
+              {"name": "work", "depends_on": ["list"], "params_from": "list"},
+              {"name": "work-3"}]}"#,
+        );
+        assert!(
+            err.contains(
+                "steps \"work\" and \"work-3\" may both have a child Job named \"work-3\""
+            ),
+            "{err}"
+        );
+    }
 }

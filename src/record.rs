@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::child::{Children, STEP_LABEL, StepShape};
 use crate::config::LogsMode;
+use crate::results::Output;
 use crate::run::{ChildResult, Restored, Rules, Run, job_outcome};
 
 /// The annotation holding a run's record on its parent Job.
@@ -104,10 +105,15 @@ impl Outcome {
         let step_results = (0..children.steps().len())
             .filter(|s| children.steps().iter().any(|d| d.depends_on.contains(s)))
             .map(|s| {
+                let succeeded =
+                    |i: usize| run.state(i).phase.result() == Some(ChildResult::Succeeded);
                 let outputs = children.steps()[s]
                     .children
                     .clone()
-                    .map(|i| run.state(i).output.text().map(str::to_string))
+                    .map(|i| {
+                        let text = run.state(i).output.text().filter(|_| succeeded(i));
+                        text.map(str::to_string)
+                    })
                     .collect();
                 (s, outputs)
             })
@@ -155,6 +161,16 @@ impl Outcome {
             self.results_left_out = true;
         }
         fits(self)
+    }
+
+    /// The recorded result of the child at `index` of the run laid out as `children`.
+    pub fn output_of(&self, children: &Children, index: usize) -> Output {
+        let step = children.get(index).step;
+        let position = index - children.steps()[step].children.start;
+        match self.results_of(step).and_then(|r| r.get(position)) {
+            Some(result) => Output::from_message(result.as_deref()),
+            None => Output::Unread,
+        }
     }
 
     /// The recorded results of a step, when it has any.
@@ -314,7 +330,9 @@ pub fn rebuild(
                 .or_insert_with_key(|r| Arc::from(r.as_str()))
                 .clone()
         });
-        run.restore(index, restored(result, job, earlier));
+        let mut r = restored(result, job, earlier);
+        r.output = record.map_or(Output::Unread, |o| o.output_of(run.children(), index));
+        run.restore(index, r);
     }
     run.ended_with(exit_code);
     run
@@ -339,6 +357,7 @@ fn restored(result: ChildResult, job: Option<&Job>, earlier_run: Option<Arc<str>
         started: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         finished: status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0),
         earlier_run,
+        output: Output::Unread,
     }
 }
 

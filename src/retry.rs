@@ -183,11 +183,11 @@ pub async fn earlier_run(
 
 /// A child an earlier run succeeded with, as read back: its step and place in it, the run that
 /// did it, and its result.
-struct Done {
-    step: usize,
-    position: usize,
-    run: String,
-    output: Output,
+pub(crate) struct Done {
+    pub(crate) step: usize,
+    pub(crate) position: usize,
+    pub(crate) run: String,
+    pub(crate) output: Output,
 }
 
 /// The earlier parent must be a jobherd parent that is no longer running.

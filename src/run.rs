@@ -14,6 +14,8 @@ mod logs;
 mod pods;
 mod queue;
 mod steps;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Range;
@@ -239,6 +241,7 @@ pub struct Restored {
     pub started: Option<Timestamp>,
     pub finished: Option<Timestamp>,
     pub earlier_run: Option<Arc<str>>,
+    pub output: Output,
 }
 
 /// The rules of a run, from the configuration.
@@ -440,6 +443,7 @@ impl Run {
         state.started = r.started;
         state.finished = r.finished;
         state.earlier_run = r.earlier_run;
+        state.output = r.output;
     }
 
     /// A run read back after the fact ended with its parent's exit code, whatever its

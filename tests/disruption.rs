@@ -80,9 +80,13 @@ fn pod_name(pod: &Value) -> String {
         .to_string()
 }
 
-/// The log of the parent's pod, while the pod exists.
+/// The log of a pod, also once it is gone (found by its uid in the recorded history).
 fn log(cluster: &FakeCluster, pod: &str) -> String {
-    cluster.log_lines(NS, pod).unwrap_or_default().join("\n")
+    cluster
+        .history_of(Kind::Pod, NS, pod)
+        .first()
+        .map(|r| cluster.log_lines_of_uid(r.uid()).join("\n"))
+        .unwrap_or_default()
 }
 
 fn running_children(cluster: &FakeCluster, prefix: &str) -> usize {
@@ -100,26 +104,24 @@ fn wait_for_first_log(cluster: &FakeCluster, parent: &str, text: &str) -> String
 }
 
 /// Waits until the parent's first pod logged `text`; returns the pod's name and its log then
-/// (read while the pod exists: the log goes with it).
+/// (read by the pod's uid: the cluster keeps the log of a deleted pod, as it records history).
 fn first_log_with(cluster: &FakeCluster, parent: &str, text: &str) -> (String, String) {
-    let (mut first, mut last) = (String::new(), String::new());
+    let (mut first, mut said) = (String::new(), String::new());
     let seen = cluster.wait_until(LONG, |c| {
         let pods = parent_pods(c, parent);
         let Some(pod) = pods.first() else {
             return false;
         };
         first = pod_name(pod);
-        let now = log(c, &first);
-        if !now.is_empty() {
-            last = now;
-        }
-        last.contains(text)
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+        said = c.log_lines_of_uid(uid).join("\n");
+        said.contains(text)
     });
     assert!(
         seen,
-        "the parent's first pod never said {text:?}; it said:\n{last}"
+        "the parent's first pod never said {text:?}; it said:\n{said}"
     );
-    (first, last)
+    (first, said)
 }
 
 /// Creates and deletes of child Jobs the parents made (jobs, by their ServiceAccount).

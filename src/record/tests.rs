@@ -180,3 +180,36 @@ fn without_a_record_the_children_left_are_the_run() {
     assert_eq!(rebuilt.state(1).phase.result(), Some(ChildResult::Failed));
     assert_eq!(rebuilt.exit_code(), 5);
 }
+
+#[test]
+fn results_that_do_not_fit_are_left_out_and_the_record_says_so() {
+    use crate::run::testing::{RULES as QUIET, listed, run_of_plan, succeed};
+    // Two steps of 28 children of 4,000 bytes each: each fits in a variable, not both in the
+    // record.
+    let plan = r#"{"steps": [{"name": "a", "count": 28}, {"name": "b", "count": 28},
+        {"name": "merge-a", "depends_on": ["a"]}, {"name": "merge-b", "depends_on": ["b"]},
+        {"name": "leaf", "depends_on": ["merge-a"]}]}"#;
+    let mut run = run_of_plan(plan, &QUIET);
+    listed(&mut run, vec![]);
+    let large = "x".repeat(4000);
+    for i in 0..28 {
+        succeed(&mut run, &format!("r-a-{i}"), Some(&large));
+        succeed(&mut run, &format!("r-b-{i}"), Some(&large));
+    }
+    succeed(&mut run, "r-merge-a", Some("merged"));
+    succeed(&mut run, "r-merge-b", Some("merged"));
+    let mut record = Outcome::of(&run, "r", "r");
+    assert_eq!(
+        record.results_of(2),
+        Some(&[Some("merged".to_string())][..])
+    );
+    assert!(record.results_of(3).is_none(), "no step depends on merge-b");
+    let text = record
+        .to_annotation()
+        .expect("the record without its results fits");
+    assert!(text.len() <= MAX_RECORD);
+    let back = Outcome::parse(&text).unwrap();
+    assert!(back.results_left_out);
+    assert!(back.step_results.is_empty());
+    assert_eq!(back.succeeded().unwrap().len(), 58);
+}

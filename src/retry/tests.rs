@@ -76,3 +76,67 @@ fn jobherd_parents_are_known_by_their_image_or_variables() {
     assert!(!runs_jobherd(&job("perl:5", "DIGITS")));
     assert!(!runs_jobherd(&job("jobherder:1", "A")));
 }
+
+mod results {
+    use super::super::from_record;
+    use crate::record::Outcome;
+    use crate::results::Output;
+    use crate::run::testing::*;
+    use crate::run::{Event, Run};
+
+    const ETL: &str = r#"{"steps": [
+        {"name": "list"},
+        {"name": "process", "depends_on": ["list"], "params_from": "list"},
+        {"name": "merge", "depends_on": ["process"]}]}"#;
+
+    /// An earlier run whose list gave three partitions, of which the second failed.
+    fn earlier() -> Run {
+        let mut run = run_of_plan(ETL, &RULES);
+        listed(&mut run, vec![]);
+        succeed(&mut run, "r-list", Some(r#"["a","b","c"]"#));
+        succeed(&mut run, "r-process-0", Some("A"));
+        seen(
+            &mut run,
+            job("r-process-1", &[("Failed", "BackoffLimitExceeded")], 0),
+        );
+        succeed(&mut run, "r-process-2", Some("C"));
+        let _ = apply(&mut run, Event::Tick);
+        run
+    }
+
+    fn places(done: &[super::super::Done]) -> Vec<(usize, usize, Option<&str>)> {
+        done.iter()
+            .map(|d| (d.step, d.position, d.output.text()))
+            .collect()
+    }
+
+    #[test]
+    fn a_retry_finds_a_fan_out_over_a_result_where_it_was_with_its_results() {
+        let mut record = Outcome::of(&earlier(), "r", "etl-1");
+        let text = record.to_annotation().unwrap();
+        let fresh = run_of_plan(ETL, &RULES);
+        let done = from_record(&text, fresh.children(), "etl-2").unwrap();
+        // The process children came after merge in the earlier run's layout.
+        assert_eq!(
+            places(&done),
+            [
+                (0, 0, Some(r#"["a","b","c"]"#)),
+                (1, 0, Some("A")),
+                (1, 2, Some("C"))
+            ]
+        );
+        assert!(done.iter().all(|d| d.run == "etl-1"));
+        assert_eq!(done[0].output, Output::Text(r#"["a","b","c"]"#.into()));
+    }
+
+    #[test]
+    fn results_left_out_of_a_record_make_the_steps_that_pass_them_on_run_again() {
+        let mut record = Outcome::of(&earlier(), "r", "etl-1");
+        record.step_results.clear();
+        record.results_left_out = true;
+        let text = serde_json::to_string(&record).unwrap();
+        let fresh = run_of_plan(ETL, &RULES);
+        let done = from_record(&text, fresh.children(), "etl-2").unwrap();
+        assert!(done.is_empty(), "list and process feed later steps");
+    }
+}

@@ -56,7 +56,9 @@ impl Run {
             return;
         };
         // Read when the pod has succeeded, before or after the Job says so (two watches).
-        if let Some(output) = pod_output(pod) {
+        let failed =
+            matches!(self.states[index].phase.result(), Some(r) if r != ChildResult::Succeeded);
+        if let Some(output) = pod_output(pod).filter(|_| !failed) {
             self.output_read(index, output);
         }
         // A queued child's pods are those its preemption deletes: not attempts, not stuck,

@@ -1,116 +1,8 @@
+use super::testing::*;
 use super::*;
-use crate::child::RUN_LABEL;
-use crate::child::{self, Identity};
-use crate::config::StepSettings;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::batch::v1::{JobCondition, JobSpec, JobStatus};
+use crate::child;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::Pod;
-
-const RULES: Rules = Rules {
-    parallelism: None,
-    fail_fast: false,
-    stuck_timeout: Duration::from_secs(10),
-    logs: LogsMode::Failed,
-};
-
-fn identity() -> Identity {
-    Identity {
-        run_id: "r".into(),
-        prefix: "r".into(),
-        namespace: Some("ns".into()),
-        owner: None,
-    }
-}
-
-fn defaults() -> StepSettings {
-    StepSettings {
-        image: Some("busybox".into()),
-        ..Default::default()
-    }
-}
-
-/// A run of plan steps `(name, depends_on)`; child `i` is step `i`, named `r-<step>`.
-fn plan_run(steps: &[(&str, &[&str])], rules: &Rules) -> Run {
-    let steps: Vec<serde_json::Value> = steps
-        .iter()
-        .map(|(name, deps)| serde_json::json!({"name": name, "depends_on": deps}))
-        .collect();
-    let text = serde_json::json!({ "steps": steps }).to_string();
-    let plan = crate::plan::parse(&text, "test", std::path::Path::new("")).unwrap();
-    let children = child::children(&defaults(), Some(&plan), &identity()).unwrap();
-    Run::new(Arc::new(children), rules, "r", Instant::now())
-}
-
-/// A run of `n` children without a plan, named `r-0` .. `r-<n-1>`.
-fn fan_out(n: u32, rules: &Rules) -> Run {
-    Run::fanned_out("r", n, rules)
-}
-
-fn job(name: &str, conditions: &[(&str, &str)], active: i32) -> Job {
-    let mut j = Job::default();
-    j.metadata.name = Some(name.into());
-    j.metadata.uid = Some(format!("uid-{name}"));
-    j.metadata.labels = Some([(RUN_LABEL.to_string(), "r".to_string())].into());
-    j.status = Some(JobStatus {
-        active: Some(active),
-        ready: Some(active),
-        conditions: Some(
-            conditions
-                .iter()
-                .map(|(t, r)| JobCondition {
-                    type_: t.to_string(),
-                    status: "True".into(),
-                    reason: Some(r.to_string()),
-                    message: Some(format!("{r} happened")),
-                    ..Default::default()
-                })
-                .collect(),
-        ),
-        ..Default::default()
-    });
-    j
-}
-
-fn apply(run: &mut Run, event: Event) -> Reaction {
-    run.apply(event, Instant::now())
-}
-
-fn seen(run: &mut Run, job: Job) -> Reaction {
-    apply(run, Event::Jobs(Box::new(watcher::Event::Apply(job))))
-}
-
-/// The first list of the Job watch, showing `existing`; returns what it started.
-fn listed(run: &mut Run, existing: Vec<Job>) -> Reaction {
-    let mut out = apply(run, Event::Jobs(Box::new(watcher::Event::Init)));
-    for job in existing {
-        out.transitions
-            .extend(apply(run, Event::Jobs(Box::new(watcher::Event::InitApply(job)))).transitions);
-    }
-    let done = apply(run, Event::Jobs(Box::new(watcher::Event::InitDone)));
-    out.transitions.extend(done.transitions);
-    out.effects.extend(done.effects);
-    out
-}
-
-fn creates(r: &Reaction) -> Vec<usize> {
-    r.effects
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Create(i) => Some(*i),
-            _ => None,
-        })
-        .collect()
-}
-
-fn changes(r: &Reaction) -> Vec<(usize, Change)> {
-    r.transitions
-        .iter()
-        .filter_map(|t| match t {
-            Transition::Child { index, change } => Some((*index, change.clone())),
-            Transition::Stopping(_) | Transition::Moving { .. } => None,
-        })
-        .collect()
-}
 
 fn results(run: &Run) -> Vec<Option<ChildResult>> {
     run.states().iter().map(|s| s.phase.result()).collect()
@@ -420,22 +312,6 @@ fn pod(job: &str, waiting: Option<&str>, restarts: i32) -> Pod {
             "restartCount": restarts,
             "state": match waiting { Some(r) => serde_json::json!({"waiting": {"reason": r, "message": "no such image"}}),
                                      None => serde_json::json!({"running": {}}) }}]}
-    }))
-    .unwrap()
-}
-
-/// A child's pod that succeeded, its container having written `message`.
-fn succeeded_pod(job: &str, message: Option<&str>) -> Pod {
-    let mut terminated = serde_json::json!({"exitCode": 0, "reason": "Completed"});
-    if let Some(m) = message {
-        terminated["message"] = m.into();
-    }
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": format!("{job}-ok"), "uid": format!("p-ok-{job}"), "labels": {"job-name": job}},
-        "spec": {"containers": [{"name": job, "image": "i"}]},
-        "status": {"phase": "Succeeded",
-          "containerStatuses": [{"name": job, "image": "i", "imageID": "", "ready": false,
-            "restartCount": 0, "state": {"terminated": terminated}}]}
     }))
     .unwrap()
 }
@@ -762,4 +638,186 @@ fn a_pod_first_seen_while_queued_is_no_attempt() {
     done.status.as_mut().unwrap().succeeded = Some(1);
     seen(&mut run, done);
     assert_eq!(run.state(0).attempts, 1);
+}
+
+const ETL: &str = r#"{"steps": [
+    {"name": "list"},
+    {"name": "process", "depends_on": ["list"], "params_from": "list"},
+    {"name": "merge", "depends_on": ["process"]}]}"#;
+
+#[test]
+fn a_params_from_step_is_laid_out_from_its_sources_result_after_the_others() {
+    let mut run = run_of_plan(ETL, &RULES);
+    assert_eq!(run.total(), 2, "list and merge; process is not known yet");
+    assert_eq!(creates(&listed(&mut run, vec![])), vec![0]);
+    let r = succeed(&mut run, "r-list", Some(r#"["a",{"P":"b"}]"#));
+    assert_eq!(run.total(), 4);
+    assert_eq!(creates(&r), vec![2, 3]);
+    assert!(
+        r.effects.iter().any(|e| matches!(e, Effect::Children(_))),
+        "herd gets the new children before their creates"
+    );
+    assert_eq!(run.children().name(3), "r-process-1");
+    let job = run.children().job(3);
+    let env: Vec<(String, String)> = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert!(env.contains(&("P".into(), "b".into())), "{env:?}");
+    assert!(
+        env.contains(&("JOBHERD_CHILD_COUNT".into(), "2".into())),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&("JOBHERD_RESULT_LIST".into(), r#"["a",{"P":"b"}]"#.into())),
+        "{env:?}"
+    );
+    succeed(&mut run, "r-process-0", Some("1"));
+    let r = succeed(&mut run, "r-process-1", Some("two"));
+    assert_eq!(creates(&r), vec![1], "merge");
+    assert_eq!(run.step_result(1).as_deref(), Some(r#"[1,"two"]"#));
+    succeed(&mut run, "r-merge", None);
+    assert_eq!(run.exit_code(), 0);
+    assert!(run.is_over());
+    assert_tally(&run);
+}
+
+#[test]
+fn a_dependant_waits_for_a_result_the_pod_watch_has_not_shown() {
+    let mut run = run_of_plan(ETL, &RULES);
+    listed(&mut run, vec![]);
+    let t0 = Instant::now();
+    let r = run.apply(
+        Event::Jobs(Box::new(watcher::Event::Apply(job(
+            "r-list",
+            &[("Complete", "")],
+            0,
+        )))),
+        t0,
+    );
+    assert!(creates(&r).is_empty(), "process waits for list's result");
+    let r = run.apply(Event::Tick, t0 + Duration::from_secs(1));
+    assert!(!r.effects.contains(&Effect::ReadOutput(0)));
+    let r = run.apply(Event::Tick, t0 + Duration::from_secs(2));
+    assert!(r.effects.contains(&Effect::ReadOutput(0)), "{r:?}");
+    let message = Some(r#"["x"]"#.to_string());
+    let r = run.apply(
+        Event::Output { index: 0, message },
+        t0 + Duration::from_secs(3),
+    );
+    assert_eq!(creates(&r), vec![2]);
+}
+
+#[test]
+fn a_list_that_is_not_one_fails_its_step_without_creating_it() {
+    let mut run = run_of_plan(ETL, &RULES);
+    listed(&mut run, vec![]);
+    let r = succeed(&mut run, "r-list", Some("a b c"));
+    assert!(creates(&r).is_empty());
+    assert_eq!(run.children().name(2), "r-process");
+    match &run.state(2).phase {
+        Phase::Done {
+            result: ChildResult::Failed,
+            reason,
+            message,
+        } => {
+            assert_eq!(reason.as_deref(), Some(BAD_RESULT));
+            assert_eq!(
+                message.as_deref(),
+                Some("step process: the result of step list is not JSON: \"a b c\"")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(run.state(1).phase.result(), Some(ChildResult::Skipped));
+    assert!(
+        !r.effects
+            .iter()
+            .any(|e| matches!(e, Effect::FetchNewestLogs(_))),
+        "a child never created has no logs to fetch"
+    );
+    assert!(run.is_over());
+    assert_eq!(run.exit_code(), 1);
+}
+
+#[test]
+fn when_failed_runs_after_a_failure_and_is_not_needed_after_success() {
+    let plan = r#"{"steps": [{"name": "load"},
+        {"name": "revert", "depends_on": ["load"], "when": "failed"},
+        {"name": "notify", "depends_on": ["load", "revert"], "when": "always"}]}"#;
+    let mut run = run_of_plan(plan, &RULES);
+    listed(&mut run, vec![]);
+    let r = seen(
+        &mut run,
+        job("r-load", &[("Failed", "BackoffLimitExceeded")], 0),
+    );
+    assert_eq!(creates(&r), vec![1], "revert");
+    let r = succeed(&mut run, "r-revert", None);
+    assert_eq!(creates(&r), vec![2], "notify");
+    succeed(&mut run, "r-notify", None);
+    assert_eq!(run.exit_code(), 1, "load had to succeed");
+
+    let mut run = run_of_plan(plan, &RULES);
+    listed(&mut run, vec![]);
+    let r = succeed(&mut run, "r-load", None);
+    assert_eq!(creates(&r), vec![2], "notify; revert is not needed");
+    match &run.state(1).phase {
+        Phase::Done { result, reason, .. } => {
+            assert_eq!(*result, ChildResult::Skipped);
+            assert_eq!(reason.as_deref(), Some(NOT_NEEDED));
+        }
+        other => panic!("{other:?}"),
+    }
+    succeed(&mut run, "r-notify", None);
+    assert_eq!(run.exit_code(), 0, "a step not needed harms nothing");
+    assert_eq!(run.not_needed(), 1);
+}
+
+#[test]
+fn fail_fast_still_runs_the_steps_for_failure_and_always() {
+    let rules = Rules {
+        fail_fast: true,
+        ..RULES
+    };
+    let plan = r#"{"steps": [{"name": "a"}, {"name": "b"}, {"name": "c", "depends_on": ["b"]},
+        {"name": "notify", "depends_on": ["a", "c"], "when": "always"}]}"#;
+    let mut run = run_of_plan(plan, &rules);
+    listed(&mut run, vec![]);
+    for (i, name) in [(0, "r-a"), (1, "r-b")] {
+        let created = Created::Created(Box::new(job(name, &[], 1)));
+        apply(
+            &mut run,
+            Event::Created {
+                index: i,
+                outcome: created,
+            },
+        );
+    }
+    let r = seen(
+        &mut run,
+        job("r-a", &[("Failed", "BackoffLimitExceeded")], 0),
+    );
+    assert!(r.effects.contains(&Effect::Delete(vec![1])), "{r:?}");
+    assert_eq!(run.state(2).phase.result(), Some(ChildResult::Skipped));
+    // Its dependencies have ended: a failed, c was skipped by the stop.
+    assert_eq!(creates(&r), vec![3], "notify runs after the stop");
+    apply(&mut run, Event::Deleted { indices: vec![1] });
+    assert_eq!(run.state(1).phase.result(), Some(ChildResult::Cancelled));
+    let created = Created::Created(Box::new(job("r-notify", &[], 1)));
+    let r = apply(
+        &mut run,
+        Event::Created {
+            index: 3,
+            outcome: created,
+        },
+    );
+    assert!(
+        !r.effects.iter().any(|e| matches!(e, Effect::Delete(_))),
+        "not deleted as a child created while stopping"
+    );
+    succeed(&mut run, "r-notify", None);
+    assert_eq!(run.tally().done(), run.total());
+    assert_eq!(run.exit_code(), 1);
 }

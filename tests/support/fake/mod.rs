@@ -528,6 +528,17 @@ impl FakeCluster {
         self.container_log_lines(ns, pod, &first)
     }
 
+    /// Every line a pod's first container logged in its current attempt, by the pod's uid, also
+    /// once the pod is gone (kept only when the cluster records history: the API serves none).
+    pub fn log_lines_of_uid(&self, uid: &str) -> Vec<String> {
+        let st = lock(&self.shared.store);
+        let logs = st.logs.get(uid).or_else(|| st.retired_logs.get(uid));
+        logs.and_then(|containers| containers.values().next())
+            .and_then(|l| l.attempts.last())
+            .map(|a| a.iter().map(|(_, l)| l.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// The current attempt's log lines of one container of a pod.
     pub fn container_log_lines(&self, ns: &str, pod: &str, container: &str) -> Option<Vec<String>> {
         let st = lock(&self.shared.store);

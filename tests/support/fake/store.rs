@@ -145,6 +145,8 @@ pub struct Store {
     recorded: Option<Vec<Recorded>>,
     /// pod uid -> container -> logs; removed with the pod, so reading them afterwards is a 404.
     pub logs: LogMap,
+    /// The logs of deleted pods, kept for tests when history is recorded (the API serves none).
+    pub retired_logs: LogMap,
 }
 
 impl Store {
@@ -162,6 +164,7 @@ impl Store {
             changes,
             recorded: record.then(Vec::new),
             logs: HashMap::new(),
+            retired_logs: HashMap::new(),
         }
     }
 
@@ -368,6 +371,9 @@ impl Store {
             {
                 for l in logs.values() {
                     l.notify.notify_waiters();
+                }
+                if self.records() {
+                    self.retired_logs.insert(uid.clone(), logs);
                 }
             }
         } else {
