@@ -225,11 +225,16 @@ fn start_run<W: std::io::Write>(
         Instant::now(),
     );
     if let Some(earlier) = earlier {
+        // The children of steps that fan out over a result are not counted yet.
+        let of = if setup.children.fanning_out().next().is_some() {
+            String::new()
+        } else {
+            format!(" of {}", setup.children.len())
+        };
         reporter.note(&format!(
-            "retrying run {}: {} of {} children succeeded there and are not run again",
+            "retrying run {}: {}{of} children succeeded there and are not run again",
             earlier.from,
             earlier.done.len(),
-            setup.children.len()
         ));
         for done in earlier.done {
             let transitions = run.inherit(done);

@@ -13,6 +13,7 @@ use kube::{Client, ResourceExt};
 use crate::child::{Children, RUN_LABEL, StepShape};
 use crate::cluster::{ClusterError, Parent};
 use crate::config::{LAST_FAILED, RetryFrom};
+use crate::plan::When;
 use crate::record::{OUTCOME, Outcome, SUMMARY};
 use crate::results::Output;
 use crate::run::{EarlierChild, job_outcome};
@@ -164,8 +165,12 @@ pub async fn earlier_run(
         }
     };
     let mut origins: HashMap<String, Arc<str>> = HashMap::new();
+    // Steps that run on failure or always answer the run they are in: a retry's `notify` tells
+    // the retry's outcome, and its `revert` runs only when the retry needs one.
+    let answers_its_run = |d: &Done| children.steps()[d.step].when != When::Succeeded;
     let done = done
         .into_iter()
+        .filter(|d| !answers_its_run(d))
         .map(|d| {
             let run = origins
                 .entry(d.run)

@@ -428,6 +428,7 @@ fn a_retry_runs_only_the_failed_partition_and_hands_the_merge_the_earlier_result
         {"name": "process", "depends_on": ["list"], "params_from": "list",
          "env": writes(r#"{"partition":"${P}"}"#)},
         {"name": "merge", "depends_on": ["process"]},
+        {"name": "notify", "depends_on": ["merge"], "when": "always"},
     ]});
     let first = cluster.create_parent(NS, "etl-1");
     let mut h = cluster
@@ -457,8 +458,12 @@ fn a_retry_runs_only_the_failed_partition_and_hands_the_merge_the_earlier_result
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(
         creates(&cluster) - creates_before,
-        2,
-        "process-1 and merge: {out}"
+        3,
+        "process-1, merge, and notify, which tells this run's outcome: {out}"
+    );
+    assert!(
+        line(&out, "etl-2-notify", "succeeded").contains("after 1 attempt"),
+        "{out}"
     );
     assert!(
         line(&out, "etl-2-process-2", "succeeded").contains("in earlier run etl-1"),

@@ -1,7 +1,8 @@
 //! Taking over what an earlier run did (`JOBHERD_RETRY`): its children that succeeded are done
 //! before anything starts, with their results, and the steps after them start as if they had
 //! just succeeded. Those of a `params_from` step are taken over once it is laid out, when its
-//! source was taken over too: the same result gives the same children.
+//! source was taken over too: the same result gives the same children. (Which children are
+//! taken over is `retry.rs`'s to say.)
 
 use std::sync::Arc;
 
