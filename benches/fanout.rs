@@ -1,12 +1,16 @@
 //! Fan-out benchmark: the release binary against the fake cluster, printing figures (no
 //! pass/fail): wall time, create throughput, API requests per child, jobherd's peak memory
 //! and CPU time; how long a dependency chain takes to hand over from one step to the next;
-//! and how fast a stopped run deletes thousands of active children.
+//! a fan-out over another step's result (`params_from`); and how fast a stopped run deletes
+//! thousands of active children.
 //!
 //! `cargo bench --bench fanout`. Environment:
 //! - `BENCH_CHILDREN`: fan-out sizes, default `1000` (the README's figures add `10000`);
 //! - `BENCH_QPS`: `JOBHERD_QPS` values to run each size at, default `20,200` (`JOBHERD_BURST`
 //!   is twice the QPS);
+//! - `BENCH_DYNAMIC`: sizes of a fan-out over a result, default `10000` (`0` skips it): a step
+//!   of that many children each gives one item, a `params_from` step fans out over them, and a
+//!   merge step gets all of their results; at `JOBHERD_QPS` 200;
 //! - `BENCH_CANCEL`: active children to cancel with SIGTERM, default `5000` (`0` skips it).
 
 #[path = "../tests/support/mod.rs"]
@@ -81,6 +85,69 @@ fn fan_out(children: usize, qps: u32) {
         requests.len(),
         requests.len() as f64 / children as f64,
     );
+}
+
+/// `source` (N children, each giving its index as its result) -> `work` (`params_from: source`:
+/// N children, one per item) -> `merge` (gets `work`'s N results as `JOBHERD_RESULT_WORK`).
+fn dynamic(items: usize) {
+    const QPS: u32 = 200;
+    let plan = serde_json::json!({"steps": [
+        {"name": "source", "count": items,
+         "env": {"FAKE_MESSAGE": "${JOBHERD_CHILD_INDEX}", "FAKE_RUN_MS": "200"}},
+        {"name": "work", "depends_on": ["source"], "params_from": "source",
+         "env": {"FAKE_MESSAGE": "${JOBHERD_ITEM}", "FAKE_RUN_MS": "200"}},
+        {"name": "merge", "depends_on": ["work"]},
+    ]});
+    let cluster = FakeCluster::start();
+    let started = Instant::now();
+    let h = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_LOGS", "none")
+        .env("JOBHERD_QPS", QPS.to_string())
+        .env("JOBHERD_BURST", (2 * QPS).to_string())
+        .env("JOBHERD_PLAN", plan.to_string())
+        .timeout(Duration::from_secs(3600))
+        .spawn();
+    let (out, peak, cpu) = finish(h);
+    let wall = started.elapsed();
+    assert_eq!(out.code, Some(0), "{out}");
+    let requests = cluster.requests();
+    let creates = requests
+        .iter()
+        .filter(|r| r.verb == "create" && r.resource == "jobs")
+        .count();
+    let merge = cluster
+        .object(Kind::Job, "default", &format!("{}-merge", prefix_of(&out)))
+        .map(|j| {
+            j["spec"]["template"]["spec"]["containers"][0]["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == "JOBHERD_RESULT_WORK")
+                .and_then(|e| e["value"].as_str().map(str::len))
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    println!(
+        "params_from={items:>5}  qps={QPS}  wall={:>7.2}s  creates={}  requests={:>6} ({:.2}/child)  merge's JOBHERD_RESULT_WORK={:.1} KiB  peak_rss={peak:.1} MiB  cpu={cpu:.2}s",
+        wall.as_secs_f64(),
+        creates,
+        requests.len(),
+        requests.len() as f64 / (2 * items + 1) as f64,
+        merge as f64 / 1024.0,
+    );
+}
+
+/// The child name prefix a run without a parent chose (`jobherd-<run id>`), from its first line.
+fn prefix_of(out: &support::Output) -> String {
+    let id = out
+        .stdout
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches(':');
+    format!("jobherd-{id}")
 }
 
 /// A chain a0 -> a1 -> ... : everything beyond the children's own pending and run time is
@@ -209,6 +276,11 @@ fn main() {
             .filter(|_| children > 0)
         {
             fan_out(children, qps as u32);
+        }
+    }
+    for items in list("BENCH_DYNAMIC", "10000") {
+        if items > 0 {
+            dynamic(items);
         }
     }
     for children in list("BENCH_CANCEL", "5000") {

@@ -237,9 +237,14 @@ impl Run {
     }
 
     /// `JOBHERD_RESULT_<STEP>` of each dependency that succeeded with a result.
+    ///
+    /// A `params_from` step's children get their own element of their source's result, not the
+    /// whole of it: N children each holding a result of S bytes would store N × S bytes of Jobs
+    /// (10,000 children over a 50 KB list: 500 MB in etcd, whose default quota is 2 GiB).
     fn inputs(&self, step: usize) -> Result<EnvMap, String> {
         let mut inputs = EnvMap::new();
-        for &d in &self.children.steps()[step].depends_on {
+        let spec = &self.children.steps()[step];
+        for &d in spec.depends_on.iter().filter(|d| Some(**d) != spec.source) {
             let Some(result) = self.step_result(d) else {
                 continue;
             };
