@@ -52,24 +52,50 @@ fn finish(mut h: Running) -> (support::Output, f64, f64) {
     (out, peak as f64 / 1024.0, children_cpu() - cpu_before)
 }
 
-fn fan_out(children: usize, qps: u32) {
-    let cluster = FakeCluster::start();
+/// A whole run as measured: its output, wall time, jobherd's peak memory and CPU time, and
+/// the requests the fake cluster saw.
+struct Measured {
+    out: support::Output,
+    wall: Duration,
+    peak: f64,
+    cpu: f64,
+    requests: Vec<support::Request>,
+}
+
+/// Runs jobherd with `vars` (children logs off) at `qps`, to its end; it must succeed.
+fn measure(cluster: &FakeCluster, qps: u32, vars: &[(&str, String)]) -> Measured {
     let started = Instant::now();
-    let h = cluster
+    let mut cmd = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
-        .env("JOBHERD_COUNT", children.to_string())
         .env("JOBHERD_LOGS", "none")
         .env("JOBHERD_QPS", qps.to_string())
         .env("JOBHERD_BURST", (2 * qps).to_string())
-        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"200"}"#)
-        .timeout(Duration::from_secs(3600))
-        .spawn();
-    let (out, peak, cpu) = finish(h);
+        .timeout(Duration::from_secs(3600));
+    for (k, v) in vars {
+        cmd = cmd.env(k, v);
+    }
+    let (out, peak, cpu) = finish(cmd.spawn());
     let wall = started.elapsed();
     assert_eq!(out.code, Some(0), "{out}");
-    let requests = cluster.requests();
-    let creates: Vec<_> = requests
+    Measured {
+        out,
+        wall,
+        peak,
+        cpu,
+        requests: cluster.requests(),
+    }
+}
+
+fn fan_out(children: usize, qps: u32) {
+    let cluster = FakeCluster::start();
+    let vars = [
+        ("JOBHERD_COUNT", children.to_string()),
+        ("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"200"}"#.to_string()),
+    ];
+    let m = measure(&cluster, qps, &vars);
+    let creates: Vec<_> = m
+        .requests
         .iter()
         .filter(|r| r.verb == "create" && r.resource == "jobs")
         .collect();
@@ -77,13 +103,15 @@ fn fan_out(children: usize, qps: u32) {
         (Some(a), Some(b)) => b.at.duration_since(a.at),
         _ => Duration::ZERO,
     };
-    let watches = requests.iter().filter(|r| r.verb == "watch").count();
+    let watches = m.requests.iter().filter(|r| r.verb == "watch").count();
     println!(
-        "children={children:>5}  qps={qps:>3}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  peak_rss={peak:.1} MiB  cpu={cpu:.2}s",
-        wall.as_secs_f64(),
+        "children={children:>5}  qps={qps:>3}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  peak_rss={:.1} MiB  cpu={:.2}s",
+        m.wall.as_secs_f64(),
         creates.len() as f64 / create_span.as_secs_f64().max(0.001),
-        requests.len(),
-        requests.len() as f64 / children as f64,
+        m.requests.len(),
+        m.requests.len() as f64 / children as f64,
+        m.peak,
+        m.cpu,
     );
 }
 
@@ -99,43 +127,34 @@ fn dynamic(items: usize) {
         {"name": "merge", "depends_on": ["work"]},
     ]});
     let cluster = FakeCluster::start();
-    let started = Instant::now();
-    let h = cluster
-        .jobherd()
-        .env("JOBHERD_IMAGE", "busybox")
-        .env("JOBHERD_LOGS", "none")
-        .env("JOBHERD_QPS", QPS.to_string())
-        .env("JOBHERD_BURST", (2 * QPS).to_string())
-        .env("JOBHERD_PLAN", plan.to_string())
-        .timeout(Duration::from_secs(3600))
-        .spawn();
-    let (out, peak, cpu) = finish(h);
-    let wall = started.elapsed();
-    assert_eq!(out.code, Some(0), "{out}");
-    let requests = cluster.requests();
-    let creates = requests
+    let m = measure(&cluster, QPS, &[("JOBHERD_PLAN", plan.to_string())]);
+    let creates = m
+        .requests
         .iter()
         .filter(|r| r.verb == "create" && r.resource == "jobs")
         .count();
     let merge = cluster
-        .object(Kind::Job, "default", &format!("{}-merge", prefix_of(&out)))
-        .map(|j| {
+        .object(
+            Kind::Job,
+            "default",
+            &format!("{}-merge", prefix_of(&m.out)),
+        )
+        .and_then(|j| {
             j["spec"]["template"]["spec"]["containers"][0]["env"]
-                .as_array()
-                .into_iter()
-                .flatten()
+                .as_array()?
+                .iter()
                 .find(|e| e["name"] == "JOBHERD_RESULT_WORK")
                 .and_then(|e| e["value"].as_str().map(str::len))
-                .unwrap_or(0)
         })
         .unwrap_or(0);
     println!(
-        "params_from={items:>5}  qps={QPS}  wall={:>7.2}s  creates={}  requests={:>6} ({:.2}/child)  merge's JOBHERD_RESULT_WORK={:.1} KiB  peak_rss={peak:.1} MiB  cpu={cpu:.2}s",
-        wall.as_secs_f64(),
-        creates,
-        requests.len(),
-        requests.len() as f64 / (2 * items + 1) as f64,
+        "params_from={items:>5}  qps={QPS}  wall={:>7.2}s  creates={creates}  requests={:>6} ({:.2}/child)  merge's JOBHERD_RESULT_WORK={:.1} KiB  peak_rss={:.1} MiB  cpu={:.2}s",
+        m.wall.as_secs_f64(),
+        m.requests.len(),
+        m.requests.len() as f64 / (2 * items + 1) as f64,
         merge as f64 / 1024.0,
+        m.peak,
+        m.cpu,
     );
 }
 

@@ -13,6 +13,7 @@ use kube::Client;
 use kube::api::Api;
 
 use crate::cluster::{Parent, describe};
+use crate::run::job_outcome;
 
 /// How long the reads may take: a pod has 30 s of grace by default, and a run that ends still
 /// has its children to delete in it.
@@ -94,8 +95,12 @@ pub fn verdict(pod: &Pod, job: Option<&Job>, now: Timestamp) -> Verdict {
     if job.metadata.deletion_timestamp.is_some() {
         return moving_but("its parent Job is being deleted");
     }
-    if let Some(condition) = final_condition(job) {
-        return moving_but(&format!("its parent Job has ended ({condition})"));
+    match job_outcome(job) {
+        Some(Ok(())) => return moving_but("its parent Job has ended (it succeeded)"),
+        Some(Err((reason, _))) => {
+            return moving_but(&format!("its parent Job has ended (it failed: {reason})"));
+        }
+        None => {}
     }
     let spec = job.spec.as_ref();
     let deadline = spec.and_then(|s| s.active_deadline_seconds);
@@ -130,24 +135,6 @@ fn disruption(pod: &Pod) -> Option<String> {
             c.reason
                 .clone()
                 .unwrap_or_else(|| "DisruptionTarget".into())
-        })
-}
-
-/// A condition that says the Job has ended or is about to.
-fn final_condition(job: &Job) -> Option<String> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .filter(|c| c.status == "True")
-        .find(|c| {
-            matches!(
-                c.type_.as_str(),
-                "Complete" | "Failed" | "SuccessCriteriaMet" | "FailureTarget"
-            )
-        })
-        .map(|c| match &c.reason {
-            Some(reason) => format!("{}: {reason}", c.type_),
-            None => c.type_.clone(),
         })
 }
 
@@ -275,7 +262,7 @@ mod tests {
             {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"}]}}));
         ends_because(
             verdict(&p, Some(&failed), at(NOW)),
-            "has ended (FailureTarget: DeadlineExceeded)",
+            "has ended (it failed: DeadlineExceeded)",
         );
     }
 

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::future::Future;
-
 use std::time::{Duration, Instant};
 
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
@@ -15,32 +13,9 @@ use kube::api::{
     Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent,
     WatchParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use support::*;
-
-/// Runs `f` with a kube client built from the cluster's kubeconfig, on a fresh runtime.
-fn with_client<F, Fut, T>(cluster: &FakeCluster, f: F) -> T
-where
-    F: FnOnce(kube::Client) -> Fut,
-    Fut: Future<Output = T>,
-{
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let path = cluster.kubeconfig_path().to_path_buf();
-    rt.block_on(async move {
-        let kc = Kubeconfig::read_from(&path).expect("kubeconfig parses");
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .expect("config");
-        let client = kube::Client::try_from(config).expect("client");
-        f(client).await
-    })
-}
 
 /// A minimal Job whose pod template carries the given fate env.
 fn job(name: &str, restart: &str, env: &[(&str, &str)]) -> Job {
@@ -78,12 +53,13 @@ fn has_condition(cluster: &FakeCluster, name: &str, ty: &str) -> bool {
 #[test]
 fn kube_client_speaks_plain_http_through_the_kubeconfig() {
     let cluster = FakeCluster::start();
-    let created = with_client(&cluster, |client| async move {
-        let jobs: Api<Job> = Api::default_namespaced(client);
-        jobs.create(&PostParams::default(), &job("hello", "Never", &[]))
-            .await
-    })
-    .expect("create over http");
+    let created = cluster
+        .with_client(|client| async move {
+            let jobs: Api<Job> = Api::default_namespaced(client);
+            jobs.create(&PostParams::default(), &job("hello", "Never", &[]))
+                .await
+        })
+        .expect("create over http");
     let meta = &created.metadata;
     assert!(
         meta.uid.is_some() && meta.creation_timestamp.is_some() && meta.resource_version.is_some()
@@ -215,7 +191,7 @@ fn list_and_watch_filter_by_label_selector() {
     other.metadata.labels = Some([("jobherd.io/run".to_string(), "r2".to_string())].into());
     cluster.create_job(other);
     cluster.create_job(job("mine", "Never", &[("FAKE_RUN_MS", "5000")]));
-    with_client(&cluster, |client| async move {
+    cluster.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client.clone());
         let mine = jobs
             .list(&ListParams::default().labels("jobherd.io/run=r1"))
@@ -295,7 +271,7 @@ async fn cluster_patch_label(jobs: &Api<Job>) {
 #[test]
 fn create_honours_generate_name_conflicts_dry_run_and_validation() {
     let cluster = FakeCluster::start();
-    with_client(&cluster, |client| async move {
+    cluster.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let mut generated = job("", "Never", &[]);
         generated.metadata.name = None;
@@ -503,7 +479,7 @@ fn a_shortened_active_deadline_counts_at_once() {
         .0;
     // Two seconds from now: the controller must not wait for the old ten minutes.
     let deadline = jiff::Timestamp::now().duration_since(start).as_secs() + 2;
-    with_client(&cluster, |client| async move {
+    cluster.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let patch = json!({"spec": {"activeDeadlineSeconds": deadline}});
         jobs.patch("shortened", &PatchParams::default(), &Patch::Merge(&patch))
@@ -550,7 +526,7 @@ fn suspend_holds_pods_until_resumed() {
     let cluster = FakeCluster::builder().record_history(true).start();
     cluster.create_job(job_with("later", "Never", &[], json!({"suspend": true})));
     assert!(cluster.wait_until(secs(5), |c| has_condition(c, "later", "Suspended")));
-    let resumed = with_client(&cluster, |client| async move {
+    let resumed = cluster.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let patch = json!({"spec": {"suspend": false}});
         jobs.patch("later", &PatchParams::default(), &Patch::Strategic(&patch))
@@ -603,7 +579,7 @@ fn deletion_orphans_by_default_and_cascades_in_background_or_foreground() {
         .job("default", "fg")
         .and_then(|j| j.metadata.uid)
         .expect("uid");
-    let fg_seen = with_client(&cluster, |client| async move {
+    let fg_seen = cluster.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         jobs.delete("orphan", &DeleteParams::default())
             .await
@@ -685,7 +661,7 @@ fn pod_logs_tail_timestamps_follow_and_404_when_gone() {
     }));
     let pod = pod_names(&cluster, "talk")[0].clone();
     let p = pod.clone();
-    let (tail, stamped, followed) = with_client(&cluster, |client| async move {
+    let (tail, stamped, followed) = cluster.with_client(|client| async move {
         let pods: Api<Pod> = Api::default_namespaced(client);
         let tail = pods
             .logs(
@@ -732,7 +708,7 @@ fn pod_logs_tail_timestamps_follow_and_404_when_gone() {
     assert_eq!(followed, ["one", "two", "three", "exit code 4"]);
 
     cluster.delete(Kind::Pod, "default", &pod, Propagation::Background);
-    let gone = with_client(&cluster, |client| async move {
+    let gone = cluster.with_client(|client| async move {
         Api::<Pod>::default_namespaced(client)
             .logs(&pod, &LogParams::default())
             .await
@@ -810,7 +786,7 @@ fn stuck_pods_show_waiting_reasons_and_unschedulable() {
             .all(|p| phase(p) == "Pending")
     );
     let pod = pod_names(&cluster, "config")[0].clone();
-    let logs = with_client(&cluster, |client| async move {
+    let logs = cluster.with_client(|client| async move {
         Api::<Pod>::default_namespaced(client)
             .logs(&pod, &LogParams::default())
             .await
@@ -850,7 +826,7 @@ fn watcher_resumes_after_410_by_listing_again() {
     let cluster = FakeCluster::start();
     cluster.create_job(job("first", "Never", &[("FAKE_RUN_MS", "60000")]));
     let c = &cluster;
-    with_client(c, |client| async move {
+    c.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let cfg = watcher::Config::default().labels("jobherd.io/run=r1");
         let mut names = std::pin::pin!(watcher(jobs, cfg).default_backoff().applied_objects());
@@ -886,7 +862,7 @@ fn watch_from_compacted_version_gets_an_expired_error_event() {
     for i in 0..5 {
         cluster.create_raw(Kind::CronJob, json!({"metadata": {"name": format!("c{i}")}, "spec": {"schedule": "* * * * *", "jobTemplate": {}}}));
     }
-    let ev = with_client(&cluster, |client| async move {
+    let ev = cluster.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let mut s = jobs
             .watch(&WatchParams::default().timeout(2), &old_rv)
@@ -906,7 +882,7 @@ fn too_many_requests_with_retry_after_is_retried_by_kube() {
     let cluster = FakeCluster::start();
     cluster.fail_next(1, 429, Some(1), Some(("list", "jobs")));
     let started = Instant::now();
-    let listed = with_client(&cluster, |client| async move {
+    let listed = cluster.with_client(|client| async move {
         Api::<Job>::default_namespaced(client)
             .list(&ListParams::default())
             .await
@@ -924,7 +900,7 @@ fn too_many_requests_with_retry_after_is_retried_by_kube() {
         .collect();
     assert_eq!(statuses, [429, 200]);
     cluster.fail_next(1, 500, None, None);
-    let failed = with_client(&cluster, |client| async move {
+    let failed = cluster.with_client(|client| async move {
         Api::<Job>::default_namespaced(client).get_opt("x").await
     });
     assert_eq!(api_error(failed.unwrap_err()).0, 500);
@@ -934,7 +910,7 @@ fn too_many_requests_with_retry_after_is_retried_by_kube() {
 fn forbidden_verbs_answer_403_like_rbac() {
     let cluster = FakeCluster::start();
     cluster.forbid("create", "jobs");
-    let refused = with_client(&cluster, |client| async move {
+    let refused = cluster.with_client(|client| async move {
         Api::<Job>::default_namespaced(client)
             .create(&PostParams::default(), &job("x", "Never", &[]))
             .await
@@ -946,7 +922,7 @@ fn forbidden_verbs_answer_403_like_rbac() {
         "jobs.batch is forbidden: User \"system:serviceaccount:default:jobherd\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"default\""
     );
     cluster.allow("create", "jobs");
-    let ok = with_client(&cluster, |client| async move {
+    let ok = cluster.with_client(|client| async move {
         Api::<Job>::default_namespaced(client)
             .create(&PostParams::default(), &job("x", "Never", &[]))
             .await
@@ -959,7 +935,7 @@ fn stall_delays_responses() {
     let cluster = FakeCluster::start();
     cluster.stall(millis(300), 1);
     let started = Instant::now();
-    with_client(&cluster, |client| async move {
+    cluster.with_client(|client| async move {
         Api::<Job>::default_namespaced(client)
             .list(&ListParams::default())
             .await
@@ -972,7 +948,7 @@ fn stall_delays_responses() {
 fn restart_on_the_same_port_keeps_state_and_watchers_recover() {
     let cluster = FakeCluster::start();
     let c = &cluster;
-    with_client(c, |client| async move {
+    c.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         jobs.create(
             &PostParams::default(),
@@ -1017,7 +993,7 @@ fn requests_are_recorded_with_verb_resource_and_status() {
     let cluster = FakeCluster::start();
     let parent = cluster.create_parent("default", "p");
     let pod = parent.pod_name.clone();
-    with_client(&cluster, |client| async move {
+    cluster.with_client(|client| async move {
         let pods: Api<Pod> = Api::default_namespaced(client.clone());
         pods.get(&pod).await.expect("own pod");
         let jobs: Api<Job> = Api::default_namespaced(client.clone());
@@ -1090,7 +1066,7 @@ fn two_thousand_jobs_complete_without_the_fake_being_the_bottleneck() {
 #[test]
 fn watches_send_bookmarks_and_end_at_timeout_seconds() {
     let cluster = FakeCluster::builder().bookmark_interval(millis(50)).start();
-    let events = with_client(&cluster, |client| async move {
+    let events = cluster.with_client(|client| async move {
         let jobs: Api<Job> = Api::default_namespaced(client);
         let wp = WatchParams::default().timeout(1);
         let stream = jobs.watch(&wp, "0").await.expect("watch");
@@ -1316,7 +1292,7 @@ fn deleted_pod_gets_sigterm_then_sigkill_after_its_grace_period() {
     let polite = pod_names(&cluster, "polite")[0].clone();
     let stubborn = pod_names(&cluster, "stubborn")[0].clone();
     let (p, s) = (polite.clone(), stubborn.clone());
-    let answered = with_client(&cluster, |client| async move {
+    let answered = cluster.with_client(|client| async move {
         let pods: Api<Pod> = Api::default_namespaced(client);
         let a = pods
             .delete(&p, &DeleteParams::default())
@@ -1371,7 +1347,7 @@ fn background_deletion_removes_the_job_at_once_and_its_pods_gracefully() {
             .iter()
             .any(|p| phase(p) == "Running")
     }));
-    with_client(&cluster, |client| async move {
+    cluster.with_client(|client| async move {
         Api::<Job>::default_namespaced(client)
             .delete("bg", &DeleteParams::background())
             .await
@@ -1537,7 +1513,7 @@ fn version_1_21_has_no_interim_conditions_finalizers_or_newer_fields() {
         json!({"completionMode": "NonIndexed"}),
     );
     j["spec"]["podReplacementPolicy"] = json!("Failed");
-    let (minor, stored) = with_client(&cluster, |client| async move {
+    let (minor, stored) = cluster.with_client(|client| async move {
         let minor = client.apiserver_version().await.expect("version").minor;
         let jobs: Api<Job> = Api::default_namespaced(client);
         let j: Job = serde_json::from_value(j).expect("job");

@@ -4,37 +4,13 @@
 
 mod support;
 
-use std::future::Future;
-
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use support::*;
 
 const NS: &str = "default";
-
-/// Runs `f` with a kube client built from the cluster's kubeconfig, on a fresh runtime.
-fn with_client<F, Fut, T>(cluster: &FakeCluster, f: F) -> T
-where
-    F: FnOnce(kube::Client) -> Fut,
-    Fut: Future<Output = T>,
-{
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let path = cluster.kubeconfig_path().to_path_buf();
-    rt.block_on(async move {
-        let kc = Kubeconfig::read_from(&path).expect("kubeconfig parses");
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .expect("config");
-        f(kube::Client::try_from(config).expect("client")).await
-    })
-}
 
 /// One plain HTTP/1.1 request to the fake; returns status, `Warning` headers and the body.
 fn raw(cluster: &FakeCluster, method: &str, path: &str, body: &Value) -> (u16, Vec<String>, Value) {
@@ -267,7 +243,7 @@ fn an_evicted_pod_reads_as_terminating_with_its_disruption_until_it_stops() {
     let (status, _, _) = raw(&cluster, "POST", &eviction_path(&pod), &eviction(&pod));
     assert_eq!(status, 201);
     // What a process being stopped reads when it GETs its own pod.
-    let seen: Pod = with_client(&cluster, |client| async move {
+    let seen: Pod = cluster.with_client(|client| async move {
         Api::<Pod>::default_namespaced(client)
             .get(&pod)
             .await
@@ -354,7 +330,7 @@ fn evictions_decode_as_each_versions_policy_api() {
         "the pod's own grace period: the unknown field's 0 is not read"
     );
     let kube_pod = running_pod(&cluster, "by-kube", &[]);
-    let answer = with_client(&cluster, |client| async move {
+    let answer = cluster.with_client(|client| async move {
         Api::<Pod>::default_namespaced(client)
             .evict(&kube_pod, &EvictParams::default())
             .await
@@ -593,7 +569,7 @@ fn an_evicted_herd_gets_sigterm_while_its_pod_shows_why() {
 /// Sets `spec.suspend` through the API, as Kueue's controller does.
 fn set_suspend(cluster: &FakeCluster, name: &str, suspend: bool) {
     let name = name.to_string();
-    with_client(cluster, |client| async move {
+    cluster.with_client(|client| async move {
         let patch = json!({"spec": {"suspend": suspend}});
         Api::<Job>::default_namespaced(client)
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -870,7 +846,7 @@ fn kueue_creates_queued_jobs_suspended_and_leaves_others_alone() {
         .record_history(true)
         .start();
     let through_api = queued("via-api", &[]);
-    with_client(&cluster, |client| async move {
+    cluster.with_client(|client| async move {
         Api::<Job>::default_namespaced(client)
             .create(&PostParams::default(), &through_api)
             .await

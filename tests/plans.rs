@@ -32,15 +32,6 @@ fn created_after(out: &Output, child: &str, deps: &[&str]) {
     }
 }
 
-/// Successful Job creates, from the fake's request log.
-fn creates(cluster: &FakeCluster) -> usize {
-    cluster
-        .requests()
-        .iter()
-        .filter(|r| r.verb == "create" && r.resource == "jobs" && r.status < 300)
-        .count()
-}
-
 fn job_names(cluster: &FakeCluster) -> Vec<String> {
     let mut names: Vec<String> = cluster
         .jobs(NS)
@@ -80,7 +71,7 @@ fn jobernetes_simple_example_runs_unchanged() {
     for w in &wakeups {
         created_after(&out, w, &[b, c]);
     }
-    assert_eq!(creates(&cluster), 5);
+    assert_eq!(cluster.jobs_created(), 5);
     // jobernetes_config.cleanup: true
     assert!(cluster.jobs(NS).is_empty(), "cleanup deleted the children");
     assert!(out.stdout.contains("5 succeeded of 5"), "{out}");
@@ -133,7 +124,7 @@ fn jobernetes_tree_starts_each_job_as_soon_as_its_dependencies_succeed() {
             ],
         );
     }
-    assert_eq!(creates(&cluster), 7, "{out}");
+    assert_eq!(cluster.jobs_created(), 7, "{out}");
     assert!(
         out.stdout.contains("DEPENDS ON"),
         "the table shows dependencies: {out}"
@@ -198,7 +189,7 @@ fn repository_model_runs_unchanged_at(version: u32) {
         ],
         "named after the model's jobs, not the manifests' metadata.name: {out}"
     );
-    assert_eq!(creates(&cluster), 6);
+    assert_eq!(cluster.jobs_created(), 6);
     let phase_two = [
         "up-download-brahms",
         "up-import-brahms",
@@ -372,7 +363,7 @@ fn failed_step_skips_its_dependants_and_independent_branches_go_on() {
         "{out}"
     );
     assert!(out.stdout.contains("etl-audit succeeded"), "{out}");
-    assert_eq!(creates(&cluster), 2);
+    assert_eq!(cluster.jobs_created(), 2);
     assert_eq!(
         job_names(&cluster),
         ["etl-audit", "etl-extract"],
@@ -433,7 +424,7 @@ fn fanned_out_step_must_fully_succeed_before_its_dependants() {
         created_after(&out, f, &["ph-setup"]);
     }
     created_after(&out, "ph-report", &fetchers);
-    assert_eq!(creates(&cluster), 7);
+    assert_eq!(cluster.jobs_created(), 7);
 }
 
 #[test]

@@ -450,7 +450,7 @@ fn a_retry_runs_only_the_failed_partition_and_hands_the_merge_the_earlier_result
     assert_eq!(out.code, Some(1), "{out}");
     cluster.finish_parent(&first, 1);
     cluster.release("b");
-    let creates_before = creates(&cluster);
+    let creates_before = cluster.jobs_created();
 
     let second = cluster.create_parent(NS, "etl-2");
     let out = cluster
@@ -462,7 +462,7 @@ fn a_retry_runs_only_the_failed_partition_and_hands_the_merge_the_earlier_result
         .run();
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(
-        creates(&cluster) - creates_before,
+        cluster.jobs_created() - creates_before,
         3,
         "process-1, merge, and notify, which tells this run's outcome: {out}"
     );
@@ -484,12 +484,4 @@ fn a_retry_runs_only_the_failed_partition_and_hands_the_merge_the_earlier_result
         "b",
         "the list's result is the earlier run's"
     );
-}
-
-fn creates(cluster: &FakeCluster) -> usize {
-    cluster
-        .requests()
-        .iter()
-        .filter(|r| r.verb == "create" && r.resource == "jobs" && r.status < 300)
-        .count()
 }

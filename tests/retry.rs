@@ -56,14 +56,6 @@ fn created_names(cluster: &FakeCluster) -> Vec<String> {
     names
 }
 
-fn creates(cluster: &FakeCluster) -> usize {
-    cluster
-        .requests()
-        .iter()
-        .filter(|r| r.verb == "create" && r.resource == "jobs" && r.status < 300)
-        .count()
-}
-
 /// Ten children; those at `failing` exit 1.
 fn params(failing: &[usize]) -> String {
     let list: Vec<Value> = (0..10)
@@ -121,7 +113,7 @@ fn a_retry_creates_only_the_children_that_failed() {
 
     let files = tempfile::tempdir().unwrap();
     let (json, junit) = (files.path().join("r.json"), files.path().join("j.xml"));
-    let before = creates(&cluster);
+    let before = cluster.jobs_created();
     let (_, out) = run_parent(
         &cluster,
         "nightly-2",
@@ -133,7 +125,7 @@ fn a_retry_creates_only_the_children_that_failed() {
         ],
     );
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(creates(&cluster) - before, 2, "{out}");
+    assert_eq!(cluster.jobs_created() - before, 2, "{out}");
     let second: Vec<String> = created_names(&cluster)
         .into_iter()
         .filter(|n| n.starts_with("nightly-2-"))
@@ -196,14 +188,14 @@ fn a_retried_plan_runs_the_failed_step_and_its_dependants_only() {
     let (_, out) = run_parent(&cluster, "etl-1", &[("JOBHERD_PLAN", &plan("1"))]);
     assert_eq!(out.code, Some(1), "{out}");
     assert!(out.stdout.contains("etl-1-c skipped"), "{out}");
-    let before = creates(&cluster);
+    let before = cluster.jobs_created();
     let (_, out) = run_parent(
         &cluster,
         "etl-2",
         &[("JOBHERD_PLAN", &plan("0")), ("JOBHERD_RETRY", "etl-1")],
     );
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(creates(&cluster) - before, 2, "{out}");
+    assert_eq!(cluster.jobs_created() - before, 2, "{out}");
     let second: Vec<String> = created_names(&cluster)
         .into_iter()
         .filter(|n| n.starts_with("etl-2-"))
@@ -238,7 +230,7 @@ fn a_retry_works_after_cleanup_removed_the_succeeded_children() {
         ["clean-1-5"],
         "only the failed child is left"
     );
-    let before = creates(&cluster);
+    let before = cluster.jobs_created();
     let (_, out) = run_parent(
         &cluster,
         "clean-2",
@@ -248,7 +240,7 @@ fn a_retry_works_after_cleanup_removed_the_succeeded_children() {
         ],
     );
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(creates(&cluster) - before, 1, "{out}");
+    assert_eq!(cluster.jobs_created() - before, 1, "{out}");
 }
 
 #[test]
@@ -263,7 +255,7 @@ fn a_retry_of_a_retry_keeps_who_did_what() {
         &[("JOBHERD_PARAMS", &params(&[6])), ("JOBHERD_RETRY", "r-1")],
     );
     assert_eq!(out.code, Some(1), "{out}");
-    let before = creates(&cluster);
+    let before = cluster.jobs_created();
     let (_, out) = run_parent(
         &cluster,
         "r-3",
@@ -274,7 +266,7 @@ fn a_retry_of_a_retry_keeps_who_did_what() {
         ],
     );
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(creates(&cluster) - before, 1, "{out}");
+    assert_eq!(cluster.jobs_created() - before, 1, "{out}");
     let report = report(&json);
     let by = |run: &str| {
         report["children"]
@@ -345,7 +337,7 @@ fn earlier_runs_that_cannot_be_used_are_refused_with_exit_2() {
         ),
     ];
     for (n, (wanted, vars, expected)) in cases.iter().enumerate() {
-        let before = creates(&cluster);
+        let before = cluster.jobs_created();
         let parent = cluster.create_parent(NS, &format!("again-{n}"));
         let mut cmd = cluster
             .jobherd()
@@ -365,7 +357,7 @@ fn earlier_runs_that_cannot_be_used_are_refused_with_exit_2() {
             assert!(out.stderr.contains(e), "{wanted}: expected {e:?}: {out}");
         }
         assert_eq!(
-            creates(&cluster),
+            cluster.jobs_created(),
             before,
             "{wanted}: nothing created: {out}"
         );
@@ -420,7 +412,7 @@ fn last_failed_finds_the_newest_failed_run_of_the_cronjob() {
         assert_eq!(out.code, Some(1), "{out}");
         finish_parent(&cluster, &parent, 1);
     }
-    let before = creates(&cluster);
+    let before = cluster.jobs_created();
     let parent = parent_of_cronjob(&cluster, &cronjob, "nightly-retry");
     let out = cluster
         .jobherd()
@@ -434,7 +426,7 @@ fn last_failed_finds_the_newest_failed_run_of_the_cronjob() {
         out.stdout.contains("retrying run nightly-2: 9 of 10"),
         "{out}"
     );
-    assert_eq!(creates(&cluster) - before, 1);
+    assert_eq!(cluster.jobs_created() - before, 1);
 }
 
 #[test]
@@ -469,10 +461,14 @@ fn a_retried_parent_repeats_its_recorded_outcome_instead_of_running_again() {
     };
     let first = run();
     assert_eq!(first.code, Some(1), "{first}");
-    let before = creates(&cluster);
+    let before = cluster.jobs_created();
     let again = run();
     assert_eq!(again.code, Some(1), "{again}");
-    assert_eq!(creates(&cluster), before, "nothing created again: {again}");
+    assert_eq!(
+        cluster.jobs_created(),
+        before,
+        "nothing created again: {again}"
+    );
     assert!(again.stdout.contains("already ran to its end"), "{again}");
     assert!(
         again

@@ -613,6 +613,37 @@ impl FakeCluster {
             .count()
     }
 
+    /// Runs `f` with a kube client built from the cluster's kubeconfig, on a fresh runtime (for
+    /// arranging state through the API, as a user's kubectl would).
+    pub fn with_client<F, Fut, T>(&self, f: F) -> T
+    where
+        F: FnOnce(kube::Client) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        use kube::config::{KubeConfigOptions, Kubeconfig};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let path = self.kubeconfig_path().to_path_buf();
+        rt.block_on(async move {
+            let kc = Kubeconfig::read_from(&path).expect("kubeconfig parses");
+            let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .expect("config");
+            f(kube::Client::try_from(config).expect("client")).await
+        })
+    }
+
+    /// How many Jobs were created through the API (successful creates).
+    pub fn jobs_created(&self) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.verb == "create" && r.resource == "jobs" && r.status < 300)
+            .count()
+    }
+
     /// Polls `cond` every few milliseconds until it holds or `timeout` passes.
     pub fn wait_until(
         &self,
