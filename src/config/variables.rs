@@ -799,5 +799,21 @@ mod tests {
             ])
             .is_ok()
         );
+        // ...and the results and items of the steps before theirs (SPEC §8).
+        assert!(
+            parse(&[
+                ("JOBHERD_IMAGE", "x"),
+                ("JOBHERD_RESULT_LIST", "[1,2]"),
+                ("JOBHERD_ITEM", "2026-12-01"),
+            ])
+            .is_ok()
+        );
+        // A near miss of those is still a typo.
+        let err = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_ITEMS", "a")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("unknown variable JOBHERD_ITEMS"),
+            "{err}"
+        );
     }
 }
