@@ -1131,44 +1131,6 @@ fn with_pod_spec(mut job: serde_json::Value, extra: serde_json::Value) -> serde_
     job
 }
 
-/// One plain HTTP/1.1 request to the fake; returns status, `Warning` headers and the body.
-fn raw(
-    cluster: &FakeCluster,
-    method: &str,
-    path: &str,
-    body: &serde_json::Value,
-) -> (u16, Vec<String>, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(cluster.addr()).expect("connect");
-    let body = body.to_string();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let (head, rest) = resp.split_once("\r\n\r\n").expect("http response");
-    eprintln!("HEAD {head}");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let warnings = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.eq_ignore_ascii_case("warning"))
-        .map(|(_, v)| v.trim().to_string())
-        .collect();
-    (
-        status,
-        warnings,
-        serde_json::from_str(rest).unwrap_or_default(),
-    )
-}
-
 #[test]
 fn success_criteria_met_comes_in_an_earlier_update_than_complete() {
     let cluster = FakeCluster::builder().record_history(true).start();
@@ -1572,7 +1534,7 @@ fn unknown_fields_are_pruned_before_1_25_then_warned_about_or_refused() {
     let path = "/apis/batch/v1/namespaces/default/jobs";
     // 1.21: no field validation; unknown fields are dropped silently.
     let old = FakeCluster::builder().version(21).start();
-    let (code, warnings, stored) = raw(&old, "POST", path, &body);
+    let (code, warnings, stored) = old.raw_request("POST", path, &body);
     assert_eq!((code, warnings.len()), (201, 0), "{stored}");
     for gone in ["bogus", "podFailurePolicy"] {
         assert!(stored["spec"][gone].is_null(), "{gone}");
@@ -1580,25 +1542,21 @@ fn unknown_fields_are_pruned_before_1_25_then_warned_about_or_refused() {
     // 1.25: podFailurePolicy is known but its gate is off (dropped without a word); hostUsers
     // (alpha, off) too; bogus is unknown: warned about.
     let mid = FakeCluster::builder().version(25).start();
-    let (code, warnings, stored) = raw(&mid, "POST", path, &body);
+    let (code, warnings, stored) = mid.raw_request("POST", path, &body);
     assert_eq!(code, 201);
     assert_eq!(warnings, [r#"299 - "unknown field \"spec.bogus\"""#]);
     assert!(stored["spec"]["podFailurePolicy"].is_null());
     assert!(stored["spec"]["template"]["spec"]["hostUsers"].is_null());
     // 1.33: podFailurePolicy and hostUsers are kept; Strict refuses the unknown field.
     let new = FakeCluster::start();
-    let (code, _, stored) = raw(&new, "POST", path, &body);
+    let (code, _, stored) = new.raw_request("POST", path, &body);
     assert_eq!(code, 201);
     assert!(stored["spec"]["podFailurePolicy"].is_object());
     assert_eq!(stored["spec"]["template"]["spec"]["hostUsers"], false);
     let mut again = body.clone();
     again["metadata"]["name"] = json!("strict");
-    let (code, _, status) = raw(
-        &new,
-        "POST",
-        &format!("{path}?fieldValidation=Strict"),
-        &again,
-    );
+    let (code, _, status) =
+        new.raw_request("POST", &format!("{path}?fieldValidation=Strict"), &again);
     assert_eq!(code, 400);
     assert_eq!(
         status["message"],
@@ -1607,12 +1565,8 @@ fn unknown_fields_are_pruned_before_1_25_then_warned_about_or_refused() {
     assert!(new.job("default", "strict").is_none());
     // Newer than the version: unknown there, as a 1.24 server says.
     let before = FakeCluster::builder().version(24).start();
-    let (_, warnings, _) = raw(
-        &before,
-        "POST",
-        &format!("{path}?fieldValidation=Strict"),
-        &body,
-    );
+    let (_, warnings, _) =
+        before.raw_request("POST", &format!("{path}?fieldValidation=Strict"), &body);
     assert!(warnings.is_empty(), "1.24 has no field validation");
 }
 

@@ -12,38 +12,6 @@ use support::*;
 
 const NS: &str = "default";
 
-/// One plain HTTP/1.1 request to the fake; returns status, `Warning` headers and the body.
-fn raw(cluster: &FakeCluster, method: &str, path: &str, body: &Value) -> (u16, Vec<String>, Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(cluster.addr()).expect("connect");
-    let body = body.to_string();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("write");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let (head, rest) = resp.split_once("\r\n\r\n").expect("http response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status");
-    let warnings = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.eq_ignore_ascii_case("warning"))
-        .map(|(_, v)| v.trim().to_string())
-        .collect();
-    (
-        status,
-        warnings,
-        serde_json::from_str(rest).unwrap_or_default(),
-    )
-}
-
 /// A Job of one `Never` pod whose container `main` has this fate, with `spec` merged in.
 fn job(name: &str, env: &[(&str, &str)], spec: Value) -> Job {
     let env: Vec<Value> = env
@@ -172,7 +140,7 @@ fn the_eviction_api_marks_the_pod_then_deletes_it_gracefully() {
     let pod = running_pod(&cluster, "drained", &[]);
     let mut body = eviction(&pod);
     body["deleteOptions"] = json!({"gracePeriodSeconds": 5});
-    let (status, warnings, answer) = raw(&cluster, "POST", &eviction_path(&pod), &body);
+    let (status, warnings, answer) = cluster.raw_request("POST", &eviction_path(&pod), &body);
     assert_eq!(status, 201, "{answer}");
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(
@@ -240,7 +208,7 @@ fn an_evicted_pod_reads_as_terminating_with_its_disruption_until_it_stops() {
     }
     cluster.create_job(slow);
     let pod = running_pod(&cluster, "slow", &[]);
-    let (status, _, _) = raw(&cluster, "POST", &eviction_path(&pod), &eviction(&pod));
+    let (status, _, _) = cluster.raw_request("POST", &eviction_path(&pod), &eviction(&pod));
     assert_eq!(status, 201);
     // What a process being stopped reads when it GETs its own pod.
     let seen: Pod = cluster.with_client(|client| async move {
@@ -262,12 +230,8 @@ fn an_evicted_pod_reads_as_terminating_with_its_disruption_until_it_stops() {
 #[test]
 fn evicting_a_missing_pod_answers_not_found() {
     let cluster = FakeCluster::start();
-    let (status, _, answer) = raw(
-        &cluster,
-        "POST",
-        &eviction_path("ghost"),
-        &eviction("ghost"),
-    );
+    let (status, _, answer) =
+        cluster.raw_request("POST", &eviction_path("ghost"), &eviction("ghost"));
     assert_eq!(status, 404);
     assert_eq!(answer["reason"], "NotFound");
     assert_eq!(answer["message"], "pods \"ghost\" not found");
@@ -284,17 +248,22 @@ fn an_eviction_must_name_the_pod_of_its_url_and_a_dry_run_changes_nothing() {
         .start();
     cluster.create_job(job("kept", &[("FAKE_HOLD", "kept")], json!({})));
     let pod = running_pod(&cluster, "kept", &[]);
-    let (status, _, answer) = raw(&cluster, "POST", &eviction_path(&pod), &eviction("other"));
+    let (status, _, answer) = cluster.raw_request("POST", &eviction_path(&pod), &eviction("other"));
     assert_eq!(status, 400);
     assert_eq!(
         answer["message"],
         "name in URL does not match name in Eviction object"
     );
     let dry = format!("{}?dryRun=All", eviction_path(&pod));
-    assert_eq!(raw(&cluster, "POST", &dry, &eviction(&pod)).0, 201);
+    assert_eq!(cluster.raw_request("POST", &dry, &eviction(&pod)).0, 201);
     let mut in_body = eviction(&pod);
     in_body["deleteOptions"] = json!({"dryRun": ["All"]});
-    assert_eq!(raw(&cluster, "POST", &eviction_path(&pod), &in_body).0, 201);
+    assert_eq!(
+        cluster
+            .raw_request("POST", &eviction_path(&pod), &in_body)
+            .0,
+        201
+    );
     // Writes are synchronous: had anything been written, it would be in the history now.
     let h = cluster.history_of(Kind::Pod, NS, &pod);
     assert!(
@@ -315,8 +284,7 @@ fn evictions_decode_as_each_versions_policy_api() {
     // kube-rs sends no type, and its delete options as `delete_options`, which the API does not
     // know: warned about and ignored, as kube-apiserver does.
     let body_pod = running_pod(&cluster, "kube-body", &[]);
-    let (status, warnings, _) = raw(
-        &cluster,
+    let (status, warnings, _) = cluster.raw_request(
         "POST",
         &eviction_path(&body_pod),
         &json!({"delete_options": {"gracePeriodSeconds": 0}, "metadata": {"name": body_pod}}),
@@ -341,17 +309,23 @@ fn evictions_decode_as_each_versions_policy_api() {
     let mut beta = eviction(&beta_pod);
     beta["apiVersion"] = json!("policy/v1beta1");
     assert_eq!(
-        raw(&cluster, "POST", &eviction_path(&beta_pod), &beta).0,
+        cluster
+            .raw_request("POST", &eviction_path(&beta_pod), &beta)
+            .0,
         201
     );
 
     let old = FakeCluster::builder().version(21).start();
     old.create_job(job("old", &[("FAKE_HOLD", "never")], json!({})));
     let old_pod = running_pod(&old, "old", &[]);
-    let (status, _, answer) = raw(&old, "POST", &eviction_path(&old_pod), &eviction(&old_pod));
+    let (status, _, answer) =
+        old.raw_request("POST", &eviction_path(&old_pod), &eviction(&old_pod));
     assert_eq!(status, 400, "policy/v1 Eviction is 1.22's: {answer}");
     beta["metadata"]["name"] = json!(old_pod);
-    assert_eq!(raw(&old, "POST", &eviction_path(&old_pod), &beta).0, 201);
+    assert_eq!(
+        old.raw_request("POST", &eviction_path(&old_pod), &beta).0,
+        201
+    );
 }
 
 #[test]
@@ -510,7 +484,7 @@ fn an_evicted_herd_gets_sigterm_while_its_pod_shows_why() {
             .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
     }));
     let pod = running_pod(&cluster, "herd", &[]);
-    let (status, _, _) = raw(&cluster, "POST", &eviction_path(&pod), &eviction(&pod));
+    let (status, _, _) = cluster.raw_request("POST", &eviction_path(&pod), &eviction(&pod));
     assert_eq!(status, 201);
     assert!(cluster.wait_until(secs(30), |c| c.pod(NS, &pod).is_none()));
 

@@ -636,6 +636,40 @@ impl FakeCluster {
         })
     }
 
+    /// One request as it goes over the wire, for what a typed client cannot send (a body of
+    /// another API version, fields a version does not know); returns the status, the `Warning`
+    /// headers and the JSON answer.
+    pub fn raw_request(&self, method: &str, path: &str, body: &Value) -> (u16, Vec<String>, Value) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).expect("connect");
+        let body = body.to_string();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let (head, rest) = resp.split_once("\r\n\r\n").expect("http response");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("status");
+        let warnings = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.eq_ignore_ascii_case("warning"))
+            .map(|(_, v)| v.trim().to_string())
+            .collect();
+        (
+            status,
+            warnings,
+            serde_json::from_str(rest).unwrap_or_default(),
+        )
+    }
+
     /// How many Jobs were created through the API (successful creates).
     pub fn jobs_created(&self) -> usize {
         lock(&self.shared.requests)
