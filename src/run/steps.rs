@@ -96,7 +96,7 @@ impl Run {
             }
             _ if !progress.doomed => {
                 progress.doomed = true;
-                let why = self.dependency_text(step, index);
+                let why = self.dependency_text(index);
                 for d in self.dependants[step].clone() {
                     if self.children.steps()[d].when == When::Succeeded {
                         self.work.push_back(Work::Skip {
@@ -118,6 +118,7 @@ impl Run {
             return;
         }
         self.states[index].output = output;
+        self.asked.remove(&index);
         if self.unread.remove(&index).is_some() {
             let step = self.children.get(index).step;
             self.steps[step].unread -= 1;
@@ -163,7 +164,7 @@ impl Run {
                     .children
                     .clone()
                     .find(|i| self.states[*i].phase.result() != Some(ChildResult::Succeeded));
-                first.map_or_else(String::new, |i| self.dependency_text(step, i))
+                first.map_or_else(String::new, |i| self.dependency_text(i))
             }
         };
         self.steps[step].ended = true;
@@ -343,7 +344,7 @@ impl Run {
 
     /// `dependency NAME failed`: what a skipped child's message says of the child that did
     /// not succeed.
-    fn dependency_text(&self, _step: usize, index: usize) -> String {
+    fn dependency_text(&self, index: usize) -> String {
         let result = self.states[index].phase.result();
         format!(
             "dependency {} {}",
