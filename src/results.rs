@@ -129,7 +129,7 @@ pub fn items(source: &str, result: Option<&str>) -> Result<Vec<EnvMap>, String> 
 }
 
 /// The start of a result, quoted, for a message on one line.
-pub fn start_of(text: &str) -> String {
+fn start_of(text: &str) -> String {
     let mut cut = text.len().min(SHOWN);
     while !text.is_char_boundary(cut) {
         cut -= 1;

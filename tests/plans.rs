@@ -32,16 +32,6 @@ fn created_after(out: &Output, child: &str, deps: &[&str]) {
     }
 }
 
-fn job_names(cluster: &FakeCluster) -> Vec<String> {
-    let mut names: Vec<String> = cluster
-        .jobs(NS)
-        .into_iter()
-        .map(|j| j.metadata.name.unwrap_or_default())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn jobernetes_simple_example_runs_unchanged() {
     let cluster = FakeCluster::start();
@@ -365,7 +355,7 @@ fn failed_step_skips_its_dependants_and_independent_branches_go_on() {
     assert!(out.stdout.contains("etl-audit succeeded"), "{out}");
     assert_eq!(cluster.jobs_created(), 2);
     assert_eq!(
-        job_names(&cluster),
+        cluster.job_names(NS),
         ["etl-audit", "etl-extract"],
         "skipped steps are never created"
     );

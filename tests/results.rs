@@ -54,16 +54,6 @@ fn writes(message: &str) -> Value {
     json!({ "FAKE_MESSAGE": message })
 }
 
-fn job_names(cluster: &FakeCluster) -> Vec<String> {
-    let mut names: Vec<String> = cluster
-        .jobs(NS)
-        .into_iter()
-        .map(|j| j.metadata.name.unwrap_or_default())
-        .collect();
-    names.sort();
-    names
-}
-
 /// The line of `child`'s that contains `what`.
 fn line<'a>(out: &'a Output, child: &str, what: &str) -> &'a str {
     out.stdout
@@ -91,7 +81,7 @@ fn a_dynamic_fan_out_of_three_hands_every_result_to_the_merge() {
         .run();
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(
-        job_names(&cluster),
+        cluster.job_names(NS),
         [
             "etl-list",
             "etl-merge",
@@ -218,7 +208,7 @@ fn a_result_that_is_not_a_json_array_fails_the_step_with_bad_result() {
         line(&out, "etl-merge", "skipped").contains("DependencyFailed"),
         "{out}"
     );
-    assert_eq!(job_names(&cluster), ["etl-list"], "nothing else created");
+    assert_eq!(cluster.job_names(NS), ["etl-list"], "nothing else created");
 }
 
 #[test]
@@ -243,7 +233,7 @@ fn an_empty_list_is_a_step_with_no_children_that_succeeded() {
     let cluster = FakeCluster::start();
     let out = with_plan(&cluster, etl("[]")).run();
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(job_names(&cluster), ["etl-list", "etl-merge"]);
+    assert_eq!(cluster.job_names(NS), ["etl-list", "etl-merge"]);
     assert_eq!(
         given(&cluster, "etl-merge", "JOBHERD_RESULT_PROCESS"),
         json!([])
@@ -289,7 +279,8 @@ fn a_nested_jobherd_parent_runs_as_a_child_of_a_dynamic_fan_out() {
         env_of(&cluster, "etl-region-1")["JOBHERD_RESULT_VERSION"],
         "v42"
     );
-    let mut grandchildren: Vec<String> = job_names(&cluster)
+    let mut grandchildren: Vec<String> = cluster
+        .job_names(NS)
         .into_iter()
         .filter(|n| n.starts_with("region-"))
         .collect();
@@ -324,7 +315,7 @@ fn a_failed_step_runs_its_revert_and_the_run_still_fails() {
         "a step that had to succeed did not: {out}"
     );
     assert_eq!(
-        job_names(&cluster),
+        cluster.job_names(NS),
         ["etl-load", "etl-notify", "etl-revert"]
     );
     assert!(
@@ -346,7 +337,7 @@ fn a_revert_that_is_not_needed_is_skipped_and_harms_nothing() {
     let cluster = FakeCluster::start();
     let out = with_plan(&cluster, load_revert_notify("0")).run();
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(job_names(&cluster), ["etl-load", "etl-notify"]);
+    assert_eq!(cluster.job_names(NS), ["etl-load", "etl-notify"]);
     assert!(
         line(&out, "etl-revert", "skipped").contains("skipped: NotNeeded"),
         "{out}"

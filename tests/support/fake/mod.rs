@@ -670,6 +670,16 @@ impl FakeCluster {
         )
     }
 
+    /// The names of the Jobs of a namespace, sorted.
+    pub fn job_names(&self, ns: &str) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.shared.store)
+            .list(Kind::Job, Some(ns))
+            .map(|(_, v)| meta::name_of(v).to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// How many Jobs were created through the API (successful creates).
     pub fn jobs_created(&self) -> usize {
         lock(&self.shared.requests)
