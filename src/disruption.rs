@@ -13,7 +13,7 @@ use kube::Client;
 use kube::api::Api;
 
 use crate::cluster::{Parent, describe};
-use crate::run::job_outcome;
+use crate::conditions::{Outcome, outcome};
 
 /// How long the reads may take: a pod has 30 s of grace by default, and a run that ends still
 /// has its children to delete in it.
@@ -95,9 +95,9 @@ pub fn verdict(pod: &Pod, job: Option<&Job>, now: Timestamp) -> Verdict {
     if job.metadata.deletion_timestamp.is_some() {
         return moving_but("its parent Job is being deleted");
     }
-    match job_outcome(job) {
-        Some(Ok(())) => return moving_but("its parent Job has ended (it succeeded)"),
-        Some(Err((reason, _))) => {
+    match outcome(job) {
+        Some(Outcome::Succeeded) => return moving_but("its parent Job has ended (it succeeded)"),
+        Some(Outcome::Failed { reason, .. }) => {
             return moving_but(&format!("its parent Job has ended (it failed: {reason})"));
         }
         None => {}

@@ -9,13 +9,14 @@
 
 pub mod child;
 pub mod cluster;
+pub mod conditions;
 pub mod config;
 pub mod disruption;
 pub mod herd;
+pub mod outputs;
 pub mod plan;
 pub mod record;
 pub mod report;
-pub mod results;
 pub mod retry;
 pub mod run;
 pub mod trigger;

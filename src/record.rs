@@ -13,12 +13,13 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use crate::child::{Children, STEP_LABEL, StepShape};
+use crate::conditions::{Outcome, outcome};
 use crate::config::LogsMode;
-use crate::results::Output;
-use crate::run::{ChildResult, Restored, Rules, Run, job_outcome};
+use crate::outputs::Output;
+use crate::run::{ChildResult, Restored, Rules, Run};
 
 /// The annotation holding a run's record on its parent Job.
-pub const OUTCOME: &str = "jobherd.io/outcome";
+pub const RECORD: &str = "jobherd.io/outcome";
 /// The annotation holding a run's summary line on its parent Job.
 pub const SUMMARY: &str = "jobherd.io/summary";
 /// Annotations of one object share 256 KiB; the record leaves room for the others.
@@ -26,7 +27,7 @@ pub const MAX_RECORD: usize = 200 * 1024;
 
 /// A run's record, as the annotation holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
+pub struct Record {
     pub version: u32,
     pub exit_code: i32,
     /// The child name prefix the run used.
@@ -47,11 +48,15 @@ pub struct Outcome {
         rename = "results",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
-    pub step_results: BTreeMap<usize, Vec<Option<String>>>,
+    pub step_outputs: BTreeMap<usize, Vec<Option<String>>>,
     /// The results did not fit in the annotation: a retry runs again the steps whose results
     /// it would have to hand on.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub results_left_out: bool,
+    #[serde(
+        default,
+        rename = "results_left_out",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub outputs_left_out: bool,
 }
 
 /// One step, as `child::StepShape` says.
@@ -80,9 +85,9 @@ pub struct DoneBy {
     pub children: String,
 }
 
-impl Outcome {
+impl Record {
     /// The record of a finished run whose parent Job is `own`.
-    pub fn of(run: &Run, prefix: &str, own: &str) -> Outcome {
+    pub fn of(run: &Run, prefix: &str, own: &str) -> Record {
         let mut done_by: Vec<(String, Vec<usize>)> = Vec::new();
         let (mut failed, mut cancelled) = (Vec::new(), Vec::new());
         for i in 0..run.total() {
@@ -102,7 +107,7 @@ impl Outcome {
         }
         let total = run.total();
         let children = run.children();
-        let step_results = (0..children.steps().len())
+        let step_outputs = (0..children.steps().len())
             .filter(|s| children.steps().iter().any(|d| d.depends_on.contains(s)))
             .map(|s| {
                 let succeeded =
@@ -121,7 +126,7 @@ impl Outcome {
                 outputs.iter().any(Option::is_some)
             })
             .collect();
-        Outcome {
+        Record {
             version: 1,
             exit_code: run.exit_code(),
             prefix: prefix.to_string(),
@@ -140,15 +145,15 @@ impl Outcome {
                 .collect(),
             failed: bitmap(&failed, total),
             cancelled: bitmap(&cancelled, total),
-            step_results,
-            results_left_out: false,
+            step_outputs,
+            outputs_left_out: false,
         }
     }
 
     /// The annotation's value, without the results when they would make it too large to
-    /// store (`results_left_out` then says so), or `None` when even that is.
+    /// store (`outputs_left_out` then says so), or `None` when even that is.
     pub fn to_annotation(&mut self) -> Option<String> {
-        let fits = |o: &Outcome| {
+        let fits = |o: &Record| {
             serde_json::to_string(o)
                 .ok()
                 .filter(|text| text.len() <= MAX_RECORD)
@@ -156,9 +161,9 @@ impl Outcome {
         if let Some(text) = fits(self) {
             return Some(text);
         }
-        if !self.step_results.is_empty() {
-            self.step_results.clear();
-            self.results_left_out = true;
+        if !self.step_outputs.is_empty() {
+            self.step_outputs.clear();
+            self.outputs_left_out = true;
         }
         fits(self)
     }
@@ -167,20 +172,20 @@ impl Outcome {
     pub fn output_of(&self, children: &Children, index: usize) -> Output {
         let step = children.get(index).step;
         let position = index - children.steps()[step].children.start;
-        match self.results_of(step).and_then(|r| r.get(position)) {
+        match self.outputs_of(step).and_then(|r| r.get(position)) {
             Some(result) => Output::from_message(result.as_deref()),
             None => Output::Unread,
         }
     }
 
     /// The recorded results of a step, when it has any.
-    pub fn results_of(&self, step: usize) -> Option<&[Option<String>]> {
-        self.step_results.get(&step).map(Vec::as_slice)
+    pub fn outputs_of(&self, step: usize) -> Option<&[Option<String>]> {
+        self.step_outputs.get(&step).map(Vec::as_slice)
     }
 
-    pub fn parse(text: &str) -> Result<Outcome, String> {
+    pub fn parse(text: &str) -> Result<Record, String> {
         serde_json::from_str(text)
-            .map_err(|e| format!("its {OUTCOME} annotation is unreadable ({e})"))
+            .map_err(|e| format!("its {RECORD} annotation is unreadable ({e})"))
     }
 
     pub fn shape(&self) -> Vec<StepShape> {
@@ -268,7 +273,7 @@ fn indices(hex: &str) -> Result<Vec<usize>, String> {
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
         .collect::<Option<Vec<u8>>>()
-        .ok_or_else(|| format!("its {OUTCOME} annotation has a bad bitmap"))?;
+        .ok_or_else(|| format!("its {RECORD} annotation has a bad bitmap"))?;
     Ok(bytes
         .iter()
         .enumerate()
@@ -284,7 +289,7 @@ fn indices(hex: &str) -> Result<Vec<usize>, String> {
 /// written after the fact. Without a record (a parent that died before writing one), the
 /// children found are the run. `own` is the parent's name, `exit_code` its own.
 pub fn rebuild(
-    record: Option<&Outcome>,
+    record: Option<&Record>,
     jobs: &[Job],
     (run_id, own): (&str, &str),
     exit_code: i32,
@@ -341,9 +346,11 @@ pub fn rebuild(
 /// A child's result, with what its Job (when still there) adds: reason, attempts, times.
 fn restored(result: ChildResult, job: Option<&Job>, earlier_run: Option<Arc<str>>) -> Restored {
     let status = job.and_then(|j| j.status.as_ref());
-    let (result, reason, message) = match job.and_then(job_outcome) {
-        Some(Ok(())) => (ChildResult::Succeeded, None, None),
-        Some(Err((reason, message))) => (ChildResult::Failed, Some(reason), Some(message)),
+    let (result, reason, message) = match job.and_then(outcome) {
+        Some(Outcome::Succeeded) => (ChildResult::Succeeded, None, None),
+        Some(Outcome::Failed { reason, message }) => {
+            (ChildResult::Failed, Some(reason), Some(message))
+        }
         None => (result, None, None),
     };
     let attempts = status.map_or(0, |s| {

@@ -16,7 +16,7 @@ use kube::Client;
 
 use crate::cluster::{self, Parent};
 use crate::config::Progress;
-use crate::record::{OUTCOME, Outcome, SUMMARY};
+use crate::record::{RECORD, Record, SUMMARY};
 use crate::run::{Change, ChildResult, Phase, Run, Transition};
 pub use documents::{json, junit};
 
@@ -307,20 +307,20 @@ async fn post_on_parent(
             cluster::describe(&e)
         );
     }
-    let mut outcome = Outcome::of(run, prefix, &parent.name);
+    let mut outcome = Record::of(run, prefix, &parent.name);
     let record = outcome.to_annotation();
     if record.is_none() {
         tracing::warn!(
             "the run's record is too large for an annotation: JOBHERD_RETRY will read its children instead"
         );
-    } else if outcome.results_left_out {
+    } else if outcome.outputs_left_out {
         tracing::warn!(
             "the results of this run's steps do not fit in its record on the parent Job ({} KiB at most): they were left out, so a JOBHERD_RETRY of this run runs again the steps whose results the steps after them need; keep results small (write large ones to object storage and pass their key)",
             crate::record::MAX_RECORD / 1024
         );
     }
     let mut annotations = vec![(SUMMARY, summary.to_string())];
-    annotations.extend(record.map(|r| (OUTCOME, r)));
+    annotations.extend(record.map(|r| (RECORD, r)));
     if let Err(e) = cluster::annotate_parent(client, parent, &annotations).await {
         tracing::warn!("could not annotate the parent: {}", cluster::describe(&e));
     }

@@ -12,11 +12,12 @@ use kube::{Client, ResourceExt};
 
 use crate::child::{Children, RUN_LABEL, StepShape};
 use crate::cluster::{ClusterError, Parent};
+use crate::conditions::{Outcome, outcome};
 use crate::config::{LAST_FAILED, RetryFrom};
+use crate::outputs::Output;
 use crate::plan::When;
-use crate::record::{OUTCOME, Outcome, SUMMARY};
-use crate::results::Output;
-use crate::run::{EarlierChild, job_outcome};
+use crate::record::{RECORD, Record, SUMMARY};
+use crate::run::EarlierChild;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetryError {
@@ -150,7 +151,7 @@ pub async fn earlier_run(
         return Err(refuse("that is this run's own parent Job".into()));
     }
     check_finished(&earlier).map_err(&refuse)?;
-    let done = match earlier.annotations().get(OUTCOME) {
+    let done = match earlier.annotations().get(RECORD) {
         Some(text) => from_record(text, children, lookup.prefix).map_err(&refuse)?,
         None => {
             let pods: Api<Pod> = Api::namespaced(lookup.client.clone(), lookup.namespace);
@@ -197,17 +198,17 @@ pub(crate) struct Done {
 
 /// The earlier parent must be a jobherd parent that is no longer running.
 fn check_finished(earlier: &Job) -> Result<(), String> {
-    let is_jobherd = earlier.annotations().contains_key(OUTCOME)
+    let is_jobherd = earlier.annotations().contains_key(RECORD)
         || earlier.annotations().contains_key(SUMMARY)
         || runs_jobherd(earlier);
     if !is_jobherd {
         return Err(format!(
-            "Job {} is not a jobherd parent (no {OUTCOME} annotation, and its pods do not run jobherd)",
+            "Job {} is not a jobherd parent (no {RECORD} annotation, and its pods do not run jobherd)",
             earlier.name_any()
         ));
     }
     let active = earlier.status.as_ref().and_then(|s| s.active).unwrap_or(0);
-    if job_outcome(earlier).is_none() && active > 0 {
+    if outcome(earlier).is_none() && active > 0 {
         return Err(format!(
             "Job {} is still running; retry it once it has finished (kubectl wait --for=condition=complete or failed)",
             earlier.name_any()
@@ -242,7 +243,7 @@ fn runs_jobherd(job: &Job) -> bool {
 }
 
 fn from_record(text: &str, children: &Children, prefix: &str) -> Result<Vec<Done>, String> {
-    let record = Outcome::parse(text)?;
+    let record = Record::parse(text)?;
     if let Some(diff) = differences(&record.shape(), &children.shape()) {
         return Err(format!(
             "this configuration does not match the earlier run's: {diff}"
@@ -265,15 +266,15 @@ fn from_record(text: &str, children: &Children, prefix: &str) -> Result<Vec<Done
     for (index, run) in record.succeeded()? {
         if index >= layout.len() {
             return Err(format!(
-                "its {OUTCOME} annotation names a child it does not have"
+                "its {RECORD} annotation names a child it does not have"
             ));
         }
         let step = layout.get(index).step;
         let position = index - layout.steps()[step].children.start;
-        let output = match record.results_of(step).and_then(|r| r.get(position)) {
+        let output = match record.outputs_of(step).and_then(|r| r.get(position)) {
             Some(result) => Output::from_message(result.as_deref()),
             // A step whose result the steps after it need runs again when it was not kept.
-            None if record.results_left_out && needed(step) => continue,
+            None if record.outputs_left_out && needed(step) => continue,
             None => Output::Absent,
         };
         done.push(Done {
@@ -310,7 +311,7 @@ async fn from_children(
         .map_err(|e| ClusterError::from_kube("list", "jobs", namespace, e))?;
     if found.items.is_empty() {
         return Ok(Err(format!(
-            "Job {} left no {OUTCOME} record and none of its children are left (cleaned up, or removed by their TTL): a retry would run everything again; start a new run instead",
+            "Job {} left no {RECORD} record and none of its children are left (cleaned up, or removed by their TTL): a retry would run everything again; start a new run instead",
             earlier.name_any()
         )));
     }
@@ -337,7 +338,7 @@ async fn from_children(
                 job.name_any()
             )));
         };
-        if job_outcome(job) == Some(Ok(())) {
+        if outcome(job) == Some(Outcome::Succeeded) {
             let output = pods
                 .items
                 .iter()
@@ -435,9 +436,9 @@ pub async fn newest_failed(
 /// A parent run that ended without every child succeeding: its record says so, or the Job
 /// failed (jobherd exited non-zero).
 fn failed_run(job: &Job) -> bool {
-    match job.annotations().get(OUTCOME).map(|t| Outcome::parse(t)) {
+    match job.annotations().get(RECORD).map(|t| Record::parse(t)) {
         Some(Ok(record)) => record.exit_code != 0,
-        _ => matches!(job_outcome(job), Some(Err(_))),
+        _ => matches!(outcome(job), Some(Outcome::Failed { .. })),
     }
 }
 
@@ -451,7 +452,7 @@ pub async fn recorded_before(client: &Client, parent: &Parent) -> Option<(i32, S
     }
     let jobs: Api<Job> = Api::namespaced(client.clone(), &parent.namespace);
     let job = jobs.get(&parent.name).await.ok()?;
-    let record = Outcome::parse(job.annotations().get(OUTCOME)?).ok()?;
+    let record = Record::parse(job.annotations().get(RECORD)?).ok()?;
     let summary = job.annotations().get(SUMMARY).cloned().unwrap_or_default();
     matches!(record.exit_code, 0 | 1 | 3).then_some((record.exit_code, summary))
 }

@@ -12,8 +12,8 @@ mod inherit;
 mod jobs;
 mod logs;
 mod pods;
+mod progress;
 mod queue;
-mod steps;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -28,17 +28,16 @@ use kube::runtime::watcher;
 use crate::child::Children;
 use crate::cluster::ClusterError;
 use crate::config::{Cleanup, LogsMode};
+use crate::outputs::Output;
 use crate::plan::When;
-use crate::results::Output;
 pub use events::{Change, Created, Effect, Event, Reaction, Stop, Transition};
 pub use inherit::EarlierChild;
-pub use jobs::job_outcome;
 use logs::LogBook;
 pub use logs::LogSource;
 use pods::Stuck;
 pub use pods::{STUCK_REASONS, pod_output};
-pub use steps::{BAD_RESULT, DEPENDENCY_FAILED, NOT_NEEDED};
-use steps::{StepProgress, Work};
+pub use progress::{BAD_RESULT, DEPENDENCY_FAILED, NOT_NEEDED};
+use progress::{StepProgress, Work};
 
 /// How long a succeeded child's pod may take to show its result on the pod watch before its
 /// pods are listed for it (the Job's watch and the pods' are separate and may be apart).

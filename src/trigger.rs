@@ -24,7 +24,7 @@ use crate::child::{RUN_LABEL, put_env, shorten};
 use crate::cluster::{self, ClusterError, describe, status_code};
 use crate::config::{DryRun, Mode, PREFIX, RetryFrom, TriggerConfig};
 use crate::herd::sources;
-use crate::record::{self, OUTCOME, Outcome};
+use crate::record::{self, RECORD, Record};
 use crate::report;
 use crate::run::Stop;
 use follow::{Act, Ending, Follow, NO_CODE, Seen};
@@ -482,7 +482,7 @@ impl Reports<'_> {
         let denied =
             |verb: &str, e: kube::Error| ClusterError::from_kube(verb, "jobs", self.namespace, e);
         let record = match self.jobs.get_opt(&name).await {
-            Ok(job) => job.and_then(|j| Outcome::parse(j.annotations().get(OUTCOME)?).ok()),
+            Ok(job) => job.and_then(|j| Record::parse(j.annotations().get(RECORD)?).ok()),
             Err(e) => return Err(denied("get", e)),
         };
         let of_run = ListParams::default().labels(&format!("{RUN_LABEL}={uid}"));

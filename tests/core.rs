@@ -31,7 +31,7 @@ fn active_jobs(cluster: &FakeCluster) -> Vec<String> {
         .jobs(NS)
         .into_iter()
         .filter(|j| label(j, "app.kubernetes.io/managed-by") == Some("jobherd"))
-        .filter(|j| jobherd::run::job_outcome(j).is_none())
+        .filter(|j| jobherd::conditions::outcome(j).is_none())
         .map(|j| j.metadata.name.unwrap_or_default())
         .collect()
 }
@@ -238,7 +238,7 @@ fn parallelism_is_never_exceeded() {
     let active = |j: &serde_json::Value| {
         let job: Job = serde_json::from_value(j.clone()).expect("a Job");
         label(&job, "app.kubernetes.io/managed-by") == Some("jobherd")
-            && jobherd::run::job_outcome(&job).is_none()
+            && jobherd::conditions::outcome(&job).is_none()
     };
     let most = peak(&cluster.history(Kind::Job), active);
     assert!(most <= 2, "{most} children were active at once");
@@ -800,7 +800,7 @@ fn log_lines_in_a_pod_carry_no_terminal_colours() {
     let pod_of = |c: &FakeCluster| c.pods(NS).into_iter().find_map(|p| p.metadata.name);
     let done = |c: &FakeCluster| {
         c.job(NS, "plain")
-            .is_some_and(|j| jobherd::run::job_outcome(&j).is_some())
+            .is_some_and(|j| jobherd::conditions::outcome(&j).is_some())
     };
     assert!(cluster.wait_until(LONG, done));
     let pod = pod_of(&cluster).expect("the herd's pod");

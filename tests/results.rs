@@ -187,7 +187,7 @@ fn a_dynamic_fan_out_of_a_thousand_respects_parallelism_and_names() {
         j["metadata"]["labels"]["jobherd.io/step"]
             .as_str()
             .is_some_and(|s| s.starts_with("work-"))
-            && jobherd::run::job_outcome(&job).is_none()
+            && jobherd::conditions::outcome(&job).is_none()
     });
     assert_eq!(active, 50, "JOBHERD_PARALLELISM used, never passed");
 }

@@ -423,7 +423,7 @@ fn each_verb_the_trigger_role_grants_is_needed_and_named_when_missing() {
         );
         let running = |c: &FakeCluster| {
             c.job(NS, "build-42")
-                .is_some_and(|j| jobherd::run::job_outcome(&j).is_none())
+                .is_some_and(|j| jobherd::conditions::outcome(&j).is_none())
         };
         assert!(
             cluster.wait_until(LONG, |c| !running(c)),

@@ -26,10 +26,10 @@ fn the_record_says_which_run_did_each_succeeded_child() {
     }
     run.force_done(4, ChildResult::Failed, Some("BackoffLimitExceeded"), 3);
     run.force_done(5, ChildResult::Cancelled, Some("Cancelled"), 1);
-    let mut record = Outcome::of(&run, "nightly-2", "nightly-2");
+    let mut record = Record::of(&run, "nightly-2", "nightly-2");
     assert_eq!(record.shape(), run.children().shape());
     let text = record.to_annotation().unwrap();
-    let back = Outcome::parse(&text).unwrap();
+    let back = Record::parse(&text).unwrap();
     assert_eq!(back, record);
     let mut done = back.succeeded().unwrap();
     done.sort();
@@ -60,19 +60,19 @@ fn the_record_of_ten_thousand_children_is_small() {
         };
         run.force_done(i, result, None, 1);
     }
-    let text = Outcome::of(&run, "p", "p").to_annotation().unwrap();
+    let text = Record::of(&run, "p", "p").to_annotation().unwrap();
     assert!(text.len() < 6_000, "{} bytes", text.len());
     assert_eq!(
-        Outcome::parse(&text).unwrap().succeeded().unwrap().len(),
+        Record::parse(&text).unwrap().succeeded().unwrap().len(),
         6_666
     );
 }
 
 #[test]
 fn a_bad_record_is_reported_not_trusted() {
-    let err = Outcome::parse("{not json").unwrap_err();
-    assert!(err.contains(OUTCOME), "{err}");
-    let record = Outcome {
+    let err = Record::parse("{not json").unwrap_err();
+    assert!(err.contains(RECORD), "{err}");
+    let record = Record {
         version: 1,
         exit_code: 1,
         prefix: "p".into(),
@@ -83,8 +83,8 @@ fn a_bad_record_is_reported_not_trusted() {
         }],
         failed: String::new(),
         cancelled: String::new(),
-        step_results: Default::default(),
-        results_left_out: false,
+        step_outputs: Default::default(),
+        outputs_left_out: false,
     };
     assert!(record.succeeded().unwrap_err().contains("bitmap"));
 }
@@ -136,7 +136,7 @@ fn a_run_is_rebuilt_from_its_record_and_the_children_left() {
     run.force_done(1, ChildResult::Succeeded, None, 1);
     run.force_done(2, ChildResult::Failed, Some("BackoffLimitExceeded"), 3);
     run.force_done(3, ChildResult::Skipped, Some("DependencyFailed"), 0);
-    let record = Outcome::of(&run, "etl-2", "etl-2");
+    let record = Record::of(&run, "etl-2", "etl-2");
     // Cleanup deleted the succeeded children; the failed one is still there.
     let jobs = [finished_job("etl-2-b", "Failed", "BackoffLimitExceeded")];
     let rebuilt = rebuild(Some(&record), &jobs, ("r", "etl-2"), 1);
@@ -198,18 +198,18 @@ fn results_that_do_not_fit_are_left_out_and_the_record_says_so() {
     }
     succeed(&mut run, "r-merge-a", Some("merged"));
     succeed(&mut run, "r-merge-b", Some("merged"));
-    let mut record = Outcome::of(&run, "r", "r");
+    let mut record = Record::of(&run, "r", "r");
     assert_eq!(
-        record.results_of(2),
+        record.outputs_of(2),
         Some(&[Some("merged".to_string())][..])
     );
-    assert!(record.results_of(3).is_none(), "no step depends on merge-b");
+    assert!(record.outputs_of(3).is_none(), "no step depends on merge-b");
     let text = record
         .to_annotation()
         .expect("the record without its results fits");
     assert!(text.len() <= MAX_RECORD);
-    let back = Outcome::parse(&text).unwrap();
-    assert!(back.results_left_out);
-    assert!(back.step_results.is_empty());
+    let back = Record::parse(&text).unwrap();
+    assert!(back.outputs_left_out);
+    assert!(back.step_outputs.is_empty());
     assert_eq!(back.succeeded().unwrap().len(), 58);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{attempts, duration, queue_text, summary};
-use crate::results;
+use crate::outputs;
 use crate::run::{ChildResult, Phase, Run};
 
 #[derive(Serialize)]
@@ -79,7 +79,7 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
                 earlier_run: s.earlier_run.as_deref(),
                 queued_seconds: Some(run.time_queued(i).as_secs_f64()).filter(|q| *q > 0.0),
                 preemptions: s.preemptions,
-                output: s.output.text().map(results::value),
+                output: s.output.text().map(outputs::value),
             }
         })
         .collect();
@@ -89,7 +89,7 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
         .enumerate()
         .filter_map(|(step, spec)| {
             let name = spec.name.clone()?;
-            Some((name, results::value(&run.step_result(step)?)))
+            Some((name, outputs::value(&run.step_output(step)?)))
         })
         .collect();
     let report = JsonReport {

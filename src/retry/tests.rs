@@ -79,8 +79,8 @@ fn jobherd_parents_are_known_by_their_image_or_variables() {
 
 mod results {
     use super::super::from_record;
-    use crate::record::Outcome;
-    use crate::results::Output;
+    use crate::outputs::Output;
+    use crate::record::Record;
     use crate::run::testing::*;
     use crate::run::{Event, Run};
 
@@ -112,7 +112,7 @@ mod results {
 
     #[test]
     fn a_retry_finds_a_fan_out_over_a_result_where_it_was_with_its_results() {
-        let mut record = Outcome::of(&earlier(), "r", "etl-1");
+        let mut record = Record::of(&earlier(), "r", "etl-1");
         let text = record.to_annotation().unwrap();
         let fresh = run_of_plan(ETL, &RULES);
         let done = from_record(&text, fresh.children(), "etl-2").unwrap();
@@ -131,9 +131,9 @@ mod results {
 
     #[test]
     fn results_left_out_of_a_record_make_the_steps_that_pass_them_on_run_again() {
-        let mut record = Outcome::of(&earlier(), "r", "etl-1");
-        record.step_results.clear();
-        record.results_left_out = true;
+        let mut record = Record::of(&earlier(), "r", "etl-1");
+        record.step_outputs.clear();
+        record.outputs_left_out = true;
         let text = serde_json::to_string(&record).unwrap();
         let fresh = run_of_plan(ETL, &RULES);
         let done = from_record(&text, fresh.children(), "etl-2").unwrap();

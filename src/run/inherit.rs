@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::{ChildResult, Phase, Reaction, Run, Transition};
-use crate::results::Output;
+use crate::outputs::Output;
 
 /// A child an earlier run succeeded with, by its place in its step (its index may differ: a
 /// `params_from` step's children are laid out as they come).

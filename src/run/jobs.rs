@@ -1,7 +1,6 @@
 //! What a child's Job says: created, adopted, running, done (read from its conditions), or
 //! gone; and the watch's lists and deletes that tell which Jobs exist.
 
-use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::runtime::watcher;
@@ -9,6 +8,7 @@ use kube::runtime::watcher;
 use super::queue::is_suspended;
 use super::{Change, ChildResult, Created, Effect, Phase, Reaction, Run, Stop};
 use crate::child::RUN_LABEL;
+use crate::conditions::{Outcome, decided_at, outcome};
 
 impl Run {
     pub(super) fn on_job_event(&mut self, event: watcher::Event<Job>, out: &mut Reaction) {
@@ -145,9 +145,11 @@ impl Run {
             .as_ref()
             .map(|t| t.0)
             .or_else(|| decided_at(job));
-        match job_outcome(job) {
-            Some(Ok(())) => self.finish(index, ChildResult::Succeeded, "", "", finished, out),
-            Some(Err((reason, message))) => {
+        match outcome(job) {
+            Some(Outcome::Succeeded) => {
+                self.finish(index, ChildResult::Succeeded, "", "", finished, out)
+            }
+            Some(Outcome::Failed { reason, message }) => {
                 if reason == "BackoffLimitExceeded" {
                     // The pod that made the last attempt may be deleted before we saw it; by
                     // definition the Job used backoffLimit + 1 attempts.
@@ -177,43 +179,4 @@ impl Run {
             self.finish(index, ChildResult::Failed, "Deleted", why, None, out);
         }
     }
-}
-
-/// When the condition that decided a Job's outcome was set (1.31+ sets `completionTime` only
-/// with `Complete`, after `SuccessCriteriaMet`; failures have none).
-fn decided_at(job: &Job) -> Option<Timestamp> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .filter(|c| c.status == "True")
-        .filter(|c| {
-            matches!(
-                c.type_.as_str(),
-                "Complete" | "SuccessCriteriaMet" | "Failed" | "FailureTarget"
-            )
-        })
-        .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
-        .min()
-}
-
-/// Reads a Job's conditions: `SuccessCriteriaMet`/`Complete` is success, `FailureTarget`/
-/// `Failed` failure with its reason and message. `None` while it is still running.
-/// (kube's `is_job_completed` never reports a failed Job, so conditions are read here.)
-pub fn job_outcome(job: &Job) -> Option<Result<(), (String, String)>> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    let mut failure = None;
-    for c in conditions.iter().filter(|c| c.status == "True") {
-        match c.type_.as_str() {
-            "Complete" | "SuccessCriteriaMet" => return Some(Ok(())),
-            // Prefer the final `Failed` over `FailureTarget` when both are there.
-            "Failed" | "FailureTarget" if failure.is_none() || c.type_ == "Failed" => {
-                failure = Some((
-                    c.reason.clone().unwrap_or_else(|| "Failed".into()),
-                    c.message.clone().unwrap_or_default(),
-                ));
-            }
-            _ => {}
-        }
-    }
-    failure.map(Err)
 }

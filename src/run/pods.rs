@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 
 use super::{Change, ChildResult, Effect, Phase, Reaction, Run};
-use crate::results::Output;
+use crate::outputs::Output;
 
 /// Waiting reasons after which a pod will not start by itself (image or config problems).
 pub const STUCK_REASONS: &[&str] = &[

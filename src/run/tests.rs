@@ -677,7 +677,7 @@ fn a_params_from_step_is_laid_out_from_its_sources_result_after_the_others() {
     succeed(&mut run, "r-process-0", Some("1"));
     let r = succeed(&mut run, "r-process-1", Some("two"));
     assert_eq!(creates(&r), vec![1], "merge");
-    assert_eq!(run.step_result(1).as_deref(), Some(r#"[1,"two"]"#));
+    assert_eq!(run.step_output(1).as_deref(), Some(r#"[1,"two"]"#));
     succeed(&mut run, "r-merge", None);
     assert_eq!(run.exit_code(), 0);
     assert!(run.is_over());

@@ -1,7 +1,8 @@
-//! Results between steps (SPEC §8). A child's result is what its container wrote to its
-//! termination message; a step's result is what the steps after it get as
-//! `JOBHERD_RESULT_<STEP>`; a `params_from` step fans out over the elements of one. Pure: the run
-//! keeps the results, `herd` reads them from the pods.
+//! What children write and steps pass on (SPEC §8 calls them results; in the code a child's
+//! *result* is how it ended, and what it wrote is its *output*). A child's output is what its
+//! container wrote to its termination message; a step's output is what the steps after it get
+//! as `JOBHERD_RESULT_<STEP>`; a `params_from` step fans out over the elements of one. Pure: the
+//! run keeps the outputs, `herd` reads them from the pods.
 
 use serde_json::Value;
 
@@ -53,7 +54,7 @@ pub fn value(text: &str) -> Value {
 /// A step's result: its child's text, or, for a step that fans out, a JSON array of its
 /// children's results in index order (`null` for a child that wrote none). `None` when a single
 /// child wrote nothing.
-pub fn step_result<'a>(
+pub fn step_output<'a>(
     fans_out: bool,
     mut outputs: impl Iterator<Item = &'a Output>,
 ) -> Option<String> {
@@ -160,20 +161,20 @@ mod tests {
     #[test]
     fn a_single_childs_text_is_the_steps_result() {
         assert_eq!(
-            step_result(false, [text("rows=3")].iter()),
+            step_output(false, [text("rows=3")].iter()),
             Some("rows=3".into())
         );
-        assert_eq!(step_result(false, [Output::Absent].iter()), None);
+        assert_eq!(step_output(false, [Output::Absent].iter()), None);
     }
 
     #[test]
     fn a_fan_out_gives_an_array_of_json_or_strings_in_index_order() {
         let outputs = [text(r#"{"rows": 3}"#), Output::Absent, text("plain words")];
         assert_eq!(
-            step_result(true, outputs.iter()),
+            step_output(true, outputs.iter()),
             Some(r#"[{"rows":3},null,"plain words"]"#.into())
         );
-        assert_eq!(step_result(true, [].iter()), Some("[]".into()));
+        assert_eq!(step_output(true, [].iter()), Some("[]".into()));
     }
 
     #[test]

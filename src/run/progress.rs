@@ -10,8 +10,8 @@
 
 use super::{ChildResult, ChildState, Phase, Reaction, Run, Stop};
 use crate::config::EnvMap;
+use crate::outputs::{self, Output};
 use crate::plan::When;
-use crate::results::{self, Output};
 
 /// Reasons a step's children get when it does not run.
 pub const DEPENDENCY_FAILED: &str = "DependencyFailed";
@@ -221,8 +221,8 @@ impl Run {
         };
         if let Some(source) = self.children.steps()[step].source {
             let name = self.step_label(source);
-            let result = self.step_result(source);
-            match results::items(&name, result.as_deref()) {
+            let result = self.step_output(source);
+            match outputs::items(&name, result.as_deref()) {
                 Ok(items) => self.lay_out(step, Some(items)),
                 Err(problem) => return self.cannot_start(step, &problem, out),
             }
@@ -246,11 +246,11 @@ impl Run {
         let mut inputs = EnvMap::new();
         let spec = &self.children.steps()[step];
         for &d in spec.depends_on.iter().filter(|d| Some(**d) != spec.source) {
-            let Some(result) = self.step_result(d) else {
+            let Some(result) = self.step_output(d) else {
                 continue;
             };
-            let name = results::variable(&self.step_label(d));
-            results::fits(&name, &result)?;
+            let name = outputs::variable(&self.step_label(d));
+            outputs::fits(&name, &result)?;
             inputs.insert(name, result);
         }
         Ok(inputs)
@@ -258,7 +258,7 @@ impl Run {
 
     /// A step's result, once it has succeeded (SPEC §8); `None` before, after anything else, or
     /// when its single child wrote none.
-    pub fn step_result(&self, step: usize) -> Option<String> {
+    pub fn step_output(&self, step: usize) -> Option<String> {
         let spec = &self.children.steps()[step];
         let progress = &self.steps[step];
         let succeeded = spec.laid_out && progress.succeeded == spec.children.len();
@@ -266,7 +266,7 @@ impl Run {
             return None;
         }
         let outputs = spec.children.clone().map(|i| &self.states[i].output);
-        results::step_result(spec.fans_out(), outputs)
+        outputs::step_output(spec.fans_out(), outputs)
     }
 
     /// A step that cannot start (its source's result is no list, or a result is too large for
