@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -26,6 +27,10 @@ pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 const MAX_NAME: usize = 63;
 /// What Kubernetes would default anyway; set explicitly so the dry-run output says it.
 const DEFAULT_BACKOFF_LIMIT: i32 = 6;
+/// The most a child's Job may weigh as sent. etcd refuses a write over 1.5 MiB (its default
+/// `--max-request-bytes`), and the stored Job grows after creation (status, managed fields):
+/// one megabyte leaves that room.
+pub const MAX_JOB: usize = 1024 * 1024;
 
 /// Who the children belong to: decided once per run (see `cluster::identify`).
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +76,10 @@ pub struct StepSpec {
     pub source: Option<usize>,
     /// Its children are known: always, but for a `params_from` step before it is laid out.
     pub laid_out: bool,
-    template: Job,
+    /// Shared by its children's [`ChildJob`]s until each is built.
+    template: Arc<Job>,
+    /// The template's size as sent, for [`ChildJob::check`].
+    template_size: usize,
     fan_out: FanOut,
     /// `JOBHERD_RESULT_*` of the steps it depends on, set when it is about to start.
     inputs: EnvMap,
@@ -136,12 +144,23 @@ impl Children {
 
     /// The batch/v1 Job of one child, ready to create.
     pub fn job(&self, index: usize) -> Job {
+        self.recipe(index).build()
+    }
+
+    /// What one child's Job is made of, to build it when its create is sent.
+    pub fn recipe(&self, index: usize) -> ChildJob {
         let spec = &self.specs[index];
         let step = &self.steps[spec.step];
         let position = index - step.children.start;
         let mut env = step.inputs.clone();
         env.extend(fan_out_env(&step.fan_out, position));
-        instantiate(&step.template, &spec.name, &spec.label, &env)
+        ChildJob {
+            template: step.template.clone(),
+            template_size: step.template_size,
+            name: spec.name.clone(),
+            label: spec.label.clone(),
+            env,
+        }
     }
 
     /// Every child, step by step: the order in which they could run, and in which reports
@@ -197,6 +216,54 @@ impl Children {
     /// What the steps it depends on give a step's children (`JOBHERD_RESULT_*`).
     pub fn set_inputs(&mut self, step: usize, inputs: EnvMap) {
         self.steps[step].inputs = inputs;
+    }
+}
+
+/// One child's Job before it is built: its step's shared template, and what makes it this child
+/// (name, step label, its own and its dependencies' variables). A herd holds thousands of these
+/// while their creates wait their turn; each Job is built when its create is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildJob {
+    template: Arc<Job>,
+    template_size: usize,
+    pub name: String,
+    pub label: String,
+    env: EnvMap,
+}
+
+impl ChildJob {
+    pub fn build(&self) -> Job {
+        instantiate(&self.template, &self.name, &self.label, &self.env)
+    }
+
+    /// About what its Job weighs as sent: the template's size, its name and label where they
+    /// go, and its variables as JSON (a slight overestimate).
+    pub fn size(&self) -> usize {
+        const PER_VARIABLE: usize = 32;
+        let named = 4 * self.name.len() + 2 * self.label.len();
+        let env: usize = self
+            .env
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + PER_VARIABLE)
+            .sum();
+        self.template_size + named + env
+    }
+
+    /// Why it cannot be created as it is: a variable longer than a process may be given, or a
+    /// Job heavier than the API stores. The message names the sizes and the way out.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value) in &self.env {
+            crate::outputs::fits(name, value)?;
+        }
+        let size = self.size();
+        if size > MAX_JOB {
+            return Err(format!(
+                "its Job would weigh {} KiB, more than the {} KiB a Job may (etcd stores at most 1.5 MiB per object, and a Job grows once it runs): pass large results by reference (an object storage key), not inline",
+                size.div_ceil(1024),
+                MAX_JOB / 1024
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -354,7 +421,8 @@ impl Children {
             when: When::Succeeded,
             source: None,
             laid_out: true,
-            template: Job::default(),
+            template: Arc::default(),
+            template_size: 0,
             fan_out: FanOut::Count(out.specs.len() as u32),
             inputs: EnvMap::new(),
         });
@@ -373,6 +441,7 @@ impl Children {
         let step = self.steps.len();
         let start = self.specs.len();
         self.push_children(step, name.as_deref(), &fan_out);
+        let template_size = serde_json::to_vec(&template).map_or(0, |v| v.len());
         self.steps.push(StepSpec {
             name,
             depends_on,
@@ -381,7 +450,8 @@ impl Children {
             when: When::Succeeded,
             source: None,
             laid_out: !matches!(fan_out, FanOut::From(_)),
-            template,
+            template: Arc::new(template),
+            template_size,
             fan_out,
             inputs: EnvMap::new(),
         });

@@ -11,7 +11,7 @@ mod values;
 mod variables;
 
 pub use values::{
-    check_dns_label, env_from_json, job_from_json, nearest, params_from_json, parse_bool,
+    check_dns_label, env_from_json, human, job_from_json, nearest, params_from_json, parse_bool,
     parse_duration, parse_json, parse_positive_duration, parse_queue, string_array_from_json,
 };
 

@@ -7,8 +7,7 @@ mod effects;
 pub(crate) mod sources;
 
 use std::io::Write;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,9 +18,9 @@ use tokio::sync::mpsc;
 use crate::child::{Children, Identity, RUN_LABEL};
 use crate::cluster::{ClusterError, describe, status_code};
 use crate::config::{Cleanup, RateLimit};
-use crate::disruption::{OwnPod, Verdict};
+use crate::disruption::OwnPod;
 use crate::report::Reporter;
-use crate::run::{Event, Run, Stop};
+use crate::run::{At, Event, Run, Stop};
 use effects::Effects;
 
 /// Events waiting for the loop; producers wait when it is full, which bounds memory.
@@ -30,7 +29,6 @@ const EVENT_BUFFER: usize = 1024;
 const PREFLIGHT_TRIES: u32 = 5;
 
 pub struct Settings {
-    pub timeout: Option<Duration>,
     pub rate: RateLimit,
     pub cleanup: Cleanup,
     /// In a pod: what a SIGTERM is read against (SPEC §9).
@@ -66,51 +64,59 @@ impl ChildApi {
     }
 }
 
-/// Runs until every child is done or the run stops; returns the run for reporting.
+/// Runs until the run is over; returns the run for reporting. Signals are heard from the
+/// start: one that comes while the API is first tried ends that try.
 pub async fn execute<W: Write>(
     api: ChildApi,
     mut run: Run,
     reporter: &mut Reporter<W>,
     settings: &Settings,
 ) -> Result<Run, ClusterError> {
-    preflight(&api).await?;
     let (tx, mut events) = mpsc::channel(EVENT_BUFFER);
-    let _sources = sources::start(&api, settings.timeout, tx.clone())?;
-    let mut effects = Effects::start(api, run.shared_children(), settings.rate, tx);
+    let mut sources = sources::start_timers(tx.clone())?;
+    let mut early = None;
+    tokio::select! {
+        tried = preflight(&api) => tried?,
+        signal = first_signal(&mut events) => early = Some(signal),
+    }
+    sources::start_watches(&mut sources, &api, tx.clone());
+    let mut effects = Effects::start(api, settings.rate, settings.own_pod.clone(), tx);
+    if let Some(signal) = early {
+        step(&mut run, signal, reporter, &mut effects);
+    }
     while !run.is_over() {
         let Some(event) = events.recv().await else {
             break;
         };
-        let event = match (event, &settings.own_pod) {
-            (Event::Signal(Stop::Terminate), Some(own)) if run.stop_reason().is_none() => {
-                why_terminated(own, reporter).await
-            }
-            (event, _) => event,
-        };
-        let now = Instant::now();
-        let reaction = run.apply(event, now);
-        reporter.report(&run, &reaction.transitions, now);
-        effects.perform(reaction.effects);
+        step(&mut run, event, reporter, &mut effects);
     }
     if let Some(fatal) = run.take_fatal() {
         return Err(fatal);
     }
-    // A run that moves leaves everything, finished children too, to the next attempt.
-    if run.moving().is_none() {
+    // A run that moves leaves everything, finished children too, to the next attempt; one that
+    // stopped hard has no time to spare.
+    let stopped_hard = run.stop_reason().is_some_and(Stop::is_hard);
+    if run.moving().is_none() && !stopped_hard {
         effects.clean_up(run.to_clean_up(settings.cleanup)).await;
     }
     Ok(run)
 }
 
-/// A SIGTERM in a pod: the run moves when only the pod goes, else it stops.
-async fn why_terminated<W: Write>(own: &OwnPod, reporter: &mut Reporter<W>) -> Event {
-    match own.why_terminated().await {
-        Verdict::Moving { reason } => Event::Moving { reason },
-        Verdict::Ending { why } => {
-            if let Some(why) = why {
-                reporter.note(&format!("jobherd: {why}"));
-            }
-            Event::Signal(Stop::Terminate)
+/// One event through the run: it decides, the reporter tells, the effects are set going.
+fn step<W: Write>(run: &mut Run, event: Event, reporter: &mut Reporter<W>, effects: &mut Effects) {
+    let at = At::now();
+    let reaction = run.apply(event, at);
+    reporter.report(run, &reaction.transitions, at.instant);
+    effects.perform(reaction.effects);
+}
+
+/// The first signal among the events (ticks before it are dropped: nothing waits on time yet).
+async fn first_signal(events: &mut mpsc::Receiver<Event>) -> Event {
+    loop {
+        match events.recv().await {
+            Some(event @ Event::Signal(_)) => return event,
+            Some(_) => {}
+            None => std::future::pending::<()>().await,
         }
     }
 }
@@ -145,7 +151,7 @@ async fn preflight(api: &ChildApi) -> Result<(), ClusterError> {
 pub async fn server_dry_run(
     client: Client,
     namespace: &str,
-    children: &Arc<Children>,
+    children: &Children,
 ) -> Result<Vec<Job>, ClusterError> {
     let jobs: Api<Job> = Api::namespaced(client, namespace);
     let params = PostParams {

@@ -21,8 +21,7 @@ pub mod retry;
 pub mod run;
 pub mod trigger;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use config::{Config, DryRun};
 use report::Reporter;
@@ -64,17 +63,20 @@ struct Setup {
     parent: Option<cluster::Parent>,
     /// In a pod with a parent: read back when a SIGTERM comes.
     own_pod: Option<disruption::OwnPod>,
-    children: Arc<child::Children>,
+    children: child::Children,
     options: plan::PlanOptions,
 }
+
+/// How long a child's Job and pods must outlive its end for jobherd to read what it wrote:
+/// the pod watch's grace, then a pod list with its retries.
+const RESULT_READ_WINDOW: Duration = Duration::from_secs(10);
 
 /// Runs jobherd with a parsed configuration; returns the exit code of a run that happened.
 pub async fn run(config: Config) -> Result<i32, Error> {
     let started = Instant::now();
-    let Some(setup) = set_up(&config).await? else {
+    let Some(mut setup) = set_up(&config).await? else {
         return Ok(0);
     };
-    let namespace = setup.identity.namespace.clone().unwrap_or_default();
     let mut reporter = Reporter::new(
         std::io::stdout(),
         config.progress,
@@ -82,13 +84,43 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         setup.children.len(),
         Instant::now(),
     );
-    if let Some(parent) = &setup.parent
-        && let Some((code, summary)) = retry::recorded_before(&setup.client, parent).await
+    let at_start = match &setup.parent {
+        Some(parent) => record::at_start(&setup.client, parent).await,
+        None => record::AtStart::default(),
+    };
+    if let Some((record, summary)) = &at_start.record
+        && let Some(code) = record.final_answer()
     {
         reporter.note(&format!("jobherd: this parent Job already ran to its end ({summary}); a retried parent exits {code} again instead of running anew"));
         return Ok(code);
     }
     let earlier = earlier_run(&config, &setup).await?;
+    reporter.start(&header(&setup));
+    warn_short_ttl(&config, &setup.children);
+    let deadline = deadline(config.timeout, at_start.created, started);
+    let children = std::mem::replace(&mut setup.children, child::Children::named(Vec::new()));
+    let run = start_run(
+        &config,
+        &setup,
+        children,
+        (earlier, at_start),
+        &mut reporter,
+    )
+    .with_limits(deadline, setup.own_pod.is_some());
+    let settings = herd::Settings {
+        rate: config.rate,
+        cleanup: config.cleanup.or(setup.options.cleanup).unwrap_or_default(),
+        own_pod: setup.own_pod.clone(),
+    };
+    let api = herd::ChildApi::new(setup.client.clone(), &setup.identity);
+    let run = herd::execute(api, run, &mut reporter, &settings).await?;
+    finish(&run, &mut reporter, &setup, &config, started.elapsed()).await;
+    Ok(run.exit_code())
+}
+
+/// The run's first line: its id, children, namespace and parent.
+fn header(setup: &Setup) -> String {
+    let namespace = setup.identity.namespace.as_deref().unwrap_or_default();
     let parent_text = setup.parent.as_ref().map_or("no parent".to_string(), |p| {
         format!("parent {} {}", p.kind, p.name)
     });
@@ -98,21 +130,56 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         [one] => format!(", and those step {one} fans out to,"),
         many => format!(", and those steps {} fan out to,", many.join(", ")),
     };
-    reporter.start(&format!(
+    format!(
         "jobherd run {}: {} children{and_later} in namespace {namespace} ({parent_text})",
         setup.identity.run_id,
         setup.children.len()
-    ));
-    let run = start_run(&config, &setup, earlier, &mut reporter);
-    let settings = herd::Settings {
-        timeout: config.timeout,
-        rate: config.rate,
-        cleanup: config.cleanup.or(setup.options.cleanup).unwrap_or_default(),
-        own_pod: setup.own_pod.clone(),
+    )
+}
+
+/// `JOBHERD_TIMEOUT` is the deadline of the whole run across its attempts: counted from the
+/// parent Job's creation (by the server's clock, against this machine's), else from the start
+/// of this process. An attempt that starts past it ends at once.
+fn deadline(
+    timeout: Option<Duration>,
+    created: Option<jiff::Timestamp>,
+    started: Instant,
+) -> Option<Instant> {
+    let timeout = timeout?;
+    let Some(created) = created else {
+        return Some(started + timeout);
     };
-    let api = herd::ChildApi::new(setup.client.clone(), &setup.identity);
-    let run = herd::execute(api, run, &mut reporter, &settings).await?;
-    let elapsed = started.elapsed();
+    let passed = jiff::Timestamp::now().duration_since(created);
+    let passed = Duration::try_from(passed).unwrap_or_default();
+    Some(Instant::now() + timeout.saturating_sub(passed))
+}
+
+/// A TTL shorter than it takes to read a child's result deletes what the steps after it need.
+fn warn_short_ttl(config: &Config, children: &child::Children) {
+    let passes_results = children.steps().iter().any(|s| !s.depends_on.is_empty());
+    if let Some(ttl) = config.defaults.ttl
+        && ttl < RESULT_READ_WINDOW
+        && passes_results
+    {
+        tracing::warn!(
+            "JOBHERD_TTL is {}s: a child's Job and pods may be deleted before jobherd has read what it wrote (up to {}s after it succeeds), and the steps after it then fail with BadResult; set JOBHERD_TTL to {}s or more",
+            ttl.as_secs(),
+            RESULT_READ_WINDOW.as_secs(),
+            RESULT_READ_WINDOW.as_secs()
+        );
+    }
+}
+
+/// The end of a run: the table and summary, the reports and the record, within the time a
+/// stopping pod has left (a hanging API costs that time, never the summary).
+async fn finish<W: std::io::Write>(
+    run: &run::Run,
+    reporter: &mut Reporter<W>,
+    setup: &Setup,
+    config: &Config,
+    elapsed: Duration,
+) {
+    let namespace = setup.identity.namespace.clone().unwrap_or_default();
     let ending = report::Ending {
         elapsed,
         run_id: &setup.identity.run_id,
@@ -124,14 +191,14 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         termination_log: &config.termination_log,
     };
     if run.moving().is_some() {
-        reporter.publish_move(&run, &setup.client, &ending).await;
-        return Ok(run.exit_code());
+        reporter.publish_move(run, &setup.client, &ending).await;
+        return;
     }
-    let summary = reporter.finish(&run, elapsed);
+    let summary = reporter.finish(run, elapsed);
+    let hard = run.stop_reason().is_some_and(run::Stop::is_hard);
     reporter
-        .publish(&run, &summary, Some(&setup.client), &ending)
+        .publish(run, &summary, Some(&setup.client), &ending, hard)
         .await;
-    Ok(run.exit_code())
 }
 
 /// Reads the plan, builds the children, connects and finds the parent; handles the dry runs
@@ -159,7 +226,7 @@ async fn set_up(config: &Config) -> Result<Option<Setup>, Error> {
     let client = cluster::connect().await?;
     let (identity, parent) =
         cluster::identify(&client, config, &here, options.namespace.clone()).await?;
-    let children = Arc::new(child::children(&config.defaults, plan.as_ref(), &identity)?);
+    let children = child::children(&config.defaults, plan.as_ref(), &identity)?;
     if config.dry_run == Some(DryRun::Server) {
         let namespace = identity.namespace.clone().unwrap_or_default();
         let jobs = herd::server_dry_run(client, &namespace, &children).await?;
@@ -206,11 +273,13 @@ async fn earlier_run(config: &Config, setup: &Setup) -> Result<Option<retry::Inh
     ))
 }
 
-/// The run's state machine, with what an earlier run did already.
+/// The run's state machine, with what an earlier run (`JOBHERD_RETRY`) and an earlier attempt
+/// of this run (its record on the parent) did already.
 fn start_run<W: std::io::Write>(
     config: &Config,
     setup: &Setup,
-    earlier: Option<retry::Inherited>,
+    children: child::Children,
+    (earlier, at_start): (Option<retry::Inherited>, record::AtStart),
     reporter: &mut Reporter<W>,
 ) -> run::Run {
     let rules = run::Rules {
@@ -219,21 +288,27 @@ fn start_run<W: std::io::Write>(
         stuck_timeout: config.stuck_timeout,
         logs: config.logs,
     };
-    let mut run = run::Run::new(
-        setup.children.clone(),
-        &rules,
-        &setup.identity.run_id,
-        Instant::now(),
-    );
+    let resumed = match (&at_start.record, &setup.parent) {
+        (Some((record, _)), Some(parent)) => record.resumed(&children, &parent.name),
+        _ => Vec::new(),
+    };
+    let known = if children.fanning_out().next().is_some() {
+        String::new()
+    } else {
+        format!(" of {}", children.len())
+    };
+    let mut run = run::Run::new(children, &rules, &setup.identity.run_id, run::At::now());
+    if !resumed.is_empty() {
+        reporter.note(&format!(
+            "jobherd: resuming from the record of an earlier attempt of this run ({} children known there)",
+            resumed.len()
+        ));
+        run.resume(resumed);
+    }
     if let Some(earlier) = earlier {
         // The children of steps that fan out over a result are not counted yet.
-        let of = if setup.children.fanning_out().next().is_some() {
-            String::new()
-        } else {
-            format!(" of {}", setup.children.len())
-        };
         reporter.note(&format!(
-            "retrying run {}: {}{of} children succeeded there and are not run again",
+            "retrying run {}: {}{known} children succeeded there and are not run again",
             earlier.from,
             earlier.done.len(),
         ));

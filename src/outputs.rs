@@ -15,7 +15,10 @@ pub const MAX_VARIABLE: usize = 128 * 1024 - 1;
 /// How much of a result a message shows.
 const SHOWN: usize = 80;
 
-/// A child's result, as far as it is known.
+/// The most the kubelet keeps of a termination message: the last 4096 bytes of the file.
+pub const KUBELET_MESSAGE: usize = 4096;
+
+/// What a child wrote, as far as it is known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Output {
     /// Not read yet: the child has not succeeded, or its succeeded pod was not seen yet.
@@ -24,13 +27,32 @@ pub enum Output {
     /// It succeeded without writing a termination message.
     Absent,
     Text(Box<str>),
+    /// It succeeded, but what it wrote cannot be known: why (its pods are gone, reading pods
+    /// is forbidden, the kubelet cut the message).
+    Lost(Box<str>),
 }
 
 impl Output {
+    /// What a succeeded container's termination message says. One of the kubelet's full 4096
+    /// bytes was most likely cut (the kubelet keeps the file's end): it is no output to pass on.
     pub fn from_message(message: Option<&str>) -> Output {
         match message {
+            Some(text) if text.len() >= KUBELET_MESSAGE => Output::Lost(
+                format!(
+                    "its termination message was cut by the kubelet, which keeps only the last {KUBELET_MESSAGE} bytes: keep results under 4 KiB, or write them to object storage and pass their key"
+                )
+                .into(),
+            ),
             Some(text) if !text.is_empty() => Output::Text(text.into()),
             _ => Output::Absent,
+        }
+    }
+
+    /// Why it cannot be known, when it cannot.
+    pub fn lost(&self) -> Option<&str> {
+        match self {
+            Output::Lost(why) => Some(why),
+            _ => None,
         }
     }
 
@@ -51,8 +73,8 @@ pub fn value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }
 
-/// A step's result: its child's text, or, for a step that fans out, a JSON array of its
-/// children's results in index order (`null` for a child that wrote none). `None` when a single
+/// A step's output: its child's text, or, for a step that fans out, a JSON array of its
+/// children's outputs in index order (`null` for a child that wrote none). `None` when a single
 /// child wrote nothing.
 pub fn step_output<'a>(
     fans_out: bool,

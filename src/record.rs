@@ -1,22 +1,28 @@
 //! The durable record of a run, on its parent Job (annotation `jobherd.io/outcome`): its exit
-//! code, its child name prefix, the shape of its steps, every child's result, compact enough
-//! for 10,000 children, and the results (SPEC §8) of the steps that others depend on. `retry` reads it to take over what succeeded; `trigger` reads it,
-//! with the children left in the cluster, to report a run from outside.
+//! code, whether it moved, its child name prefix, the shape of its steps, every child's result,
+//! compact enough for 10,000 children, the outputs (SPEC §8) of the steps that others depend
+//! on, and what it counted of children that queued, were preempted or tried more than once.
+//! The next attempt of the same run starts from it ([`Record::resumed`]); `retry` reads it to
+//! take over what succeeded; `trigger` reads it, with the children left in the cluster, to
+//! report a run from outside.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::ResourceExt;
+use kube::api::Api;
+use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 
 use crate::child::{Children, STEP_LABEL, StepShape};
+use crate::cluster::Parent;
 use crate::conditions::{Outcome, outcome};
 use crate::config::LogsMode;
 use crate::outputs::Output;
-use crate::run::{ChildResult, Restored, Rules, Run};
+use crate::run::{At, ChildResult, Restored, ResumedChild, Rules, Run};
 
 /// The annotation holding a run's record on its parent Job.
 pub const RECORD: &str = "jobherd.io/outcome";
@@ -57,7 +63,19 @@ pub struct Record {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub outputs_left_out: bool,
+    /// The run moved to its next attempt (a drain of its pod): the disruption's reason. Its
+    /// exit code is 143, but it is not over while its Job goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved: Option<String>,
+    /// What the run counted of children that tried more than once, queued or were preempted:
+    /// `[index, attempts, queued milliseconds, preemptions]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ChildDetail>,
 }
+
+/// One child's counts in a record: index, attempts, queued milliseconds, preemptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildDetail(pub usize, pub u32, pub u64, pub u32);
 
 /// One step, as `child::StepShape` says.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +165,8 @@ impl Record {
             cancelled: bitmap(&cancelled, total),
             step_outputs,
             outputs_left_out: false,
+            moved: run.moving().map(str::to_string),
+            details: details(run),
         }
     }
 
@@ -158,6 +178,10 @@ impl Record {
                 .ok()
                 .filter(|text| text.len() <= MAX_RECORD)
         };
+        if let Some(text) = fits(self) {
+            return Some(text);
+        }
+        self.details.clear();
         if let Some(text) = fits(self) {
             return Some(text);
         }
@@ -253,6 +277,104 @@ impl From<RecordedStep> for StepShape {
     }
 }
 
+/// The counts worth keeping: children that tried more than once, queued or were preempted.
+fn details(run: &Run) -> Vec<ChildDetail> {
+    (0..run.total())
+        .filter_map(|i| {
+            let state = run.state(i);
+            let queued = run.time_queued(i).as_millis() as u64;
+            let worth = state.attempts > 1 || queued > 0 || state.preemptions() > 0;
+            worth.then_some(ChildDetail(i, state.attempts, queued, state.preemptions()))
+        })
+        .collect()
+}
+
+impl Record {
+    /// What this record tells the next attempt of the same run (same parent Job), child by
+    /// child: how the ones that succeeded or failed ended, what they wrote, their counts.
+    /// Children it cancelled or skipped are run again. Nothing when the configuration no
+    /// longer has the recorded shape.
+    pub fn resumed(&self, children: &Children, own: &str) -> Vec<ResumedChild> {
+        let layout = Children::from_shape(&self.prefix, &self.shape());
+        let same = |a: &[StepShape], b: &[StepShape]| {
+            let key = |s: &StepShape| {
+                (
+                    s.name.clone(),
+                    s.dynamic,
+                    (!s.dynamic).then_some(s.children),
+                )
+            };
+            a.iter().map(key).eq(b.iter().map(key))
+        };
+        if !same(&self.shape(), &children.shape()) {
+            tracing::warn!(
+                "the record of an earlier attempt of this run is for another configuration; it is not resumed"
+            );
+            return Vec::new();
+        }
+        let results = self.results().unwrap_or_default();
+        let details: HashMap<usize, ChildDetail> = self.details.iter().map(|d| (d.0, *d)).collect();
+        let mut out = Vec::new();
+        for (index, (result, by)) in results.into_iter().enumerate().take(layout.len()) {
+            let detail = details.get(&index);
+            let worth = matches!(result, ChildResult::Succeeded | ChildResult::Failed);
+            if !worth && detail.is_none() {
+                continue;
+            }
+            let step = layout.get(index).step;
+            out.push(ResumedChild {
+                step,
+                position: index - layout.steps()[step].children.start,
+                result: worth.then_some(result),
+                earlier_run: by.filter(|r| r != own).map(|r| Arc::from(r.as_str())),
+                output: self.output_of(&layout, index),
+                attempts: detail.map_or(u32::from(worth), |d| d.1),
+                queued: Duration::from_millis(detail.map_or(0, |d| d.2)),
+                preemptions: detail.map_or(0, |d| d.3),
+            });
+        }
+        out
+    }
+
+    /// The answer of a run that ended for good (every child succeeded, some failed, or it
+    /// timed out), which a retried parent repeats; `None` for one that moved, stopped or died.
+    pub fn final_answer(&self) -> Option<i32> {
+        let ended = self.moved.is_none() && matches!(self.exit_code, 0 | 1 | 3);
+        ended.then_some(self.exit_code)
+    }
+}
+
+/// The parent Job as a run finds it when it starts.
+#[derive(Debug, Default)]
+pub struct AtStart {
+    /// When the parent was created: `JOBHERD_TIMEOUT` counts from there.
+    pub created: Option<Timestamp>,
+    /// What an earlier attempt of this run recorded, with its summary line.
+    pub record: Option<(Record, String)>,
+}
+
+/// Reads the parent Job once before the run starts (nothing for a pod parent or when it
+/// cannot be read: the run then starts afresh).
+pub async fn at_start(client: &Client, parent: &Parent) -> AtStart {
+    if parent.kind != "Job" {
+        return AtStart::default();
+    }
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &parent.namespace);
+    let Ok(job) = jobs.get(&parent.name).await else {
+        return AtStart::default();
+    };
+    let summary = job.annotations().get(SUMMARY).cloned().unwrap_or_default();
+    let record = job
+        .annotations()
+        .get(RECORD)
+        .and_then(|text| Record::parse(text).ok())
+        .map(|r| (r, summary));
+    AtStart {
+        created: job.creation_timestamp().map(|t| t.0),
+        record,
+    }
+}
+
 /// The children at `set` of `total`, as a hex bitmap; empty when none is set.
 fn bitmap(set: &[usize], total: usize) -> String {
     if set.is_empty() {
@@ -325,7 +447,7 @@ pub fn rebuild(
         logs: LogsMode::None,
     };
     let by_name: HashMap<String, &Job> = jobs.iter().map(|j| (j.name_any(), j)).collect();
-    let mut run = Run::new(Arc::new(children), &rules, run_id, Instant::now());
+    let mut run = Run::new(children, &rules, run_id, At::now());
     let mut origins: HashMap<String, Arc<str>> = HashMap::new();
     for (index, (result, earlier)) in results.into_iter().enumerate() {
         let job = by_name.get(run.children().name(index)).copied();

@@ -16,6 +16,7 @@ use kube::Client;
 
 use crate::cluster::{self, Parent};
 use crate::config::Progress;
+pub use crate::config::human;
 use crate::record::{RECORD, Record, SUMMARY};
 use crate::run::{Change, ChildResult, Phase, Run, Transition};
 pub use documents::{json, junit};
@@ -31,8 +32,11 @@ const COUNTS_EVERY: Duration = Duration::from_secs(10);
 const QUIET_ROWS: usize = 20;
 /// How much of a child's result the table shows (the JSON report has all of it).
 const OUTPUT_SHOWN: usize = 40;
-/// How long a run that moves may take to record itself on its parent.
-const PUBLISH_MOVE_WITHIN: Duration = Duration::from_secs(10);
+/// How long a run that moves, or stopped hard (a signal, its timeout), may take to record
+/// itself on its parent: the pod's grace period is running.
+const PUBLISH_MOVE_WITHIN: Duration = Duration::from_secs(8);
+/// How long any other run may take to post its Event and record on the parent.
+const PUBLISH_WITHIN: Duration = Duration::from_secs(60);
 
 /// Where a finished run's reports go.
 pub struct Ending<'a> {
@@ -160,6 +164,7 @@ impl<W: Write> Reporter<W> {
                 );
                 return self.line(&text);
             }
+            Transition::Note(text) => return self.line(text),
             Transition::Child { index, change } => (*index, change),
         };
         let name = run.children().name(index);
@@ -241,13 +246,16 @@ impl<W: Write> Reporter<W> {
             .collect()
     }
 
-    /// Writes the reports, the termination message, and the Event and annotation on the parent.
+    /// Writes the reports, the termination message, and the Event and annotation on the parent
+    /// (within a few seconds when `hurried`: the run stopped on a signal or its deadline, and
+    /// its pod's grace period is running).
     pub async fn publish(
         &self,
         run: &Run,
         summary: &str,
         client: Option<&Client>,
         end: &Ending<'_>,
+        hurried: bool,
     ) {
         if let Some(path) = end.report_file {
             let text = json(run, end.run_id, Some(end.namespace), end.elapsed);
@@ -263,7 +271,18 @@ impl<W: Write> Reporter<W> {
         };
         let failed = run.exit_code() != 0;
         let reason = if failed { "RunFailed" } else { "RunSucceeded" };
-        post_on_parent(client, parent, (failed, reason), summary, run, end.prefix).await;
+        let posted = post_on_parent(client, parent, (failed, reason), summary, run, end.prefix);
+        let within = if hurried {
+            PUBLISH_MOVE_WITHIN
+        } else {
+            PUBLISH_WITHIN
+        };
+        if tokio::time::timeout(within, posted).await.is_err() {
+            tracing::warn!(
+                "could not record the run on its parent within {}s (the API did not answer)",
+                within.as_secs()
+            );
+        }
     }
 
     /// A run that moves to the next attempt writes no reports (the run goes on elsewhere):
@@ -409,11 +428,9 @@ pub fn counts_line(run: &Run, label: &str) -> String {
             let _ = write!(line, ", {n} {what}");
         }
     }
-    if let Some((index, since)) = run.longest_running() {
-        let _ = write!(line, "; longest running: {}", run.children().name(index));
-        if let Some(d) = duration(Some(since), Some(Timestamp::now())) {
-            let _ = write!(line, " ({})", human(d));
-        }
+    if let Some((index, running)) = run.longest_running() {
+        let name = run.children().name(index);
+        let _ = write!(line, "; longest running: {name} ({})", human(running));
     }
     line
 }
@@ -421,7 +438,7 @@ pub fn counts_line(run: &Run, label: &str) -> String {
 /// Time in queues and preemptions, when there were any: `queued 30s, preempted once`.
 fn queue_text(run: &Run, index: usize) -> Option<String> {
     let queued = run.time_queued(index);
-    let preemptions = run.state(index).preemptions;
+    let preemptions = run.state(index).preemptions();
     let mut parts = Vec::new();
     // A wait under a second is an admission as it happens, not a queue worth telling.
     if queued >= Duration::from_secs(1) {
@@ -447,20 +464,6 @@ fn attempts(n: u32) -> String {
 fn duration(started: Option<Timestamp>, finished: Option<Timestamp>) -> Option<Duration> {
     let (s, f) = (started?, finished?);
     Duration::try_from(f.duration_since(s)).ok()
-}
-
-/// `1h2m3s`, `4m0s`, `12s`, `0.4s`.
-pub fn human(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs == 0 {
-        return format!("{:.1}s", d.as_secs_f64());
-    }
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
-    }
 }
 
 /// The final table: one row per listed child.

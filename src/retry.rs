@@ -207,8 +207,15 @@ fn check_finished(earlier: &Job) -> Result<(), String> {
             earlier.name_any()
         ));
     }
-    let active = earlier.status.as_ref().and_then(|s| s.active).unwrap_or(0);
-    if outcome(earlier).is_none() && active > 0 {
+    let status = earlier.status.as_ref();
+    let active = status.and_then(|s| s.active).unwrap_or(0);
+    let terminating = status.and_then(|s| s.terminating).unwrap_or(0);
+    let moved = earlier
+        .annotations()
+        .get(RECORD)
+        .and_then(|t| Record::parse(t).ok())
+        .is_some_and(|r| r.moved.is_some());
+    if outcome(earlier).is_none() && (active > 0 || terminating > 0 || moved) {
         return Err(format!(
             "Job {} is still running; retry it once it has finished (kubectl wait --for=condition=complete or failed)",
             earlier.name_any()
@@ -434,27 +441,16 @@ pub async fn newest_failed(
 }
 
 /// A parent run that ended without every child succeeding: its record says so, or the Job
-/// failed (jobherd exited non-zero).
+/// failed (jobherd exited non-zero). A run whose record says it moved is not over while its
+/// Job goes on (the next pod is about to start): retrying it would run its work twice.
 fn failed_run(job: &Job) -> bool {
     match job.annotations().get(RECORD).map(|t| Record::parse(t)) {
+        Some(Ok(record)) if record.moved.is_some() => {
+            matches!(outcome(job), Some(Outcome::Failed { .. }))
+        }
         Some(Ok(record)) => record.exit_code != 0,
         _ => matches!(outcome(job), Some(Outcome::Failed { .. })),
     }
-}
-
-/// A parent whose earlier attempt already recorded a final outcome (every child succeeded,
-/// some failed, or the run timed out): what it recorded. A retried parent then repeats that
-/// instead of running again, on clusters without `podFailurePolicy` to stop the retry.
-/// Returns the exit code and the summary it recorded.
-pub async fn recorded_before(client: &Client, parent: &Parent) -> Option<(i32, String)> {
-    if parent.kind != "Job" {
-        return None;
-    }
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &parent.namespace);
-    let job = jobs.get(&parent.name).await.ok()?;
-    let record = Record::parse(job.annotations().get(RECORD)?).ok()?;
-    let summary = job.annotations().get(SUMMARY).cloned().unwrap_or_default();
-    matches!(record.exit_code, 0 | 1 | 3).then_some((record.exit_code, summary))
 }
 
 #[cfg(test)]

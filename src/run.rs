@@ -1,24 +1,29 @@
 //! The run's state machine: what each child is doing, what to create next, which children a
-//! failure skips, when the run is over and with which exit code. It takes one [`Event`] at a
-//! time and answers with a [`Reaction`]: the transitions the user sees and the effects `herd`
-//! performs. Pure: no I/O, and the time is passed in, so every rule is unit-tested.
+//! failure skips, when and how the run stops or moves, when it is over and with which exit
+//! code. It takes one [`Event`] at a time, with the time it happened, and answers with a
+//! [`Reaction`]: the transitions the user sees and the effects `herd` performs. Pure: no I/O,
+//! no clock; every rule is unit-tested.
 //!
-//! Every piece of bookkeeping is kept up to date as events come (counts per phase, a queue of
-//! children ready to create, per-step dependency counters), so an event costs O(1) amortised
-//! however large the herd.
+//! Its state is a few parts, each owning one concern: the children's [`book::Book`] (states
+//! and counts), the steps' [`progress::Progress`], the outputs being read
+//! ([`reading::Reading`]), how it stops ([`stopping::Stopping`]), what the watch's lists showed
+//! ([`relist::Relist`]), stuck pods, logs, and what earlier runs and attempts did
+//! ([`before::Before`]). Each event costs O(1) amortised however large the herd.
 
+mod before;
+mod book;
 mod events;
-mod inherit;
 mod jobs;
 mod logs;
 mod pods;
 mod progress;
 mod queue;
+mod reading;
+mod relist;
+mod stopping;
 #[cfg(test)]
 pub(crate) mod testing;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,207 +33,26 @@ use kube::runtime::watcher;
 use crate::child::Children;
 use crate::cluster::ClusterError;
 use crate::config::{Cleanup, LogsMode};
+use crate::disruption::Verdict;
 use crate::outputs::Output;
 use crate::plan::When;
-pub use events::{Change, Created, Effect, Event, Reaction, Stop, Transition};
-pub use inherit::EarlierChild;
+use before::Before;
+pub use before::{EarlierChild, ResumedChild};
+use book::Book;
+pub use book::{ChildResult, ChildState, Phase, Tally};
+pub use events::{
+    At, Change, Created, Effect, Event, OutputRead, Reaction, Signal, Stop, Target, Transition,
+};
 use logs::LogBook;
 pub use logs::LogSource;
-use pods::Stuck;
+use pods::StuckPods;
 pub use pods::{STUCK_REASONS, pod_output};
+use progress::Progress;
 pub use progress::{BAD_RESULT, DEPENDENCY_FAILED, NOT_NEEDED};
-use progress::{StepProgress, Work};
-
-/// How long a succeeded child's pod may take to show its result on the pod watch before its
-/// pods are listed for it (the Job's watch and the pods' are separate and may be apart).
-const OUTPUT_GRACE: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildResult {
-    Succeeded,
-    Failed,
-    /// Never created: a dependency failed, or the run stopped first.
-    Skipped,
-    /// Deleted while active because the run stopped (fail-fast, timeout, signal).
-    Cancelled,
-}
-
-impl ChildResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChildResult::Succeeded => "succeeded",
-            ChildResult::Failed => "failed",
-            ChildResult::Skipped => "skipped",
-            ChildResult::Cancelled => "cancelled",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Phase {
-    /// Not created yet: waiting for dependencies or a free slot.
-    Waiting,
-    /// Handed out for creation; the create may still be queued behind the rate limit.
-    Creating,
-    /// The Job exists; no pod is running yet.
-    Created,
-    /// The Job is suspended: it waits in a queue (Kueue) for admission, without pods.
-    Queued,
-    Running,
-    Done {
-        result: ChildResult,
-        reason: Option<String>,
-        message: Option<String>,
-    },
-}
-
-impl Phase {
-    pub fn is_active(&self) -> bool {
-        matches!(
-            self,
-            Phase::Creating | Phase::Created | Phase::Queued | Phase::Running
-        )
-    }
-
-    pub fn result(&self) -> Option<ChildResult> {
-        match self {
-            Phase::Done { result, .. } => Some(*result),
-            _ => None,
-        }
-    }
-}
-
-/// Everything known about one child. Kept small: a herd of 10,000 holds 10,000 of these.
-#[derive(Debug, Clone)]
-pub struct ChildState {
-    pub phase: Phase,
-    pub attempts: u32,
-    pub started: Option<Timestamp>,
-    pub finished: Option<Timestamp>,
-    /// The uid of the Job this run created or adopted.
-    uid: Option<String>,
-    /// Runs per pod (restarts + 1), keyed by pod uid.
-    pods: BTreeMap<String, PodRuns>,
-    /// Attempts as the Job's status counts them (failed + succeeded + active pods).
-    job_attempts: u32,
-    /// Last pending notice given, so each is given once.
-    notice: Option<String>,
-    /// When it started running, as its key in `Run::running`.
-    running_since: Option<Timestamp>,
-    /// Succeeded in this earlier run (`JOBHERD_RETRY`), so not run again.
-    pub earlier_run: Option<Arc<str>>,
-    /// Seen not suspended: a later suspension is a preemption, not the queue of a new Job.
-    admitted: bool,
-    /// Since when it waits in a queue.
-    queued_since: Option<Timestamp>,
-    /// Time spent in a queue so far: before it first ran, and after each preemption.
-    pub queued: Duration,
-    /// How often it was suspended again once admitted.
-    pub preemptions: u32,
-    /// Its result (SPEC §8): what its succeeded container wrote to its termination message.
-    pub output: Output,
-    /// The newest `resourceVersion` of its Job seen: an older view (a create response that
-    /// comes after watch events) says nothing new.
-    version: u64,
-}
-
-/// What one pod of a child counts for.
-#[derive(Debug, Clone, Copy, Default)]
-struct PodRuns {
-    /// Its container's runs (restarts + 1).
-    runs: u32,
-    /// A preemption deleted it: its last run was not an attempt, and it is not followed any more.
-    preempted: bool,
-}
-
-impl ChildState {
-    pub(crate) fn new() -> Self {
-        ChildState {
-            phase: Phase::Waiting,
-            attempts: 0,
-            started: None,
-            finished: None,
-            uid: None,
-            pods: BTreeMap::new(),
-            job_attempts: 0,
-            notice: None,
-            running_since: None,
-            earlier_run: None,
-            admitted: false,
-            queued_since: None,
-            queued: Duration::ZERO,
-            preemptions: 0,
-            output: Output::Unread,
-            version: 0,
-        }
-    }
-
-    fn attempts_from_pods(&self) -> u32 {
-        self.pods.values().map(|p| p.runs).sum()
-    }
-
-    fn refresh_attempts(&mut self) {
-        self.attempts = self
-            .attempts
-            .max(self.attempts_from_pods())
-            .max(self.job_attempts);
-    }
-}
-
-/// How many children are in each phase, kept as phases change.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub waiting: usize,
-    pub creating: usize,
-    pub created: usize,
-    pub queued: usize,
-    pub running: usize,
-    pub succeeded: usize,
-    pub failed: usize,
-    pub skipped: usize,
-    pub cancelled: usize,
-}
-
-impl Tally {
-    pub fn done(&self) -> usize {
-        self.succeeded + self.failed + self.skipped + self.cancelled
-    }
-
-    /// Jobs out in the cluster (or being created): what `JOBHERD_PARALLELISM` limits.
-    pub fn active(&self) -> usize {
-        self.creating + self.created + self.queued + self.running
-    }
-
-    /// Created (or being created) but not running yet.
-    pub fn pending(&self) -> usize {
-        self.creating + self.created
-    }
-
-    pub fn of(&self, result: ChildResult) -> usize {
-        match result {
-            ChildResult::Succeeded => self.succeeded,
-            ChildResult::Failed => self.failed,
-            ChildResult::Skipped => self.skipped,
-            ChildResult::Cancelled => self.cancelled,
-        }
-    }
-
-    fn slot(&mut self, phase: &Phase) -> &mut usize {
-        match phase {
-            Phase::Waiting => &mut self.waiting,
-            Phase::Creating => &mut self.creating,
-            Phase::Created => &mut self.created,
-            Phase::Queued => &mut self.queued,
-            Phase::Running => &mut self.running,
-            Phase::Done { result, .. } => match result {
-                ChildResult::Succeeded => &mut self.succeeded,
-                ChildResult::Failed => &mut self.failed,
-                ChildResult::Skipped => &mut self.skipped,
-                ChildResult::Cancelled => &mut self.cancelled,
-            },
-        }
-    }
-}
+pub use queue::QueueTime;
+use reading::Reading;
+use relist::Relist;
+use stopping::{OnSignal, OnVerdict, Stopping};
 
 /// A child's final state, read back after the fact (`record::rebuild`).
 #[derive(Debug, Clone)]
@@ -253,207 +77,151 @@ pub struct Rules {
 }
 
 pub struct Run {
-    children: Arc<Children>,
-    states: Vec<ChildState>,
-    steps: Vec<StepProgress>,
-    dependants: Vec<Vec<usize>>,
-    /// Children whose dependencies succeeded, not yet handed out (each range is one step's).
-    ready: VecDeque<Range<usize>>,
-    tally: Tally,
-    parallelism: usize,
-    fail_fast: bool,
-    stuck_timeout: Duration,
-    stop: Option<Stop>,
-    /// Only jobherd's pod goes (SIGTERM with `DisruptionTarget`): the run leaves every child as
-    /// it is for the next attempt. The disruption's reason.
-    moving: Option<String>,
-    fatal: Option<ClusterError>,
+    children: Children,
     run_id: String,
-    stuck: HashMap<usize, Stuck>,
-    /// Running children by the time they started, for the longest-running one.
-    running: BTreeSet<(Timestamp, usize)>,
-    /// Which children a re-list of the Jobs has shown so far.
-    relist: Option<Vec<bool>>,
-    /// The first list is done: only then is it known which children exist already.
-    listed: bool,
+    rules: Rules,
+    book: Book,
+    progress: Progress,
+    reading: Reading,
+    stopping: Stopping,
+    relist: Relist,
+    stuck: StuckPods,
     logs: LogBook,
-    /// When the last child finished.
-    all_done_at: Option<Instant>,
-    /// The exit code of a run read back after the fact (`ended_with`).
-    recorded_exit: Option<i32>,
-    /// What step progress decided, settled at the end of each event (`steps.rs`).
-    work: VecDeque<Work>,
-    /// Succeeded children whose result is not read yet, since when.
-    unread: HashMap<usize, Instant>,
-    /// Of those, the ones whose pods were listed for it.
-    asked: BTreeSet<usize>,
-    /// Children skipped because they were not needed: they harm nothing.
-    not_needed: usize,
-    /// `params_from` steps whose children are not laid out yet.
-    unlaid: usize,
-    /// The children changed (results given, children laid out): `herd` needs the new version.
-    children_changed: bool,
-    /// Children of `params_from` steps an earlier run did (`JOBHERD_RETRY`), taken over once
-    /// their step is laid out: by step, (position, run, result).
-    inherit_later: HashMap<usize, Vec<(usize, Arc<str>, Output)>>,
-    now: Instant,
+    before: Before,
+    /// The time of the event being applied.
+    now: At,
 }
 
 impl Run {
-    pub fn new(children: Arc<Children>, rules: &Rules, run_id: &str, now: Instant) -> Run {
-        let steps_spec = children.steps();
-        let mut steps = vec![StepProgress::default(); steps_spec.len()];
-        let mut dependants = vec![Vec::new(); steps_spec.len()];
-        for (s, spec) in steps_spec.iter().enumerate() {
-            steps[s].waiting_on = spec.depends_on.len();
-            for &d in &spec.depends_on {
-                dependants[d].push(s);
-            }
-        }
-        let unlaid = steps_spec.iter().filter(|s| !s.laid_out).count();
-        let tally = Tally {
-            waiting: children.len(),
-            ..Tally::default()
-        };
+    pub fn new(children: Children, rules: &Rules, run_id: &str, at: At) -> Run {
         let mut run = Run {
-            states: vec![ChildState::new(); children.len()],
+            book: Book::new(children.len()),
+            progress: Progress::new(&children),
             children,
-            steps,
-            dependants,
-            ready: VecDeque::new(),
-            tally,
-            parallelism: rules.parallelism.map_or(usize::MAX, |p| p as usize),
-            fail_fast: rules.fail_fast,
-            stuck_timeout: rules.stuck_timeout,
-            stop: None,
-            moving: None,
-            fatal: None,
             run_id: run_id.to_string(),
-            stuck: HashMap::new(),
-            running: BTreeSet::new(),
-            relist: None,
-            listed: false,
+            rules: rules.clone(),
+            reading: Reading::default(),
+            stopping: Stopping::default(),
+            relist: Relist::default(),
+            stuck: StuckPods::new(rules.stuck_timeout),
             logs: LogBook::new(rules.logs),
-            all_done_at: None,
-            recorded_exit: None,
-            work: VecDeque::new(),
-            unread: HashMap::new(),
-            asked: BTreeSet::new(),
-            not_needed: 0,
-            unlaid,
-            children_changed: false,
-            inherit_later: HashMap::new(),
-            now,
+            before: Before::default(),
+            now: at,
         };
         run.start_roots();
         run
+    }
+
+    /// `JOBHERD_TIMEOUT`, as the instant the whole run must be over by (across attempts), and
+    /// whether a SIGTERM may mean that only the pod goes (in a pod with a parent Job).
+    pub fn with_limits(mut self, deadline: Option<Instant>, may_move: bool) -> Run {
+        self.stopping = Stopping::new(deadline, may_move);
+        self
     }
 
     pub fn children(&self) -> &Children {
         &self.children
     }
 
-    /// The children, to share with what performs the run's effects.
-    pub fn shared_children(&self) -> Arc<Children> {
-        self.children.clone()
-    }
-
     pub fn state(&self, index: usize) -> &ChildState {
-        &self.states[index]
+        self.book.get(index)
     }
 
     pub fn states(&self) -> &[ChildState] {
-        &self.states
+        self.book.states()
     }
 
     pub fn total(&self) -> usize {
-        self.states.len()
+        self.book.len()
     }
 
     pub fn tally(&self) -> Tally {
-        self.tally
+        self.book.tally()
+    }
+
+    /// The time of the last event.
+    pub fn now(&self) -> At {
+        self.now
     }
 
     pub fn stop_reason(&self) -> Option<Stop> {
-        self.stop
+        self.stopping.stop()
     }
 
-    /// The child that has been running longest, and since when.
-    pub fn longest_running(&self) -> Option<(usize, Timestamp)> {
-        self.running.first().map(|(since, index)| (*index, *since))
+    /// The child that has been running longest, and for how long (by this run's clock).
+    pub fn longest_running(&self) -> Option<(usize, Duration)> {
+        self.book.longest_running(self.now.instant)
     }
 
-    /// Every child is done and every log waited for has come, or the run moves, or the API
-    /// cannot be used.
+    /// Children skipped because they were not needed (`when: failed` after success).
+    pub fn not_needed(&self) -> usize {
+        self.progress.not_needed()
+    }
+
+    /// The disruption's reason, when the run moves to the next attempt.
+    pub fn moving(&self) -> Option<&str> {
+        self.stopping.moving()
+    }
+
+    /// The run is over: every child is done, its outputs read and its logs in; or it moves; or
+    /// the API cannot be used; or a hard stop has deleted what was out (or ran out of time).
     pub fn is_over(&self) -> bool {
-        self.fatal.is_some()
-            || self.moving.is_some()
-            || (self.tally.done() == self.total()
-                && self.unread.is_empty()
-                && self.unlaid == 0
-                && self.logs.is_settled(self.now, self.all_done_at))
+        let now = self.now.instant;
+        let logs_in = self.logs.is_settled(now, self.book.all_done_at());
+        if self.stopping.is_fatal() || self.stopping.is_moving() {
+            return true;
+        }
+        if self.stopping.is_checking() {
+            return false;
+        }
+        if self.stopping.is_hard() {
+            let deleted = self.relist.listed() && self.book.tally().active() == 0;
+            return self.stopping.out_of_time(now) || (deleted && logs_in);
+        }
+        self.book.all_done() && self.progress.all_laid_out() && self.reading.is_empty() && logs_in
     }
 
     /// The reason the run could not go on (exit 4), once.
     pub fn take_fatal(&mut self) -> Option<ClusterError> {
-        self.fatal.take()
+        self.stopping.take_fatal()
     }
 
     /// SPEC §5: 0 all succeeded (or were not needed), 1 any failed/skipped, 3 timeout, 130/143
-    /// signals.
+    /// signals (and a run that moves).
     pub fn exit_code(&self) -> i32 {
-        if let Some(code) = self.recorded_exit {
+        if let Some(code) = self.before.ended_with() {
             return code;
         }
-        if self.moving.is_some() {
+        if self.stopping.is_moving() {
             return 143;
         }
-        match self.stop {
+        let tally = self.book.tally();
+        match self.stopping.stop() {
             Some(Stop::Timeout) => 3,
             Some(Stop::Interrupt) => 130,
             Some(Stop::Terminate) => 143,
-            _ if self.tally.succeeded + self.not_needed == self.total() => 0,
+            _ if tally.succeeded + self.not_needed() == self.total() => 0,
             _ => 1,
         }
     }
 
     /// `JOBHERD_CLEANUP`: the finished children to delete at the end.
-    pub fn to_clean_up(&self, policy: Cleanup) -> Vec<usize> {
+    pub fn to_clean_up(&self, policy: Cleanup) -> Vec<Target> {
         let wanted = |r: ChildResult| match policy {
             Cleanup::Never => false,
             Cleanup::Succeeded => r == ChildResult::Succeeded,
             Cleanup::Always => matches!(r, ChildResult::Succeeded | ChildResult::Failed),
         };
         (0..self.total())
-            .filter(|i| self.states[*i].phase.result().is_some_and(wanted))
+            .filter(|i| self.book.phase(*i).result().is_some_and(wanted))
+            .filter(|i| self.book.get(*i).earlier_run.is_none())
+            .map(|i| self.target(i))
             .collect()
     }
 
-    /// Puts a child in the final state a record or its Job says it reached.
-    pub fn restore(&mut self, index: usize, r: Restored) {
-        let done = Phase::Done {
-            result: r.result,
-            reason: r.reason,
-            message: r.message,
-        };
-        self.set_phase(index, done);
-        let state = &mut self.states[index];
-        state.attempts = r.attempts;
-        state.started = r.started;
-        state.finished = r.finished;
-        state.earlier_run = r.earlier_run;
-        state.output = r.output;
-    }
-
-    /// A run read back after the fact ended with its parent's exit code, whatever its
-    /// children say (a parent that died has no code of its children's making).
-    pub fn ended_with(&mut self, code: i32) {
-        self.recorded_exit = Some(code);
-    }
-
     /// Takes one event; returns what the user sees and what to do next.
-    pub fn apply(&mut self, event: Event, now: Instant) -> Reaction {
-        self.now = now;
+    pub fn apply(&mut self, event: Event, at: At) -> Reaction {
+        self.now = at;
         let mut out = Reaction::default();
         match event {
             Event::Jobs(event) => self.on_job_event(*event, &mut out),
@@ -476,20 +244,260 @@ impl Run {
             Event::LogLine { index, line } => out.child(index, Change::LogLine(line)),
             Event::LogEnded => self.logs.follow_ended(),
             Event::Tick => self.on_tick(&mut out),
-            Event::Deadline => self.begin_stop(Stop::Timeout, &mut out),
-            Event::Signal(why) => self.begin_stop(why, &mut out),
-            Event::Moving { reason } => self.leave(reason, &mut out),
-            Event::Output { index, message } => {
-                self.output_read(index, Output::from_message(message.as_deref()))
+            Event::Signal(signal) => self.on_signal(signal, &mut out),
+            Event::Disruption(verdict) => self.on_verdict(verdict, &mut out),
+            Event::Output { index, read } => {
+                let output = match read {
+                    OutputRead::Found(message) => Output::from_message(message.as_deref()),
+                    OutputRead::Lost(why) => Output::Lost(why.into()),
+                };
+                self.output_read(index, output)
             }
-            Event::Fatal(e) => self.fatal = Some(e),
+            Event::Fatal(e) => self.stopping.set_fatal(e),
         }
-        self.settle(&mut out);
-        if std::mem::take(&mut self.children_changed) {
-            out.effects.push(Effect::Children(self.children.clone()));
+        // A child refused for its size fails at once, which may decide more.
+        loop {
+            self.settle(&mut out);
+            if !self.schedule(&mut out) {
+                break;
+            }
         }
-        self.schedule(&mut out);
         out
+    }
+
+    /// Hands out children to create: dependencies succeeded, a slot free, the run neither
+    /// stopping nor paused. Returns whether a child failed on the way (too large to create).
+    fn schedule(&mut self, out: &mut Reaction) -> bool {
+        if !self.relist.listed() || !self.stopping.may_create() {
+            return false;
+        }
+        let limit = self.rules.parallelism.map_or(usize::MAX, |p| p as usize);
+        let mut free = limit.saturating_sub(self.book.tally().active());
+        let mut failed = false;
+        while free > 0 {
+            let Some(index) = self.progress.next_ready() else {
+                break;
+            };
+            // Children adopted from an earlier attempt are no longer waiting; after fail fast
+            // only those of steps that run on failure or always are created.
+            if *self.book.phase(index) != Phase::Waiting || self.stopping_for(index) {
+                continue;
+            }
+            let job = self.children.recipe(index);
+            if let Err(why) = job.check() {
+                self.finish(index, ChildResult::Failed, "TooLarge", &why, None, out);
+                failed = true;
+                continue;
+            }
+            self.book
+                .set_phase(index, Phase::Creating, self.now.instant);
+            let job = Box::new(job);
+            out.effects.push(Effect::Create { index, job });
+            free -= 1;
+        }
+        failed
+    }
+
+    /// Time passed: the deadline, a stop's time, stuck children, logs and outputs waited for.
+    fn on_tick(&mut self, out: &mut Reaction) {
+        let now = self.now.instant;
+        if self.stopping.past_deadline(now) {
+            self.request_stop(Stop::Timeout, out);
+        }
+        if self.stopping.is_hard() && self.stopping.out_of_time(now) {
+            self.stop_ran_out(out);
+        }
+        self.expire_stuck(out);
+        for index in self.logs.expired(now) {
+            out.child(index, Change::NoLogs);
+        }
+        for index in self.logs.unfollowed_due(now) {
+            let job = self.children.name(index).to_string();
+            out.effects.push(Effect::FollowNewestLogs { index, job });
+        }
+        for index in self.reading.overdue(now) {
+            let job = self.children.name(index).to_string();
+            out.effects.push(Effect::ReadOutput { index, job });
+        }
+    }
+
+    fn on_signal(&mut self, signal: Signal, out: &mut Reaction) {
+        // A signal after every child finished changes nothing.
+        if self.book.all_done() && self.progress.all_laid_out() {
+            return;
+        }
+        match self.stopping.on_signal(signal, self.now.instant) {
+            OnSignal::Check => {
+                out.effects.push(Effect::StopCreating);
+                out.effects.push(Effect::CheckDisruption);
+            }
+            OnSignal::Stop(why) => self.request_stop(why, out),
+            OnSignal::Ignore => {}
+        }
+    }
+
+    fn on_verdict(&mut self, verdict: Verdict, out: &mut Reaction) {
+        match self.stopping.on_verdict(verdict, self.now.instant) {
+            OnVerdict::Move(reason) => self.leave(reason, out),
+            OnVerdict::End(why) => {
+                if let Some(why) = why {
+                    out.transitions
+                        .push(Transition::Note(format!("jobherd: {why}")));
+                }
+                self.request_stop(Stop::Terminate, out);
+            }
+            OnVerdict::Ignore => {}
+        }
+    }
+
+    /// Stops the run (or, after fail fast, stops it harder): nothing more is created, children
+    /// not created yet are skipped, and those out in the cluster are deleted (each is
+    /// `cancelled` once its delete went through). Before the first list it is not known which
+    /// children exist: that waits for the list.
+    fn request_stop(&mut self, why: Stop, out: &mut Reaction) {
+        let nothing_left = self.book.all_done() && self.progress.all_laid_out();
+        if nothing_left || !self.stopping.request(why, self.now.instant) {
+            return;
+        }
+        out.transitions.push(Transition::Stopping(why));
+        out.effects.push(Effect::StopCreating);
+        if self.relist.listed() {
+            self.carry_out_stop(out);
+        }
+    }
+
+    /// The stop's skips and deletes, once it is known which children exist.
+    fn carry_out_stop(&mut self, out: &mut Reaction) {
+        let Some(why) = self.stopping.stop() else {
+            return;
+        };
+        let targets: Vec<Target> = self
+            .book
+            .out()
+            .filter(|i| self.stopping_for(*i))
+            .map(|i| self.target(i))
+            .collect();
+        self.skip_unstarted(why, out);
+        if !targets.is_empty() {
+            out.effects.push(Effect::Delete(targets));
+        }
+    }
+
+    /// The first list is in: the children an earlier attempt recorded as done whose Jobs are
+    /// gone are done, and a stop that came before it is carried out.
+    fn first_listed(&mut self, out: &mut Reaction) {
+        self.restore_recorded(out);
+        if self.stopping.is_stopping() {
+            self.carry_out_stop(out);
+        }
+    }
+
+    /// A hard stop's time is up: children whose deletes were not confirmed are given up on.
+    fn stop_ran_out(&mut self, out: &mut Reaction) {
+        let message = format!(
+            "its delete was not confirmed within the {}s the stop may take (the API did not answer in time)",
+            stopping::STOP_WITHIN.as_secs()
+        );
+        let active: Vec<usize> = (0..self.total())
+            .filter(|i| self.book.phase(*i).is_active())
+            .collect();
+        for index in active {
+            self.finish(
+                index,
+                ChildResult::Cancelled,
+                "Cancelled",
+                &message,
+                None,
+                out,
+            );
+        }
+    }
+
+    /// Only jobherd's pod goes while its Job goes on: every child is left as it is, for the
+    /// next attempt to adopt. With nothing left to leave, the run just ends.
+    fn leave(&mut self, reason: String, out: &mut Reaction) {
+        self.stopping.leave(reason.clone());
+        let tally = self.book.tally();
+        out.transitions.push(Transition::Moving {
+            reason,
+            active: tally.active(),
+            waiting: tally.waiting,
+        });
+    }
+
+    /// The run is stopping, and this child does not go on: after fail-fast, the children of
+    /// steps that run on failure or always still do.
+    fn stopping_for(&self, index: usize) -> bool {
+        match self.stopping.stop() {
+            None => false,
+            Some(Stop::FailFast) => self.children.step_of(index).when == When::Succeeded,
+            Some(_) => true,
+        }
+    }
+
+    /// What names a child for a delete.
+    fn target(&self, index: usize) -> Target {
+        let spec = self.children.get(index);
+        Target {
+            index,
+            name: spec.name.clone(),
+            label: spec.label.clone(),
+        }
+    }
+
+    /// An active child was deleted because the run stopped.
+    fn cancelled(&mut self, index: usize, out: &mut Reaction) {
+        if self.book.phase(index).is_active() {
+            let why = self.stopping.stop().map_or("stopped", Stop::child_text);
+            self.finish(index, ChildResult::Cancelled, "Cancelled", why, None, out);
+        }
+    }
+
+    /// A child is done; `finished` is the server's time when it gives one.
+    fn finish(
+        &mut self,
+        index: usize,
+        result: ChildResult,
+        reason: &str,
+        message: &str,
+        finished: Option<Timestamp>,
+        out: &mut Reaction,
+    ) {
+        let never_handed_out = match self.book.phase(index) {
+            Phase::Done { .. } => return,
+            Phase::Waiting => true,
+            _ => false,
+        };
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let done = Phase::Done {
+            result,
+            reason: text(reason),
+            message: text(message),
+        };
+        self.book.set_phase(index, done, self.now.instant);
+        self.stuck.clear(index);
+        if result != ChildResult::Skipped {
+            self.book.get_mut(index).finished = Some(finished.unwrap_or(self.now.wall));
+        }
+        out.child(index, Change::Done(result));
+        // A child never handed out for creation (its step could not start) has no logs.
+        if !never_handed_out && !self.stopping.is_hard() {
+            self.child_logs(index, result, out);
+        }
+        self.child_done(index, result, reason);
+        if result == ChildResult::Failed && self.rules.fail_fast {
+            self.request_stop(Stop::FailFast, out);
+        }
+    }
+
+    /// The logs a finished child still owes (`JOBHERD_LOGS`).
+    fn child_logs(&mut self, index: usize, result: ChildResult, out: &mut Reaction) {
+        let now = self.now.instant;
+        self.logs.child_done(index, now);
+        if result == ChildResult::Failed && self.logs.child_failed(index, now) {
+            let job = self.children.name(index).to_string();
+            out.effects.push(Effect::FetchNewestLogs { index, job });
+        }
     }
 
     /// A run of `n` children without a plan, named `<prefix>-0` .., for tests.
@@ -507,7 +515,7 @@ impl Run {
             owner: None,
         };
         let children = crate::child::children(&settings, None, &id).expect("a valid fan-out");
-        Run::new(Arc::new(children), rules, "r", Instant::now())
+        Run::new(children, rules, "r", At::now())
     }
 
     /// Puts a child in a final state directly, for tests of what reads a run.
@@ -520,184 +528,13 @@ impl Run {
         attempts: u32,
     ) {
         let message = reason.map(|_| "Job has reached the specified backoff limit".to_string());
-        self.set_phase(
-            index,
-            Phase::Done {
-                result,
-                reason: reason.map(String::from),
-                message,
-            },
-        );
-        self.states[index].attempts = attempts;
-    }
-
-    fn set_phase(&mut self, index: usize, phase: Phase) {
-        let state = &mut self.states[index];
-        *self.tally.slot(&state.phase) -= 1;
-        *self.tally.slot(&phase) += 1;
-        if let Some(since) = state.running_since.take() {
-            self.running.remove(&(since, index));
-        }
-        if phase == Phase::Running {
-            let since = state.started.unwrap_or_else(Timestamp::now);
-            state.running_since = Some(since);
-            self.running.insert((since, index));
-        }
-        state.phase = phase;
-        if self.tally.done() == self.states.len() {
-            self.all_done_at.get_or_insert(self.now);
-        }
-    }
-
-    /// Hands out children to create: dependencies succeeded, a slot free, the run not stopping.
-    fn schedule(&mut self, out: &mut Reaction) {
-        // After fail-fast, the steps that run on failure or always still run.
-        let stopped = self.stop.is_some_and(|s| s != Stop::FailFast);
-        if !self.listed || stopped || self.moving.is_some() || self.fatal.is_some() {
-            return;
-        }
-        let mut free = self.parallelism.saturating_sub(self.tally.active());
-        while free > 0 {
-            let Some(range) = self.ready.front_mut() else {
-                break;
-            };
-            let Some(index) = range.next() else {
-                self.ready.pop_front();
-                continue;
-            };
-            // Children adopted from an earlier attempt are no longer waiting; after fail-fast
-            // only those of steps that run on failure or always are created.
-            if self.states[index].phase == Phase::Waiting && !self.stopping_for(index) {
-                self.set_phase(index, Phase::Creating);
-                out.effects.push(Effect::Create(index));
-                free -= 1;
-            }
-        }
-    }
-
-    /// Time passed: stuck children fail, logs waited for too long are given up on.
-    fn on_tick(&mut self, out: &mut Reaction) {
-        self.expire_stuck(out);
-        for index in self.logs.expired(self.now) {
-            out.child(index, Change::NoLogs);
-        }
-        let overdue: Vec<usize> = self
-            .unread
-            .iter()
-            .filter(|(i, since)| {
-                self.now.duration_since(**since) >= OUTPUT_GRACE && !self.asked.contains(i)
-            })
-            .map(|(i, _)| *i)
-            .collect();
-        for index in overdue {
-            self.asked.insert(index);
-            out.effects.push(Effect::ReadOutput(index));
-        }
-    }
-
-    /// Stops the run: nothing more is created, children not created yet are skipped, and
-    /// active ones are deleted (each is `cancelled` once its delete went through).
-    fn begin_stop(&mut self, why: Stop, out: &mut Reaction) {
-        if self.stop.is_some() || (self.tally.done() == self.total() && self.unlaid == 0) {
-            return;
-        }
-        self.stop = Some(why);
-        out.transitions.push(Transition::Stopping(why));
-        out.effects.push(Effect::StopCreating);
-        // Creates in flight come back as created (then deleted) or not started.
-        let active: Vec<usize> = (0..self.total())
-            .filter(|i| {
-                matches!(
-                    self.states[*i].phase,
-                    Phase::Created | Phase::Queued | Phase::Running
-                )
-            })
-            .collect();
-        self.skip_unstarted(why, out);
-        if !active.is_empty() {
-            out.effects.push(Effect::Delete(active));
-        }
-    }
-
-    /// Only jobherd's pod is disrupted while its Job goes on: nothing more is created, and every
-    /// child is left as it is, for the next attempt to adopt.
-    fn leave(&mut self, reason: String, out: &mut Reaction) {
-        if self.stop.is_some() || self.tally.done() == self.total() {
-            return;
-        }
-        out.transitions.push(Transition::Moving {
-            reason: reason.clone(),
-            active: self.tally.active(),
-            waiting: self.tally.waiting,
-        });
-        out.effects.push(Effect::StopCreating);
-        self.moving = Some(reason);
-    }
-
-    /// The run is stopping, and this child does not go on: after fail-fast, the children of
-    /// steps that run on failure or always still do.
-    fn stopping_for(&self, index: usize) -> bool {
-        match self.stop {
-            None => false,
-            Some(Stop::FailFast) => self.children.step_of(index).when == When::Succeeded,
-            Some(_) => true,
-        }
-    }
-
-    /// Children skipped because they were not needed (`when: failed` after success).
-    pub fn not_needed(&self) -> usize {
-        self.not_needed
-    }
-
-    /// The disruption's reason, when the run moves to the next attempt.
-    pub fn moving(&self) -> Option<&str> {
-        self.moving.as_deref()
-    }
-
-    /// An active child was deleted because the run stopped.
-    fn cancelled(&mut self, index: usize, out: &mut Reaction) {
-        if self.states[index].phase.is_active() {
-            let why = self.stop.map_or("stopped", Stop::child_text);
-            self.finish(index, ChildResult::Cancelled, "Cancelled", why, None, out);
-        }
-    }
-
-    fn finish(
-        &mut self,
-        index: usize,
-        result: ChildResult,
-        reason: &str,
-        message: &str,
-        finished: Option<Timestamp>,
-        out: &mut Reaction,
-    ) {
-        let never_handed_out = match self.states[index].phase {
-            Phase::Done { .. } => return,
-            Phase::Waiting => true,
-            _ => false,
+        let done = Phase::Done {
+            result,
+            reason: reason.map(String::from),
+            message,
         };
-        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        self.set_phase(
-            index,
-            Phase::Done {
-                result,
-                reason: text(reason),
-                message: text(message),
-            },
-        );
-        self.stuck.remove(&index);
-        if result != ChildResult::Skipped {
-            self.states[index].finished = Some(finished.unwrap_or_else(Timestamp::now));
-        }
-        out.child(index, Change::Done(result));
-        // A child never handed out for creation (its step could not start) has no logs.
-        if result == ChildResult::Failed && !never_handed_out {
-            out.effects.extend(self.logs.child_failed(index, self.now));
-        }
-        self.child_done(index, result, reason);
-        if result == ChildResult::Failed && self.fail_fast {
-            self.begin_stop(Stop::FailFast, out);
-        }
+        self.book.set_phase(index, done, self.now.instant);
+        self.book.get_mut(index).attempts = attempts;
     }
 }
 

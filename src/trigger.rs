@@ -26,7 +26,7 @@ use crate::config::{DryRun, Mode, PREFIX, RetryFrom, TriggerConfig};
 use crate::herd::sources;
 use crate::record::{self, RECORD, Record};
 use crate::report;
-use crate::run::Stop;
+use crate::run::{Signal, Stop};
 use follow::{Act, Ending, Follow, NO_CODE, Seen};
 
 /// The annotation `kubectl create job --from=cronjob/NAME` puts on the Job.
@@ -307,7 +307,12 @@ async fn follow_parent(
     let (tx, mut events) = mpsc::channel(1024);
     let mut tasks = watch_parent(&jobs, &pods, &name, namespace, tx.clone());
     let made = sources::Made {
-        signalled: Happened::Signal,
+        signalled: |signal| {
+            Happened::Signal(match signal {
+                Signal::Interrupt => Stop::Interrupt,
+                Signal::Terminate => Stop::Terminate,
+            })
+        },
         tick: || Happened::Seen(Seen::Tick),
         deadline: || Happened::Deadline,
     };

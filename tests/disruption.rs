@@ -338,7 +338,11 @@ fn a_sigterm_while_the_api_is_down_exits_within_the_grace_period() {
     let first = wait_for_first_log(&cluster, "cut", "cut-1 running");
     cluster.stop();
     assert!(cluster.evict(NS, &first));
-    let said = wait_for_first_log(&cluster, "cut", "could not read its own pod");
+    let said = wait_for_first_log(
+        &cluster,
+        "cut",
+        "could not read its pod and parent Job within 5s",
+    );
     assert_eq!(said, first);
     assert!(cluster.wait_until(LONG, |c| c.pod(NS, &first).is_none()));
     assert_eq!(exit_code(&last_version(&cluster, &first)), Some(143));

@@ -397,17 +397,18 @@ fn fail_fast_cancels_the_rest_and_the_always_step_still_runs() {
 
 #[test]
 fn a_result_too_large_for_a_variable_fails_the_step_that_would_get_it() {
-    // 40 children each write the kubelet's most, 4 KiB: their array is past 128 KiB.
+    // 40 children each write 3,500 bytes (under the kubelet's 4 KiB): their array is past
+    // 128 KiB.
     let cluster = FakeCluster::start();
     let plan = json!({"steps": [
-        {"name": "big", "count": 40, "env": {"FAKE_MESSAGE": "x", "FAKE_MESSAGE_REPEAT": "4096"}},
+        {"name": "big", "count": 40, "env": {"FAKE_MESSAGE": "x", "FAKE_MESSAGE_REPEAT": "3500"}},
         {"name": "merge", "depends_on": ["big"]},
     ]});
     let out = with_plan(&cluster, plan).run();
     assert_eq!(out.code, Some(1), "{out}");
     assert!(
         line(&out, "etl-merge", "failed").contains(
-            "BadResult (step merge: JOBHERD_RESULT_BIG would be 161 KiB, more than an environment variable can hold (128 KiB)"
+            "BadResult (step merge: JOBHERD_RESULT_BIG would be 137 KiB, more than an environment variable can hold (128 KiB)"
         ),
         "{out}"
     );

@@ -1,6 +1,8 @@
 //! Performing what the run decided: creates and deletes under `JOBHERD_QPS`/`JOBHERD_BURST`
-//! with several requests in flight, log fetches, and results looked up in pods. Nothing here
-//! waits for a result: each result comes back to the loop as an event.
+//! with several requests in flight, log fetches, outputs looked up in pods, and the disruption
+//! check. Nothing here waits for a result: each result comes back to the loop as an event.
+//! Everything an effect needs comes with it (a create carries its Job's recipe, a delete the
+//! names and labels): this side keeps no copy of the run's children.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 use tokio::sync::Semaphore;
@@ -15,10 +18,12 @@ use tokio::sync::mpsc::{self, Sender, UnboundedSender};
 use tokio::task::JoinSet;
 
 use super::ChildApi;
-use crate::child::{Children, RUN_LABEL, STEP_LABEL};
+use crate::child::{ChildJob, MAX_JOB, RUN_LABEL, STEP_LABEL};
 use crate::cluster::{ClusterError, delete_child, describe, follow_log, status_code};
 use crate::config::RateLimit;
-use crate::run::{Created, Effect, Event, LogSource, pod_output};
+use crate::disruption::{OwnPod, Verdict};
+use crate::outputs::Output;
+use crate::run::{Created, Effect, Event, LogSource, OutputRead, Target, pod_output};
 
 /// Lines of a failed child's log shown with `JOBHERD_LOGS=failed`.
 const TAIL_LINES: i64 = 20;
@@ -30,37 +35,39 @@ const MAX_SELECTOR: usize = 4000;
 /// Children per deletecollection, whose answer lists each deleted Job.
 const MAX_BATCH: usize = 250;
 
+/// A create waiting for its turn: its number in the order the run handed creates out.
+struct Queued {
+    number: u64,
+    index: usize,
+    job: Box<ChildJob>,
+}
+
 pub struct Effects {
     api: ChildApi,
-    children: Arc<Children>,
-    /// The children as the creator builds them: the run's latest version.
-    latest: Arc<Mutex<Arc<Children>>>,
     events: Sender<Event>,
     bucket: Arc<Bucket>,
-    /// Creates, numbered in the order the run handed them out.
-    creates: UnboundedSender<(u64, usize)>,
+    creates: UnboundedSender<Queued>,
     handed_out: u64,
     /// Creates numbered below this are not sent (`Effect::StopCreating`).
     cutoff: Arc<AtomicU64>,
     /// The Role may predate `deletecollection`: then children are deleted one by one.
     one_by_one: Arc<AtomicBool>,
+    own_pod: Option<OwnPod>,
     followers: JoinSet<()>,
 }
 
 impl Effects {
     pub fn start(
         api: ChildApi,
-        children: Arc<Children>,
         rate: RateLimit,
+        own_pod: Option<OwnPod>,
         events: Sender<Event>,
     ) -> Self {
         let bucket = Arc::new(Bucket::new(rate, Instant::now()));
         let (creates, queue) = mpsc::unbounded_channel();
         let cutoff = Arc::new(AtomicU64::new(0));
-        let latest = Arc::new(Mutex::new(children.clone()));
         tokio::spawn(creator(Creator {
             api: api.clone(),
-            children: latest.clone(),
             bucket: bucket.clone(),
             cutoff: cutoff.clone(),
             events: events.clone(),
@@ -69,14 +76,13 @@ impl Effects {
         }));
         Effects {
             api,
-            children,
-            latest,
             events,
             bucket,
             creates,
             handed_out: 0,
             cutoff,
             one_by_one: Arc::new(AtomicBool::new(false)),
+            own_pod,
             followers: JoinSet::new(),
         }
     }
@@ -85,70 +91,93 @@ impl Effects {
         for effect in effects {
             match effect {
                 // The creator lives as long as `self`, so the queue is open.
-                Effect::Create(index) => {
-                    let _ = self.creates.send((self.handed_out, index));
+                Effect::Create { index, job } => {
+                    let number = self.handed_out;
+                    let _ = self.creates.send(Queued { number, index, job });
                     self.handed_out += 1;
                 }
                 Effect::StopCreating => self.cutoff.store(self.handed_out, Ordering::SeqCst),
-                Effect::Children(children) => {
-                    *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = children.clone();
-                    self.children = children;
-                }
-                Effect::ReadOutput(index) => {
-                    let (api, events) = (self.api.clone(), self.events.clone());
-                    let child = self.children.name(index).to_string();
-                    tokio::spawn(async move {
-                        let message = read_output(&api, &child).await;
-                        let _ = events.send(Event::Output { index, message }).await;
-                    });
-                }
-                Effect::Delete(indices) => self.delete(indices),
-                Effect::FetchLogs {
-                    index,
-                    pod,
-                    container,
-                    previous,
-                } => {
-                    let (api, events) = (self.api.clone(), self.events.clone());
-                    tokio::spawn(async move {
-                        let text = tail(&api, &pod, Some(container), previous).await;
-                        let from = LogSource::Attempt;
-                        let _ = events.send(Event::Logs { index, from, text }).await;
-                    });
-                }
-                Effect::FetchNewestLogs(index) => {
-                    let (api, events) = (self.api.clone(), self.events.clone());
-                    let child = self.children.name(index).to_string();
-                    tokio::spawn(async move {
-                        let text = newest_tail(&api, &child).await;
-                        let from = LogSource::Newest;
-                        let _ = events.send(Event::Logs { index, from, text }).await;
-                    });
-                }
-                Effect::FollowLogs { index, pod } => {
-                    let (api, events) = (self.api.clone(), self.events.clone());
-                    self.followers.spawn(follow(api, pod, index, events));
-                }
+                Effect::Delete(targets) => self.delete(targets),
+                Effect::CheckDisruption => self.check_disruption(),
+                effect => self.read(effect),
             }
         }
+    }
+
+    /// The effects that read: outputs, logs. Each answers with an event.
+    fn read(&mut self, effect: Effect) {
+        let (api, events) = (self.api.clone(), self.events.clone());
+        match effect {
+            Effect::ReadOutput { index, job } => {
+                tokio::spawn(async move {
+                    let read = read_output(&api, &job).await;
+                    let _ = events.send(Event::Output { index, read }).await;
+                });
+            }
+            Effect::FetchLogs {
+                index,
+                pod,
+                container,
+                previous,
+            } => {
+                tokio::spawn(async move {
+                    let text = tail(&api, &pod, Some(container), previous).await;
+                    let from = LogSource::Attempt;
+                    let _ = events.send(Event::Logs { index, from, text }).await;
+                });
+            }
+            Effect::FetchNewestLogs { index, job } => {
+                tokio::spawn(async move {
+                    let text = newest_tail(&api, &job).await;
+                    let from = LogSource::Newest;
+                    let _ = events.send(Event::Logs { index, from, text }).await;
+                });
+            }
+            Effect::FollowLogs { index, pod } => {
+                self.followers.spawn(follow(api, pod, index, events));
+            }
+            Effect::FollowNewestLogs { index, job } => {
+                self.followers.spawn(async move {
+                    match newest_pod(&api, &job).await {
+                        Some(pod) => follow(api, pod.name_any(), index, events).await,
+                        None => {
+                            let _ = events.send(Event::LogEnded).await;
+                        }
+                    }
+                });
+            }
+            Effect::Create { .. }
+            | Effect::StopCreating
+            | Effect::Delete(_)
+            | Effect::CheckDisruption => {}
+        }
+    }
+
+    /// Reads jobherd's own pod and parent for what a SIGTERM means (outside a pod, or without
+    /// a parent Job, it means the end).
+    fn check_disruption(&self) {
+        let (own, events) = (self.own_pod.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let verdict = match own {
+                Some(own) => own.why_terminated().await,
+                None => Verdict::Ending { why: None },
+            };
+            let _ = events.send(Event::Disruption(verdict)).await;
+        });
     }
 
     /// Deletes children in as few requests as the selector limit allows, each taking its turn
     /// under the rate limit, one batch after another: a deletecollection answers with every
     /// Job it deleted, and one such answer at a time keeps memory flat. Each batch is
     /// reported as `Event::Deleted` when it went through.
-    fn delete(&self, indices: Vec<usize>) {
+    fn delete(&self, targets: Vec<Target>) {
         let deleter = self.deleter();
         let events = self.events.clone();
-        let batches = batches(&self.children, indices);
         tokio::spawn(async move {
-            for batch in batches {
+            for batch in batches(targets) {
                 deleter.delete(&batch).await;
-                if events
-                    .send(Event::Deleted { indices: batch })
-                    .await
-                    .is_err()
-                {
+                let indices = batch.iter().map(|t| t.index).collect();
+                if events.send(Event::Deleted { indices }).await.is_err() {
                     return;
                 }
             }
@@ -158,17 +187,27 @@ impl Effects {
     fn deleter(&self) -> Deleter {
         Deleter {
             api: self.api.clone(),
-            children: self.children.clone(),
             bucket: self.bucket.clone(),
             one_by_one: self.one_by_one.clone(),
         }
     }
 
-    /// `JOBHERD_CLEANUP`: deletes finished children at the end, and waits for it.
-    pub async fn clean_up(&self, indices: Vec<usize>) {
+    /// `JOBHERD_CLEANUP`: deletes finished children at the end, and waits for it (a minute at
+    /// most: an API that hangs must not keep the run from its record).
+    pub async fn clean_up(&self, targets: Vec<Target>) {
         let deleter = self.deleter();
-        for batch in batches(&self.children, indices) {
-            deleter.delete(&batch).await;
+        let all = async {
+            for batch in batches(targets) {
+                deleter.delete(&batch).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(60), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "JOBHERD_CLEANUP: the API did not answer within 60s; some finished children are left"
+            );
         }
     }
 }
@@ -228,20 +267,19 @@ impl Bucket {
 
 struct Creator {
     api: ChildApi,
-    children: Arc<Mutex<Arc<Children>>>,
     bucket: Arc<Bucket>,
     cutoff: Arc<AtomicU64>,
     events: Sender<Event>,
     /// Creates in flight.
     slots: Arc<Semaphore>,
-    queue: mpsc::UnboundedReceiver<(u64, usize)>,
+    queue: mpsc::UnboundedReceiver<Queued>,
 }
 
 /// Sends creates in the order the run handed them out, each after its turn under the rate
 /// limit, several in flight. Once the run stops, what was queued before is reported not
 /// started (after fail-fast, the steps that run on failure still hand out creates).
 async fn creator(mut c: Creator) {
-    while let Some((number, index)) = c.queue.recv().await {
+    while let Some(Queued { number, index, job }) = c.queue.recv().await {
         let stopped = || number < c.cutoff.load(Ordering::SeqCst);
         if !stopped() {
             c.bucket.turn().await;
@@ -255,10 +293,9 @@ async fn creator(mut c: Creator) {
             let _ = c.events.send(Event::Created { index, outcome }).await;
             continue;
         }
-        let children = c.children.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (job, api, events) = (children.job(index), c.api.clone(), c.events.clone());
+        let (api, events) = (c.api.clone(), c.events.clone());
         tokio::spawn(async move {
-            let event = match create(&api, &job).await {
+            let event = match create(&api, &job.build()).await {
                 Ok(outcome) => Event::Created { index, outcome },
                 Err(fatal) => Event::Fatal(fatal),
             };
@@ -284,6 +321,17 @@ async fn create(api: &ChildApi, job: &Job) -> Result<Created, ClusterError> {
                 return Ok(Created::Failed {
                     reason: "Invalid".into(),
                     message: describe(&e),
+                });
+            }
+            // The API refuses this Job for its size: this child fails, not the run.
+            Some(413) => {
+                return Ok(Created::Failed {
+                    reason: "TooLarge".into(),
+                    message: format!(
+                        "the API refused its Job as too large ({}); a Job may weigh {} KiB as jobherd sends it: pass large results by reference (an object storage key), not inline",
+                        describe(&e),
+                        MAX_JOB / 1024
+                    ),
                 });
             }
             // kube waited out 429s (honouring Retry-After) many times already; the server
@@ -320,17 +368,17 @@ async fn adopt(api: &ChildApi, name: &str) -> Result<Created, ClusterError> {
 }
 
 /// Children grouped so that one batch's step labels fit in one label selector.
-fn batches(children: &Children, indices: Vec<usize>) -> Vec<Vec<usize>> {
-    let mut out: Vec<Vec<usize>> = Vec::new();
+fn batches(targets: Vec<Target>) -> Vec<Vec<Target>> {
+    let mut out: Vec<Vec<Target>> = Vec::new();
     let mut size = 0;
-    for index in indices {
-        let len = children.get(index).label.len() + 1;
+    for target in targets {
+        let len = target.label.len() + 1;
         match out.last_mut() {
             Some(batch) if size + len <= MAX_SELECTOR && batch.len() < MAX_BATCH => {
-                batch.push(index)
+                batch.push(target)
             }
             _ => {
-                out.push(vec![index]);
+                out.push(vec![target]);
                 size = 0;
             }
         }
@@ -342,7 +390,6 @@ fn batches(children: &Children, indices: Vec<usize>) -> Vec<Vec<usize>> {
 #[derive(Clone)]
 struct Deleter {
     api: ChildApi,
-    children: Arc<Children>,
     bucket: Arc<Bucket>,
     one_by_one: Arc<AtomicBool>,
 }
@@ -351,7 +398,7 @@ impl Deleter {
     /// Deletes a batch with Background propagation, so the children's pods go too: one
     /// deletecollection by run and step labels, or, for one child or without the
     /// `deletecollection` verb, by name. A child already gone is not an error.
-    async fn delete(&self, batch: &[usize]) {
+    async fn delete(&self, batch: &[Target]) {
         if batch.len() > 1 && !self.one_by_one.load(Ordering::SeqCst) {
             self.bucket.turn().await;
             match self.delete_collection(batch).await {
@@ -371,20 +418,16 @@ impl Deleter {
                 ),
             }
         }
-        for &index in batch {
+        for target in batch {
             self.bucket.turn().await;
-            let name = self.children.name(index);
-            if let Err(e) = delete_child(&self.api.jobs, name).await {
-                tracing::error!(child = %name, "could not delete: {}", describe(&e));
+            if let Err(e) = delete_child(&self.api.jobs, &target.name).await {
+                tracing::error!(child = %target.name, "could not delete: {}", describe(&e));
             }
         }
     }
 
-    async fn delete_collection(&self, batch: &[usize]) -> Result<(), kube::Error> {
-        let labels: Vec<&str> = batch
-            .iter()
-            .map(|i| self.children.get(*i).label.as_str())
-            .collect();
+    async fn delete_collection(&self, batch: &[Target]) -> Result<(), kube::Error> {
+        let labels: Vec<&str> = batch.iter().map(|t| t.label.as_str()).collect();
         let selector = format!(
             "{},{STEP_LABEL} in ({})",
             self.api.selector(),
@@ -428,42 +471,57 @@ async fn tail(
 
 /// The log tail of a child's newest pod, if it still has one.
 async fn newest_tail(api: &ChildApi, child: &str) -> Option<String> {
+    let newest = newest_pod(api, child).await?;
+    tail(api, &newest.name_any(), None, false).await
+}
+
+/// A child's newest pod, if it still has one.
+async fn newest_pod(api: &ChildApi, child: &str) -> Option<Pod> {
     let params = ListParams::default().labels(&format!("job-name={child}"));
     let list = tokio::time::timeout(Duration::from_secs(5), api.pods.list(&params))
         .await
         .ok()?
         .ok()?;
-    let newest = list
-        .items
+    list.items
         .into_iter()
-        .max_by_key(|p| p.creation_timestamp().map(|t| t.0))?;
-    tail(api, &newest.name_any(), None, false).await
+        .max_by_key(|p| p.creation_timestamp().map(|t| t.0))
 }
 
-/// A succeeded child's result, looked up in its pods when the pod watch has not shown it: the
-/// message of its succeeded pod, `None` when it wrote none or none can be found (after a few
-/// tries, as the API may be busy).
-async fn read_output(api: &ChildApi, child: &str) -> Option<String> {
+/// A succeeded child's output, looked up in its pods when the pod watch has not shown it: the
+/// message of its succeeded pod, or why it cannot be known (its pods are gone, reading them is
+/// forbidden, the API did not answer after a few tries).
+async fn read_output(api: &ChildApi, child: &str) -> OutputRead {
     let params = ListParams::default().labels(&format!("job-name={child}"));
+    let mut last = String::new();
     for attempt in 1..=3 {
-        match api.pods.list(&params).await {
-            Ok(list) => {
-                return list
-                    .items
-                    .iter()
-                    .find_map(pod_output)
-                    .and_then(|o| o.text().map(str::to_string));
+        let listed = tokio::time::timeout(Duration::from_secs(10), api.pods.list(&params)).await;
+        match listed {
+            Ok(Ok(list)) => {
+                return match list.items.iter().find_map(pod_output) {
+                    Some(Output::Text(text)) => OutputRead::Found(Some(text.into())),
+                    Some(Output::Lost(why)) => OutputRead::Lost(why.into()),
+                    Some(_) => OutputRead::Found(None),
+                    None => OutputRead::Lost(
+                        "its succeeded pod is gone (removed by a TTL, the garbage collector or a node drain) before its result was read".into(),
+                    ),
+                };
             }
-            Err(e) => {
-                tracing::warn!(child, "reading its result from its pods: {}", describe(&e));
-                tokio::time::sleep(Duration::from_secs(attempt)).await;
+            Ok(Err(e)) if status_code(&e) == Some(403) => {
+                return OutputRead::Lost(format!(
+                    "reading its pods is forbidden ({}): jobherd's Role needs `list` on pods",
+                    describe(&e)
+                ));
             }
+            Ok(Err(e)) => last = describe(&e),
+            Err(_) => last = "no answer within 10s".into(),
         }
+        tracing::warn!(child, "reading its result from its pods: {last}");
+        tokio::time::sleep(Duration::from_secs(attempt)).await;
     }
-    None
+    OutputRead::Lost(format!("its pods could not be listed ({last})"))
 }
 
-/// `JOBHERD_LOGS=all`: a pod's log lines as they come.
+/// `JOBHERD_LOGS=all`: a pod's log lines as they come, from its start.
 async fn follow(api: ChildApi, pod: String, index: usize, events: Sender<Event>) {
     match follow_log(&api.pods, &pod, None).await {
         Ok(mut lines) => {

@@ -1,6 +1,7 @@
-//! What happens on its own: the two watches (Jobs and Pods of the run, by label), signals, a
-//! ticker and the deadline, each a task feeding the run's event channel. Dropping the returned
-//! set stops them all. The trigger uses the same tasks with its own events.
+//! What happens on its own: the two watches (Jobs and Pods of the run, by label), signals and a
+//! ticker, each a task feeding the run's event channel (the run keeps its own deadline, which
+//! the ticks let it see). Dropping the returned set stops them all. The trigger uses the same
+//! timers with its own events, and a deadline of its own.
 
 use std::time::{Duration, Instant};
 
@@ -9,26 +10,34 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::signal::unix::{Signal as UnixSignal, SignalKind, signal};
 use tokio::sync::mpsc::Sender;
 use tokio::task::JoinSet;
 
 use super::ChildApi;
 use crate::cluster::{ClusterError, status_code};
-use crate::run::{Event, Stop};
+use crate::run::{Event, Signal};
 
 /// How long the API may stay unusable during a run before jobherd gives up (exit 4).
 const API_GIVE_UP: Duration = Duration::from_secs(300);
 /// How often time is looked at: stuck children, awaited logs, heartbeats.
 const TICK: Duration = Duration::from_millis(250);
 
-pub fn start(
-    api: &ChildApi,
-    timeout: Option<Duration>,
-    events: Sender<Event>,
-) -> Result<JoinSet<()>, ClusterError> {
-    let config = watcher::Config::default().labels(&api.selector());
+/// Signals and ticks for a run, started before anything else so that no signal is missed.
+pub fn start_timers(events: Sender<Event>) -> Result<JoinSet<()>, ClusterError> {
     let mut tasks = JoinSet::new();
+    let made = Made {
+        signalled: Event::Signal,
+        tick: || Event::Tick,
+        deadline: || Event::Tick,
+    };
+    timers(&mut tasks, None, events, made)?;
+    Ok(tasks)
+}
+
+/// The run's two watches.
+pub fn start_watches(tasks: &mut JoinSet<()>, api: &ChildApi, events: Sender<Event>) {
+    let config = watcher::Config::default().labels(&api.selector());
     tasks.spawn(watch_or_give_up(
         api.jobs.clone(),
         config.clone(),
@@ -37,19 +46,12 @@ pub fn start(
         Event::Jobs,
         Event::Fatal,
     ));
-    tasks.spawn(watch_pods(api.pods.clone(), config, events.clone()));
-    let made = Made {
-        signalled: Event::Signal,
-        tick: || Event::Tick,
-        deadline: || Event::Deadline,
-    };
-    timers(&mut tasks, timeout, events, made)?;
-    Ok(tasks)
+    tasks.spawn(watch_pods(api.pods.clone(), config, events));
 }
 
 /// How the timers' events are made, for each kind of event channel.
 pub struct Made<E> {
-    pub signalled: fn(Stop) -> E,
+    pub signalled: fn(Signal) -> E,
     pub tick: fn() -> E,
     pub deadline: fn() -> E,
 }
@@ -176,15 +178,15 @@ fn trouble(
 }
 
 async fn signals<E>(
-    mut terminate: Signal,
-    mut interrupt: Signal,
+    mut terminate: UnixSignal,
+    mut interrupt: UnixSignal,
     events: Sender<E>,
-    signalled: fn(Stop) -> E,
+    signalled: fn(Signal) -> E,
 ) {
     loop {
         let why = tokio::select! {
-            _ = terminate.recv() => Stop::Terminate,
-            _ = interrupt.recv() => Stop::Interrupt,
+            _ = terminate.recv() => Signal::Terminate,
+            _ = interrupt.recv() => Signal::Interrupt,
         };
         if events.send(signalled(why)).await.is_err() {
             return;

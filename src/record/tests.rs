@@ -85,6 +85,8 @@ fn a_bad_record_is_reported_not_trusted() {
         cancelled: String::new(),
         step_outputs: Default::default(),
         outputs_left_out: false,
+        moved: None,
+        details: Vec::new(),
     };
     assert!(record.succeeded().unwrap_err().contains("bitmap"));
 }
@@ -124,14 +126,14 @@ fn a_run_is_rebuilt_from_its_record_and_the_children_left() {
         namespace: None,
         owner: None,
     };
-    let children = Arc::new(child::children(&settings, Some(&plan), &id).unwrap());
+    let children = child::children(&settings, Some(&plan), &id).unwrap();
     let rules = Rules {
         parallelism: None,
         fail_fast: false,
         stuck_timeout: Duration::from_secs(60),
         logs: LogsMode::None,
     };
-    let mut run = Run::new(children, &rules, "r", Instant::now());
+    let mut run = Run::new(children, &rules, "r", crate::run::At::now());
     run.inherit(EarlierChild::of(&run, 0, "etl-1"));
     run.force_done(1, ChildResult::Succeeded, None, 1);
     run.force_done(2, ChildResult::Failed, Some("BackoffLimitExceeded"), 3);

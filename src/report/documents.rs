@@ -78,7 +78,7 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
                 depends_on: &children.step_of(i).depends_on_names,
                 earlier_run: s.earlier_run.as_deref(),
                 queued_seconds: Some(run.time_queued(i).as_secs_f64()).filter(|q| *q > 0.0),
-                preemptions: s.preemptions,
+                preemptions: s.preemptions(),
                 output: s.output.text().map(outputs::value),
             }
         })

@@ -1,13 +1,45 @@
-//! The run's vocabulary: the [`Event`]s it takes, and what it answers with: the
-//! [`Transition`]s the user sees and the [`Effect`]s `herd` performs.
+//! The run's vocabulary: the [`Event`]s it takes (each with the time it happened, [`At`]), and
+//! what it answers with: the [`Transition`]s the user sees and the [`Effect`]s `herd` performs.
 
+use std::time::Instant;
+
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 
 use super::ChildResult;
 use super::logs::LogSource;
+use crate::child::ChildJob;
 use crate::cluster::ClusterError;
+use crate::disruption::Verdict;
+
+/// When an event happened, as the loop read the clock once for it: the run never reads a
+/// clock itself. `instant` measures how long things take (queues, stuck pods, the stop's
+/// time); `wall` dates what the server does not date (a child jobherd cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub instant: Instant,
+    pub wall: Timestamp,
+}
+
+impl At {
+    /// Now, by the two clocks.
+    pub fn now() -> At {
+        At {
+            instant: Instant::now(),
+            wall: Timestamp::now(),
+        }
+    }
+
+    /// `d` later, by both clocks (for tests and simulations).
+    pub fn after(self, d: std::time::Duration) -> At {
+        At {
+            instant: self.instant + d,
+            wall: self.wall + d,
+        }
+    }
+}
 
 /// Something the user should see about one child.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +75,8 @@ pub enum Transition {
         index: usize,
         change: Change,
     },
-    /// The run stops early: nothing more is created, active children are deleted.
+    /// The run stops early (or, after fail fast, stops harder): nothing more is created, active
+    /// children are deleted.
     Stopping(Stop),
     /// Only jobherd's pod goes (a drain, a preemption): every child is left for the next
     /// attempt. `active` children exist, `waiting` ones are not created yet.
@@ -52,11 +85,15 @@ pub enum Transition {
         active: usize,
         waiting: usize,
     },
+    /// Something about the run as a whole, worth a line of its own.
+    Note(String),
 }
 
 /// Why a run stopped before every child finished by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
+    /// A soft stop: the steps that run on failure or always still run, and every other stop
+    /// overrides it.
     FailFast,
     Timeout,
     Interrupt,
@@ -73,6 +110,11 @@ impl Stop {
         }
     }
 
+    /// A hard stop ends the run whatever else goes on: after it, nothing more runs.
+    pub fn is_hard(self) -> bool {
+        self != Stop::FailFast
+    }
+
     /// Why a child did not run to its end, in its own line.
     pub(super) fn child_text(self) -> &'static str {
         match self {
@@ -80,6 +122,13 @@ impl Stop {
             other => other.as_str(),
         }
     }
+}
+
+/// The two signals that end a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
 }
 
 /// Everything that happens to a run, as `herd` turns it into events.
@@ -111,23 +160,27 @@ pub enum Event {
     },
     /// A followed log ended.
     LogEnded,
-    /// Time passed: stuck children, logs waited for long enough.
+    /// Time passed: stuck children, logs waited for long enough, deadlines.
     Tick,
-    /// `JOBHERD_TIMEOUT` passed.
-    Deadline,
-    Signal(Stop),
-    /// A succeeded child's pods were listed for its result: the message of the container that
-    /// succeeded, `None` when it wrote none or no succeeded pod was found.
+    Signal(Signal),
+    /// What a SIGTERM means, as `Effect::CheckDisruption` found.
+    Disruption(Verdict),
+    /// A succeeded child's pods were listed for what it wrote.
     Output {
         index: usize,
-        message: Option<String>,
-    },
-    /// SIGTERM, and jobherd's pod is being disrupted while its Job goes on (`disruption`).
-    Moving {
-        reason: String,
+        read: OutputRead,
     },
     /// The API cannot be used (forbidden, or gone for too long): the run ends with exit 4.
     Fatal(ClusterError),
+}
+
+/// What listing a succeeded child's pods for its output found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputRead {
+    /// The message of the container that succeeded; `None` when it wrote none.
+    Found(Option<String>),
+    /// It cannot be read, and why (its pods are gone, reading pods is forbidden, ...).
+    Lost(String),
 }
 
 /// What a create request ended in.
@@ -136,7 +189,7 @@ pub enum Created {
     Created(Box<Job>),
     /// AlreadyExists, and the Job is this run's: an earlier attempt created it.
     Adopted(Box<Job>),
-    /// The run stopped before this child's create was sent.
+    /// The run stopped (or paused) before this child's create was sent.
     NotStarted,
     Failed {
         reason: String,
@@ -144,19 +197,26 @@ pub enum Created {
     },
 }
 
+/// A child to delete: its place, and what names it in the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub index: usize,
+    pub name: String,
+    /// Its `jobherd.io/step` label, which deletes many at once select by.
+    pub label: String,
+}
+
 /// I/O the run asks `herd` to do; results come back as events.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Create(usize),
+    /// Create this child's Job (built from its recipe when its turn comes).
+    Create { index: usize, job: Box<ChildJob> },
     /// Send none of the creates handed out so far; they come back as `Created::NotStarted`.
     StopCreating,
-    /// The run's children changed (laid out, or given the results of their dependencies):
-    /// what creates from now on must build from.
-    Children(std::sync::Arc<crate::child::Children>),
-    /// List a succeeded child's pods for its result, which the pod watch has not shown.
-    ReadOutput(usize),
+    /// List a succeeded child's pods for its output, which the pod watch has not shown.
+    ReadOutput { index: usize, job: String },
     /// Delete these children's Jobs, with their pods (Background propagation).
-    Delete(Vec<usize>),
+    Delete(Vec<Target>),
     /// The tail of a failed container's log, while its pod exists.
     FetchLogs {
         index: usize,
@@ -165,12 +225,15 @@ pub enum Effect {
         previous: bool,
     },
     /// The tail of the log of a child's newest pod.
-    FetchNewestLogs(usize),
-    /// Follow a running pod's log (`JOBHERD_LOGS=all`).
-    FollowLogs {
-        index: usize,
-        pod: String,
-    },
+    FetchNewestLogs { index: usize, job: String },
+    /// Follow a pod's log from its start (`JOBHERD_LOGS=all`).
+    FollowLogs { index: usize, pod: String },
+    /// Follow the log of a child's newest pod, if it still has one (`JOBHERD_LOGS=all`, for a
+    /// child none of whose pods the pod watch showed).
+    FollowNewestLogs { index: usize, job: String },
+    /// Read jobherd's own pod and parent Job to tell what a SIGTERM means; the answer comes
+    /// back as `Event::Disruption`.
+    CheckDisruption,
 }
 
 /// The answer to one event.

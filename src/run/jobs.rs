@@ -1,168 +1,242 @@
-//! What a child's Job says: created, adopted, running, done (read from its conditions), or
-//! gone; and the watch's lists and deletes that tell which Jobs exist.
+//! What a child's Job says: created, adopted, running, queued, done (read from its
+//! conditions), or gone; and the watch's lists and deletes that tell which Jobs exist. Every Job
+//! is read once into a [`JobSeen`], the little of it the run needs: small enough to keep for the
+//! children of a `params_from` step that is not laid out yet.
 
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
-use super::queue::is_suspended;
-use super::{Change, ChildResult, Created, Effect, Phase, Reaction, Run, Stop};
-use crate::child::RUN_LABEL;
+use super::{Change, ChildResult, Created, Effect, Phase, Reaction, Run};
+use crate::child::{QUEUE_LABEL, RUN_LABEL};
 use crate::conditions::{Outcome, decided_at, outcome};
+
+/// What the run reads of a Job.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct JobSeen {
+    pub(super) name: String,
+    pub(super) uid: Option<String>,
+    /// Its `resourceVersion` as a number (etcd revisions grow); `None` when it is no number.
+    pub(super) version: Option<u64>,
+    /// `spec.suspend`: a queue holds it (Kueue flips it before the `Suspended` condition).
+    pub(super) suspended: bool,
+    pub(super) queue: Option<String>,
+    pub(super) started: Option<Timestamp>,
+    pub(super) active: i32,
+    pub(super) ready: i32,
+    pub(super) failed: i32,
+    pub(super) succeeded: i32,
+    pub(super) outcome: Option<Outcome>,
+    /// When its outcome was decided, by the server's clock.
+    pub(super) finished: Option<Timestamp>,
+    pub(super) backoff_limit: i32,
+}
+
+impl JobSeen {
+    /// The run's view of a Job, when it is one of this run's (its `jobherd.io/run` label).
+    pub(super) fn of(job: &Job, run_id: &str) -> Option<JobSeen> {
+        if job.labels().get(RUN_LABEL).map(String::as_str) != Some(run_id) {
+            return None;
+        }
+        let status = job.status.clone().unwrap_or_default();
+        let spec = job.spec.as_ref();
+        let finished = status
+            .completion_time
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| decided_at(job));
+        Some(JobSeen {
+            name: job.name_any(),
+            uid: job.uid(),
+            version: job.resource_version().and_then(|v| v.parse().ok()),
+            suspended: spec.and_then(|s| s.suspend) == Some(true),
+            queue: job.labels().get(QUEUE_LABEL).cloned(),
+            started: status.start_time.map(|t| t.0),
+            active: status.active.unwrap_or(0),
+            ready: status.ready.unwrap_or(0),
+            failed: status.failed.unwrap_or(0),
+            succeeded: status.succeeded.unwrap_or(0),
+            outcome: outcome(job),
+            finished,
+            backoff_limit: spec.and_then(|s| s.backoff_limit).unwrap_or(6),
+        })
+    }
+
+    /// Attempts as its status counts them; the pods of a suspended Job are being deleted by
+    /// the queue, not run.
+    fn attempts(&self) -> u32 {
+        let active = if self.suspended { 0 } else { self.active };
+        (self.failed + self.succeeded + active).max(0) as u32
+    }
+}
 
 impl Run {
     pub(super) fn on_job_event(&mut self, event: watcher::Event<Job>, out: &mut Reaction) {
         match event {
-            watcher::Event::Init => self.relist = Some(vec![false; self.total()]),
-            watcher::Event::InitApply(job) => {
-                if let (Some(seen), Some(index)) = (
-                    self.relist.as_mut(),
-                    self.children.index_of(&job.name_any()),
-                ) {
-                    seen[index] = true;
+            watcher::Event::Init => self.relist.begin(),
+            watcher::Event::InitApply(job) | watcher::Event::Apply(job) => {
+                if let Some(seen) = JobSeen::of(&job, &self.run_id) {
+                    self.job_seen(seen, out);
                 }
-                self.observe_job(&job, out);
             }
             watcher::Event::InitDone => {
                 // Children that vanished while the watch was down get no DELETE event.
-                if let Some(seen) = self.relist.take()
-                    && self.listed
-                {
-                    for (index, seen) in seen.into_iter().enumerate() {
-                        if !seen {
-                            self.gone(index, out);
-                        }
-                    }
+                let first = !self.relist.listed();
+                for index in self.relist.end(self.book.len()) {
+                    self.gone(index, out);
                 }
-                self.listed = true;
+                if first {
+                    self.first_listed(out);
+                }
             }
-            watcher::Event::Apply(job) => self.observe_job(&job, out),
             watcher::Event::Delete(job) => {
-                let Some(index) = self.children.index_of(&job.name_any()) else {
+                let name = job.name_any();
+                let Some(index) = self.children.index_of(&name) else {
+                    self.relist.forget(&name);
                     return;
                 };
-                let uid = &self.states[index].uid;
+                let uid = &self.book.get(index).job.uid;
                 // While stopping, jobherd deleted them itself.
-                if (uid.is_none() || *uid == job.uid()) && self.stop.is_none() {
+                if (uid.is_none() || *uid == job.uid()) && !self.stopping.is_stopping() {
                     self.gone(index, out);
                 }
             }
         }
     }
 
+    /// A Job of this run: of a child, or kept until its child is laid out.
+    fn job_seen(&mut self, job: JobSeen, out: &mut Reaction) {
+        match self.children.index_of(&job.name) {
+            Some(index) => {
+                self.relist.saw(index);
+                self.observe_job(index, &job, out);
+            }
+            None => self.relist.keep_job(job),
+        }
+    }
+
     pub(super) fn on_created(&mut self, index: usize, outcome: Created, out: &mut Reaction) {
+        let seen = |job: &Job| JobSeen::of(job, &self.run_id);
         match outcome {
-            Created::Created(job) => self.created(index, &job, Change::Created, out),
-            Created::Adopted(job) => self.created(index, &job, Change::Adopted, out),
-            Created::NotStarted => {
-                if self.states[index].phase == Phase::Creating {
-                    let why = self.stop.map_or("stopped", Stop::child_text);
-                    self.finish(index, ChildResult::Skipped, "NotStarted", why, None, out);
+            Created::Created(job) => {
+                if let Some(job) = seen(&job) {
+                    self.created(index, &job, Change::Created, out)
                 }
             }
+            Created::Adopted(job) => {
+                if let Some(job) = seen(&job) {
+                    self.created(index, &job, Change::Adopted, out)
+                }
+            }
+            Created::NotStarted => self.not_started(index, out),
             Created::Failed { reason, message } => {
                 self.finish(index, ChildResult::Failed, &reason, &message, None, out)
             }
         }
     }
 
+    /// A create that was not sent: the child waits again when the run only paused (a SIGTERM
+    /// being looked into) or moves, and is skipped when the run stops.
+    fn not_started(&mut self, index: usize, out: &mut Reaction) {
+        if *self.book.phase(index) != Phase::Creating {
+            return;
+        }
+        match self.stopping.stop() {
+            Some(stop) if !self.stopping.is_moving() => {
+                let why = stop.child_text();
+                self.finish(index, ChildResult::Skipped, "NotStarted", why, None, out);
+            }
+            _ => {
+                self.book.set_phase(index, Phase::Waiting, self.now.instant);
+                self.progress.requeue(index);
+            }
+        }
+    }
+
     /// The API accepted our create (or answered AlreadyExists with a Job of this run).
-    pub(super) fn created(&mut self, index: usize, job: &Job, change: Change, out: &mut Reaction) {
-        if self.states[index].phase == Phase::Creating {
-            self.set_phase(index, Phase::Created);
-            self.states[index].uid = job.uid();
+    fn created(&mut self, index: usize, job: &JobSeen, change: Change, out: &mut Reaction) {
+        if *self.book.phase(index) == Phase::Creating {
+            self.book.set_phase(index, Phase::Created, self.now.instant);
+            self.book.get_mut(index).job.uid = job.uid.clone();
             out.child(index, change);
         }
-        self.observe_job(job, out);
-        // Created while the run was stopping: it goes at once (but for a step that runs on
-        // failure or always, after fail-fast).
-        if self.stopping_for(index) && self.states[index].phase.is_active() {
-            out.effects.push(Effect::Delete(vec![index]));
+        self.observe_job(index, job, out);
+        self.delete_if_stopping(index, out);
+    }
+
+    /// A child whose Job exists while the run stops goes at once (but, after fail fast, one of
+    /// a step that runs on failure or always).
+    pub(super) fn delete_if_stopping(&mut self, index: usize, out: &mut Reaction) {
+        if self.relist.listed() && self.stopping_for(index) && self.book.phase(index).is_out() {
+            out.effects.push(Effect::Delete(vec![self.target(index)]));
         }
     }
 
     /// A Job of this run as the API shows it now (watch event, list, or create response).
-    pub(super) fn observe_job(&mut self, job: &Job, out: &mut Reaction) {
-        let Some(index) = self.children.index_of(&job.name_any()) else {
-            return;
-        };
-        if job.labels().get(RUN_LABEL) != Some(&self.run_id) {
-            return;
-        }
-        let state = &self.states[index];
-        if state.uid.is_some() && job.uid().is_some() && state.uid != job.uid() {
+    pub(super) fn observe_job(&mut self, index: usize, job: &JobSeen, out: &mut Reaction) {
+        let state = self.book.get(index);
+        if state.job.uid.is_some() && job.uid.is_some() && state.job.uid != job.uid {
             // A different Job under the same name (deleted and recreated by someone else).
             return;
         }
+        let now = self.now.instant;
         match state.phase {
             // Exists before we asked for it: created by an earlier attempt of this run.
             Phase::Waiting => {
-                self.set_phase(index, Phase::Created);
+                self.book.set_phase(index, Phase::Created, now);
                 out.child(index, Change::Adopted);
+                self.delete_if_stopping(index, out);
             }
             Phase::Creating => {
-                self.set_phase(index, Phase::Created);
+                self.book.set_phase(index, Phase::Created, now);
                 out.child(index, Change::Created);
             }
             _ => {}
         }
-        let state = &mut self.states[index];
-        if state.uid.is_none() {
-            state.uid = job.uid();
+        let state = self.book.get_mut(index);
+        if state.job.uid.is_none() {
+            state.job.uid = job.uid.clone();
         }
-        // resourceVersions of one object grow (etcd revisions); one that does not parse as a
-        // number is taken as new.
-        if let Some(version) = job.resource_version().and_then(|v| v.parse::<u64>().ok()) {
-            if version < state.version {
+        if let Some(version) = job.version {
+            if version < state.job.version {
                 return;
             }
-            state.version = version;
+            state.job.version = version;
         }
-        if let Some(status) = job.status.as_ref() {
-            state.started = state.started.or(status.start_time.as_ref().map(|t| t.0));
-            // The pods of a suspended Job are being deleted by the queue, not run.
-            let active = if is_suspended(job) {
-                0
-            } else {
-                status.active.unwrap_or(0)
-            };
-            state.job_attempts =
-                (status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0) + active).max(0) as u32;
-            state.refresh_attempts();
-        }
+        state.started = state.started.or(job.started);
+        state.job.attempts = job.attempts();
+        state.refresh_attempts();
         self.observe_suspension(index, job, out);
         self.read_conditions(index, job, out);
     }
 
     /// What a Job's conditions say: done (how), or running.
-    pub(super) fn read_conditions(&mut self, index: usize, job: &Job, out: &mut Reaction) {
-        let Some(status) = job.status.as_ref() else {
-            return;
-        };
-        // The server's clock at both ends: `startTime` has whole seconds, and so do these.
-        let finished = status
-            .completion_time
-            .as_ref()
-            .map(|t| t.0)
-            .or_else(|| decided_at(job));
-        match outcome(job) {
+    fn read_conditions(&mut self, index: usize, job: &JobSeen, out: &mut Reaction) {
+        match &job.outcome {
             Some(Outcome::Succeeded) => {
-                self.finish(index, ChildResult::Succeeded, "", "", finished, out)
+                self.finish(index, ChildResult::Succeeded, "", "", job.finished, out)
             }
             Some(Outcome::Failed { reason, message }) => {
                 if reason == "BackoffLimitExceeded" {
                     // The pod that made the last attempt may be deleted before we saw it; by
                     // definition the Job used backoffLimit + 1 attempts.
-                    let limit = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
-                    let state = &mut self.states[index];
-                    state.attempts = state.attempts.max(limit.max(0) as u32 + 1);
+                    let state = self.book.get_mut(index);
+                    state.attempts = state.attempts.max(job.backoff_limit.max(0) as u32 + 1);
                 }
-                self.finish(index, ChildResult::Failed, &reason, &message, finished, out);
+                self.finish(
+                    index,
+                    ChildResult::Failed,
+                    reason,
+                    message,
+                    job.finished,
+                    out,
+                );
             }
             None => {
-                let running = status.active.unwrap_or(0) > 0 && status.ready.unwrap_or(0) > 0;
-                if running && self.states[index].phase == Phase::Created {
-                    self.set_phase(index, Phase::Running);
+                let running = job.active > 0 && job.ready > 0 && !job.suspended;
+                if running && *self.book.phase(index) == Phase::Created {
+                    self.book.set_phase(index, Phase::Running, self.now.instant);
                     out.child(index, Change::Running);
                 }
             }
@@ -171,10 +245,7 @@ impl Run {
 
     /// A child's Job disappeared before it finished (watch DELETE, or missing from a re-list).
     pub(super) fn gone(&mut self, index: usize, out: &mut Reaction) {
-        if matches!(
-            self.states[index].phase,
-            Phase::Created | Phase::Queued | Phase::Running
-        ) {
+        if self.book.phase(index).is_out() {
             let why = "the Job was deleted before it finished";
             self.finish(index, ChildResult::Failed, "Deleted", why, None, out);
         }

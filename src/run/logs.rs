@@ -1,8 +1,14 @@
 //! Which child logs a run asks for, and how long it waits for them (`JOBHERD_LOGS`).
 //!
-//! With `OnFailure` the Job controller deletes the pod when it gives up, so the tail of each
-//! failed attempt is fetched while its pod still exists and kept aside; when the child fails,
-//! its newest pod's tail is asked for, and the kept one used when that pod is gone.
+//! `failed`: with `OnFailure` the Job controller deletes the pod when it gives up, so the tail of
+//! each failed attempt is fetched while its pod still exists and kept aside; when the child
+//! fails, its newest pod's tail is asked for, and the kept one used when that pod is gone.
+//!
+//! `all`: every pod's log is followed once, from its start, whenever its pod is first seen
+//! running or ended, also after its child is done (the Job watch may tell the end before the
+//! pod watch shows the pod). A child that ends without any of its pods seen gets its newest
+//! pod's log once a short wait has shown none is coming. So every child's log is printed
+//! exactly once, however fast it ran, and a failed one's is not repeated as a tail.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -44,6 +50,11 @@ pub struct LogBook {
     awaiting: HashMap<usize, Awaiting>,
     /// Followed logs still streaming.
     following: usize,
+    /// Children one of whose pods' logs is followed.
+    followed_children: HashSet<usize>,
+    /// Children that ended with none of their pods' logs followed: until when the pod watch
+    /// may still show one, before their newest pod's log is followed instead.
+    unfollowed: HashMap<usize, Instant>,
 }
 
 impl LogBook {
@@ -55,6 +66,8 @@ impl LogBook {
             kept: HashMap::new(),
             awaiting: HashMap::new(),
             following: 0,
+            followed_children: HashSet::new(),
+            unfollowed: HashMap::new(),
         }
     }
 
@@ -63,7 +76,7 @@ impl LogBook {
     pub fn is_settled(&self, now: Instant, all_done_at: Option<Instant>) -> bool {
         let follows_over =
             self.following == 0 || all_done_at.is_some_and(|at| now >= at + LOG_WAIT);
-        self.awaiting.is_empty() && follows_over
+        self.awaiting.is_empty() && self.unfollowed.is_empty() && follows_over
     }
 
     /// A followed log ended (its container stopped, or its pod is gone).
@@ -71,13 +84,21 @@ impl LogBook {
         self.following = self.following.saturating_sub(1);
     }
 
-    /// A pod of an active child: fetch the tail of a container that just failed, follow a
-    /// running pod with `JOBHERD_LOGS=all`.
-    pub fn pod_seen(&mut self, index: usize, pod: &Pod) -> Vec<Effect> {
+    /// A pod of a child: fetch the tail of a container that just failed (`failed`, while the
+    /// child is not done yet), follow its log once it runs or has ended (`all`).
+    pub fn pod_seen(&mut self, index: usize, pod: &Pod, child_done: bool) -> Vec<Effect> {
         let mut out = Vec::new();
-        if self.mode == LogsMode::None {
-            return out;
+        match self.mode {
+            LogsMode::None => {}
+            LogsMode::Failed if !child_done => self.failed_attempts(index, pod, &mut out),
+            LogsMode::Failed => {}
+            LogsMode::All => self.follow(index, pod, &mut out),
         }
+        out
+    }
+
+    /// The tails of containers that failed, while their pod exists.
+    fn failed_attempts(&mut self, index: usize, pod: &Pod, out: &mut Vec<Effect>) {
         let uid = pod.uid().unwrap_or_default();
         let status = pod.status.as_ref();
         for c in status
@@ -101,21 +122,36 @@ impl LogBook {
                 });
             }
         }
-        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
-        if self.mode == LogsMode::All && running && self.followed.insert(uid) {
+    }
+
+    /// Follows a pod's log once it runs or has ended (its whole log, from its start).
+    fn follow(&mut self, index: usize, pod: &Pod, out: &mut Vec<Effect>) {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let started = matches!(phase, Some("Running" | "Succeeded" | "Failed"));
+        if started && self.followed.insert(pod.uid().unwrap_or_default()) {
             self.following += 1;
+            self.followed_children.insert(index);
+            self.unfollowed.remove(&index);
             out.push(Effect::FollowLogs {
                 index,
                 pod: pod.name_any(),
             });
         }
-        out
     }
 
-    /// A child failed: ask for its newest pod's tail, and wait a little for one.
-    pub fn child_failed(&mut self, index: usize, now: Instant) -> Vec<Effect> {
-        if self.mode == LogsMode::None {
-            return Vec::new();
+    /// A child is done (`all`): when none of its pods' logs was followed, its newest pod's is
+    /// followed after a short wait, unless the pod watch shows one first.
+    pub fn child_done(&mut self, index: usize, now: Instant) {
+        if self.mode == LogsMode::All && !self.followed_children.contains(&index) {
+            self.unfollowed.insert(index, now + LOG_WAIT);
+        }
+    }
+
+    /// A child failed (`failed`): whether to ask for its newest pod's tail, which is then
+    /// waited for a little.
+    pub fn child_failed(&mut self, index: usize, now: Instant) -> bool {
+        if self.mode != LogsMode::Failed {
+            return false;
         }
         let until = now + LOG_WAIT;
         self.awaiting.insert(
@@ -125,7 +161,7 @@ impl LogBook {
                 newest_answered: false,
             },
         );
-        vec![Effect::FetchNewestLogs(index)]
+        true
     }
 
     /// A tail came back: what to show now, if anything. The newest pod's tail wins; a kept
@@ -160,6 +196,24 @@ impl LogBook {
             }
             (LogSource::Attempt, None) => None,
         }
+    }
+
+    /// Children that ended with none of their pods' logs followed, whose wait is over: their
+    /// newest pod's log is followed now (in index order).
+    pub fn unfollowed_due(&mut self, now: Instant) -> Vec<usize> {
+        let mut due: Vec<usize> = self
+            .unfollowed
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        due.sort_unstable();
+        for index in &due {
+            self.unfollowed.remove(index);
+            self.followed_children.insert(*index);
+            self.following += 1;
+        }
+        due
     }
 
     /// Failed children whose logs did not come in time (in index order).

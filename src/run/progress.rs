@@ -1,14 +1,18 @@
 //! Per plan step: how far its dependencies and its own children are, and what that decides
 //! (SPEC §4, §8). A step starts when its dependencies have ended as its `when` asks: all
 //! succeeded (the default), at least one did not (`failed`), or whatever happened (`always`);
-//! else it is skipped. A step has ended when every child is done and the results of a succeeded
-//! one are read. Starting a step gives its children the results of the steps it depends on, and
-//! lays out those of a `params_from` step from its source's result.
+//! else it is skipped. A step has ended when every child is done and the outputs of a succeeded
+//! one are read. Starting a step gives its children the outputs of the steps it depends on, and
+//! lays out those of a `params_from` step from its source's output.
 //!
 //! What one event decides can decide more (a skipped step ends at once, which may start or skip
 //! the steps after it), so decisions go through a work list, settled at the end of each event.
 
-use super::{ChildResult, ChildState, Phase, Reaction, Run, Stop};
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use super::{ChildResult, Phase, Reaction, Run, Stop};
+use crate::child::Children;
 use crate::config::EnvMap;
 use crate::outputs::{self, Output};
 use crate::plan::When;
@@ -22,14 +26,14 @@ pub const BAD_RESULT: &str = "BadResult";
 #[derive(Debug, Clone, Default)]
 pub(super) struct StepProgress {
     /// Dependencies that have not ended yet.
-    pub(super) waiting_on: usize,
+    waiting_on: usize,
     /// Dependencies that ended without succeeding (failed, cancelled or skipped).
     failed_deps: usize,
     /// Its children that are done, that succeeded, and that were not needed.
     done: usize,
     succeeded: usize,
     not_needed: usize,
-    /// Succeeded children whose results are not read yet.
+    /// Succeeded children whose outputs are not read yet.
     unread: usize,
     /// One of its children did not succeed: the step will not.
     doomed: bool,
@@ -52,8 +56,8 @@ enum End {
 
 /// Something a step's progress decided, to be settled.
 #[derive(Debug)]
-pub(super) enum Work {
-    /// A child of this step is done, or a result of it was read: it may have ended.
+enum Work {
+    /// A child of this step is done, or an output of it was read: it may have ended.
     Ended(usize),
     /// The step will not run.
     Skip {
@@ -65,11 +69,73 @@ pub(super) enum Work {
     Decide(usize),
 }
 
+/// Every step's progress, the children ready to be created, and what is left to settle.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    steps: Vec<StepProgress>,
+    dependants: Vec<Vec<usize>>,
+    /// Children whose dependencies succeeded, not yet handed out (each range is one step's,
+    /// or one child handed back).
+    ready: VecDeque<Range<usize>>,
+    work: VecDeque<Work>,
+    /// Children skipped because they were not needed: they harm nothing.
+    not_needed: usize,
+    /// `params_from` steps whose children are not laid out yet.
+    unlaid: usize,
+}
+
+impl Progress {
+    pub(super) fn new(children: &Children) -> Progress {
+        let specs = children.steps();
+        let mut steps = vec![StepProgress::default(); specs.len()];
+        let mut dependants = vec![Vec::new(); specs.len()];
+        for (s, spec) in specs.iter().enumerate() {
+            steps[s].waiting_on = spec.depends_on.len();
+            for &d in &spec.depends_on {
+                dependants[d].push(s);
+            }
+        }
+        Progress {
+            steps,
+            dependants,
+            unlaid: specs.iter().filter(|s| !s.laid_out).count(),
+            ..Progress::default()
+        }
+    }
+
+    /// The next child ready to be created, if any (it may have been adopted since).
+    pub(super) fn next_ready(&mut self) -> Option<usize> {
+        loop {
+            let range = self.ready.front_mut()?;
+            match range.next() {
+                Some(index) => return Some(index),
+                None => {
+                    self.ready.pop_front();
+                }
+            }
+        }
+    }
+
+    /// A child handed out but not created (the run paused): it is ready again, first.
+    pub(super) fn requeue(&mut self, index: usize) {
+        self.ready.push_front(index..index + 1);
+    }
+
+    pub(super) fn not_needed(&self) -> usize {
+        self.not_needed
+    }
+
+    /// Every step's children are laid out.
+    pub(super) fn all_laid_out(&self) -> bool {
+        self.unlaid == 0
+    }
+}
+
 impl Run {
     /// Steps without dependencies start at once.
     pub(super) fn start_roots(&mut self) {
         let mut out = Reaction::default();
-        for step in 0..self.steps.len() {
+        for step in 0..self.progress.steps.len() {
             if self.children.steps()[step].depends_on.is_empty() {
                 self.start_step(step, &mut out);
             }
@@ -80,26 +146,26 @@ impl Run {
     /// so the steps waiting for its success are skipped at once.
     pub(super) fn child_done(&mut self, index: usize, result: ChildResult, reason: &str) {
         let step = self.children.get(index).step;
-        let progress = &mut self.steps[step];
+        let progress = &mut self.progress.steps[step];
         progress.done += 1;
         match result {
             ChildResult::Succeeded => {
                 progress.succeeded += 1;
-                if self.states[index].output.is_unread() {
-                    self.steps[step].unread += 1;
-                    self.unread.insert(index, self.now);
+                if self.book.get(index).output.is_unread() {
+                    progress.unread += 1;
+                    self.reading.expect(index, self.now.instant);
                 }
             }
             ChildResult::Skipped if reason == NOT_NEEDED => {
                 progress.not_needed += 1;
-                self.not_needed += 1;
+                self.progress.not_needed += 1;
             }
             _ if !progress.doomed => {
                 progress.doomed = true;
                 let why = self.dependency_text(index);
-                for d in self.dependants[step].clone() {
+                for d in self.progress.dependants[step].clone() {
                     if self.children.steps()[d].when == When::Succeeded {
-                        self.work.push_back(Work::Skip {
+                        self.progress.work.push_back(Work::Skip {
                             step: d,
                             reason: DEPENDENCY_FAILED,
                             message: why.clone(),
@@ -109,26 +175,26 @@ impl Run {
             }
             _ => {}
         }
-        self.work.push_back(Work::Ended(step));
+        self.progress.work.push_back(Work::Ended(step));
     }
 
-    /// A succeeded child's result was read (from its pod, or looked up when none was seen).
+    /// A child's output is known (from its pod, looked up, or from before). The first answer
+    /// stands.
     pub(super) fn output_read(&mut self, index: usize, output: Output) {
-        if !self.states[index].output.is_unread() {
+        if !self.book.get(index).output.is_unread() {
             return;
         }
-        self.states[index].output = output;
-        self.asked.remove(&index);
-        if self.unread.remove(&index).is_some() {
+        self.book.get_mut(index).output = output;
+        if self.reading.arrived(index) {
             let step = self.children.get(index).step;
-            self.steps[step].unread -= 1;
-            self.work.push_back(Work::Ended(step));
+            self.progress.steps[step].unread -= 1;
+            self.progress.work.push_back(Work::Ended(step));
         }
     }
 
     /// Settles what the event decided, in order.
     pub(super) fn settle(&mut self, out: &mut Reaction) {
-        while let Some(work) = self.work.pop_front() {
+        while let Some(work) = self.progress.work.pop_front() {
             match work {
                 Work::Ended(step) => self.maybe_ended(step),
                 Work::Skip {
@@ -141,11 +207,11 @@ impl Run {
         }
     }
 
-    /// Once every child of a step is done and its results are read, the steps after it learn
+    /// Once every child of a step is done and its outputs are read, the steps after it learn
     /// how it ended.
     fn maybe_ended(&mut self, step: usize) {
         let spec = &self.children.steps()[step];
-        let progress = self.steps[step].clone();
+        let progress = &self.progress.steps[step];
         let len = spec.children.len();
         if progress.ended || !spec.laid_out || progress.done < len || progress.unread > 0 {
             return;
@@ -159,46 +225,50 @@ impl Run {
         };
         let why = match end {
             End::Succeeded => String::new(),
-            _ => {
-                let first = spec
-                    .children
-                    .clone()
-                    .find(|i| self.states[*i].phase.result() != Some(ChildResult::Succeeded));
-                first.map_or_else(String::new, |i| self.dependency_text(i))
-            }
+            _ => spec
+                .children
+                .clone()
+                .find(|i| self.book.phase(*i).result() != Some(ChildResult::Succeeded))
+                .map_or_else(String::new, |i| self.dependency_text(i)),
         };
-        self.steps[step].ended = true;
-        for d in self.dependants[step].clone() {
-            let progress = &mut self.steps[d];
-            progress.waiting_on -= 1;
-            if end == End::Failed {
-                progress.failed_deps += 1;
-            }
-            let waits_for_success = self.children.steps()[d].when == When::Succeeded;
-            if waits_for_success && end != End::Succeeded {
-                let reason = match end {
-                    End::NotNeeded => NOT_NEEDED,
-                    _ => DEPENDENCY_FAILED,
-                };
-                self.work.push_back(Work::Skip {
-                    step: d,
-                    reason,
-                    message: why.clone(),
-                });
-            }
-            if self.steps[d].waiting_on == 0 {
-                self.work.push_back(Work::Decide(d));
-            }
+        self.progress.steps[step].ended = true;
+        for d in self.progress.dependants[step].clone() {
+            self.dependency_ended(d, end, &why);
+        }
+    }
+
+    /// One of a step's dependencies ended: the step may be skipped, or decided.
+    fn dependency_ended(&mut self, step: usize, end: End, why: &str) {
+        let progress = &mut self.progress.steps[step];
+        progress.waiting_on -= 1;
+        if end == End::Failed {
+            progress.failed_deps += 1;
+        }
+        let waits_for_success = self.children.steps()[step].when == When::Succeeded;
+        if waits_for_success && end != End::Succeeded {
+            let reason = match end {
+                End::NotNeeded => NOT_NEEDED,
+                _ => DEPENDENCY_FAILED,
+            };
+            let message = why.to_string();
+            self.progress.work.push_back(Work::Skip {
+                step,
+                reason,
+                message,
+            });
+        }
+        if self.progress.steps[step].waiting_on == 0 {
+            self.progress.work.push_back(Work::Decide(step));
         }
     }
 
     /// Every dependency has ended: the step starts, or is not needed.
     fn decide(&mut self, step: usize, out: &mut Reaction) {
-        if self.steps[step].decided {
+        if self.progress.steps[step].decided {
             return;
         }
         let needed = match self.children.steps()[step].when {
-            When::Failed => self.steps[step].failed_deps > 0,
+            When::Failed => self.progress.steps[step].failed_deps > 0,
             // Skipped already when a dependency did not succeed.
             When::Succeeded | When::Always => true,
         };
@@ -211,73 +281,112 @@ impl Run {
         }
     }
 
-    /// Starts a step: its children get the results of the steps it depends on, a `params_from`
+    /// Starts a step: its children get the outputs of the steps it depends on, a `params_from`
     /// step's children are laid out, and they are handed to the queue of children to create.
     fn start_step(&mut self, step: usize, out: &mut Reaction) {
-        self.steps[step].decided = true;
+        self.progress.steps[step].decided = true;
         let inputs = match self.inputs(step) {
             Ok(inputs) => inputs,
             Err(problem) => return self.cannot_start(step, &problem, out),
         };
         if let Some(source) = self.children.steps()[step].source {
-            let name = self.step_label(source);
-            let result = self.step_output(source);
-            match outputs::items(&name, result.as_deref()) {
-                Ok(items) => self.lay_out(step, Some(items)),
+            let items = self
+                .step_input(source)
+                .and_then(|o| outputs::items(&self.step_label(source), o.as_deref()));
+            match items {
+                Ok(items) => self.lay_out(step, Some(items), out),
                 Err(problem) => return self.cannot_start(step, &problem, out),
             }
             self.inherit_laid_out(step, source, out);
         }
         if !inputs.is_empty() {
-            self.children_mut().set_inputs(step, inputs);
+            self.children.set_inputs(step, inputs);
         }
         let range = self.children.steps()[step].children.clone();
-        self.ready.push_back(range);
+        self.progress.ready.push_back(range);
         // A step with nothing to run (an empty list to fan out over) has succeeded.
-        self.work.push_back(Work::Ended(step));
+        self.progress.work.push_back(Work::Ended(step));
     }
 
-    /// `JOBHERD_RESULT_<STEP>` of each dependency that succeeded with a result.
+    /// `JOBHERD_RESULT_<STEP>` of each dependency that succeeded with an output.
     ///
-    /// A `params_from` step's children get their own element of their source's result, not the
-    /// whole of it: N children each holding a result of S bytes would store N × S bytes of Jobs
-    /// (10,000 children over a 50 KB list: 500 MB in etcd, whose default quota is 2 GiB).
+    /// A `params_from` step's children get their own element of their source's output, not
+    /// the whole of it: N children each holding an output of S bytes would store N × S bytes
+    /// of Jobs (10,000 children over a 50 KB list: 500 MB in etcd, whose default quota is 2 GiB).
     fn inputs(&self, step: usize) -> Result<EnvMap, String> {
         let mut inputs = EnvMap::new();
         let spec = &self.children.steps()[step];
         for &d in spec.depends_on.iter().filter(|d| Some(**d) != spec.source) {
-            let Some(result) = self.step_output(d) else {
+            if !self.step_succeeded(d) {
+                continue;
+            }
+            let Some(output) = self.step_input(d)? else {
                 continue;
             };
             let name = outputs::variable(&self.step_label(d));
-            outputs::fits(&name, &result)?;
-            inputs.insert(name, result);
+            outputs::fits(&name, &output)?;
+            inputs.insert(name, output);
         }
         Ok(inputs)
     }
 
-    /// A step's result, once it has succeeded (SPEC §8); `None` before, after anything else, or
+    fn step_succeeded(&self, step: usize) -> bool {
+        let spec = &self.children.steps()[step];
+        spec.laid_out && self.progress.steps[step].succeeded == spec.children.len()
+    }
+
+    /// A step's output as the steps after it get it: `Ok(None)` when its single child wrote
+    /// none, and why not when it has none to give (it did not succeed, or what a child wrote
+    /// cannot be known).
+    fn step_input(&self, step: usize) -> Result<Option<String>, String> {
+        let name = self.step_label(step);
+        if !self.step_succeeded(step) {
+            let spec = &self.children.steps()[step];
+            let first = spec.children.clone().find_map(|i| {
+                self.book
+                    .phase(i)
+                    .result()
+                    .filter(|r| *r != ChildResult::Succeeded)
+            });
+            let how = first.map_or("did not succeed", |r| match r {
+                ChildResult::Skipped => "was skipped",
+                ChildResult::Cancelled => "was cancelled",
+                _ => "failed",
+            });
+            return Err(format!("step {name} {how}: it has no result to give"));
+        }
+        let spec = &self.children.steps()[step];
+        for i in spec.children.clone() {
+            if let Some(why) = self.book.get(i).output.lost() {
+                let child = self.children.name(i);
+                return Err(format!(
+                    "the result of step {name} cannot be read: child {child} succeeded, but {why}"
+                ));
+            }
+        }
+        Ok(self.step_output(step))
+    }
+
+    /// A step's output, once it has succeeded (SPEC §8); `None` before, after anything else, or
     /// when its single child wrote none.
     pub fn step_output(&self, step: usize) -> Option<String> {
-        let spec = &self.children.steps()[step];
-        let progress = &self.steps[step];
-        let succeeded = spec.laid_out && progress.succeeded == spec.children.len();
-        if !succeeded || progress.unread > 0 {
+        if !self.step_succeeded(step) || self.progress.steps[step].unread > 0 {
             return None;
         }
-        let outputs = spec.children.clone().map(|i| &self.states[i].output);
+        let spec = &self.children.steps()[step];
+        let outputs = spec.children.clone().map(|i| &self.book.get(i).output);
         outputs::step_output(spec.fans_out(), outputs)
     }
 
-    /// A step that cannot start (its source's result is no list, or a result is too large for
-    /// a variable) fails with `BadResult`, without creating anything.
+    /// A step that cannot start (its source's output is no list, or cannot be read, or an
+    /// output is too large for a variable) fails with `BadResult`, without creating anything.
     fn cannot_start(&mut self, step: usize, problem: &str, out: &mut Reaction) {
         if !self.children.steps()[step].laid_out {
-            self.lay_out(step, None);
+            self.lay_out(step, None, out);
         }
+        let message = format!("step {}: {problem}", self.step_label(step));
         for index in self.children.steps()[step].children.clone() {
-            if self.states[index].phase == Phase::Waiting {
-                let message = format!("step {}: {problem}", self.step_label(step));
+            if *self.book.phase(index) == Phase::Waiting {
                 self.finish(index, ChildResult::Failed, BAD_RESULT, &message, None, out);
             }
         }
@@ -285,21 +394,15 @@ impl Run {
 
     /// A step that will not run: its children are skipped (a `params_from` step not laid out
     /// yet is laid out as one child standing for it).
-    pub(super) fn skip_step(
-        &mut self,
-        step: usize,
-        reason: &'static str,
-        message: &str,
-        out: &mut Reaction,
-    ) {
-        if std::mem::replace(&mut self.steps[step].decided, true) {
+    fn skip_step(&mut self, step: usize, reason: &'static str, message: &str, out: &mut Reaction) {
+        if std::mem::replace(&mut self.progress.steps[step].decided, true) {
             return;
         }
         if !self.children.steps()[step].laid_out {
-            self.lay_out(step, None);
+            self.lay_out(step, None, out);
         }
         for index in self.children.steps()[step].children.clone() {
-            if self.states[index].phase == Phase::Waiting {
+            if *self.book.phase(index) == Phase::Waiting {
                 self.finish(index, ChildResult::Skipped, reason, message, None, out);
             }
         }
@@ -309,43 +412,53 @@ impl Run {
     /// run on failure or always, which still run once their dependencies have ended.
     pub(super) fn skip_unstarted(&mut self, why: Stop, out: &mut Reaction) {
         let keep = |when: When| why == Stop::FailFast && when != When::Succeeded;
-        for step in 0..self.steps.len() {
+        for step in 0..self.progress.steps.len() {
             let spec = &self.children.steps()[step];
             if keep(spec.when) {
                 continue;
             }
-            if self.steps[step].decided {
-                for index in spec.children.clone() {
-                    if self.states[index].phase == Phase::Waiting {
-                        let text = why.child_text();
-                        self.finish(index, ChildResult::Skipped, "NotStarted", text, None, out);
-                    }
-                }
-            } else {
+            if !self.progress.steps[step].decided {
                 self.skip_step(step, "NotStarted", why.child_text(), out);
+                continue;
+            }
+            for index in spec.children.clone() {
+                if *self.book.phase(index) == Phase::Waiting {
+                    let text = why.child_text();
+                    self.finish(index, ChildResult::Skipped, "NotStarted", text, None, out);
+                }
             }
         }
     }
 
-    /// Lays out a `params_from` step's children at the end of the run's, each waiting.
-    fn lay_out(&mut self, step: usize, items: Option<Vec<EnvMap>>) {
-        let range = self.children_mut().lay_out(step, items);
-        self.states.resize(range.end, ChildState::new());
-        self.tally.waiting += range.len();
-        self.unlaid -= 1;
-        self.all_done_at = None;
-    }
-
-    /// The run's children, to change; `herd` gets the new version with the next effects.
-    fn children_mut(&mut self) -> &mut crate::child::Children {
-        self.children_changed = true;
-        std::sync::Arc::make_mut(&mut self.children)
+    /// Lays out a `params_from` step's children at the end of the run's, each waiting, and
+    /// applies what was seen of them before (a restarted parent's list, an earlier attempt's
+    /// record).
+    fn lay_out(&mut self, step: usize, items: Option<Vec<EnvMap>>, out: &mut Reaction) {
+        let range = self.children.lay_out(step, items);
+        self.book.grow(range.end);
+        self.progress.unlaid -= 1;
+        for index in range {
+            self.resume_laid_out(index);
+            let Some(kept) = self.relist.take(self.children.name(index)) else {
+                continue;
+            };
+            if let Some(output) = kept.output {
+                self.output_read(index, output);
+            }
+            if let Some(job) = kept.job {
+                self.relist.saw(index);
+                self.observe_job(index, &job, out);
+            }
+        }
+        if self.relist.listed() {
+            self.restore_recorded(out);
+        }
     }
 
     /// `dependency NAME failed`: what a skipped child's message says of the child that did
     /// not succeed.
-    fn dependency_text(&self, index: usize) -> String {
-        let result = self.states[index].phase.result();
+    pub(super) fn dependency_text(&self, index: usize) -> String {
+        let result = self.book.phase(index).result();
         format!(
             "dependency {} {}",
             self.children.name(index),

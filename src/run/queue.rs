@@ -1,41 +1,78 @@
 //! Queues: a child whose Job is suspended (Kueue holds every Job of a queue so until it is
 //! admitted) waits without pods, which is not being stuck; one suspended again once admitted
-//! was preempted, and the pods its preemption deleted are not failed attempts.
+//! was preempted, and the pods its preemption deleted are not failed attempts. Queue time is
+//! counted by this run's clock from when it saw the wait begin, plus what an earlier attempt
+//! of the run counted (its record).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
-use kube::ResourceExt;
-
+use super::jobs::JobSeen;
 use super::{Change, Phase, Reaction, Run};
-use crate::child::QUEUE_LABEL;
+
+/// A child's time in queues.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueTime {
+    /// Seen not suspended: a later suspension is a preemption, not the queue of a new Job.
+    admitted: bool,
+    /// Since when it waits, if it does.
+    since: Option<Instant>,
+    /// Time spent waiting so far: before it first ran, and after each preemption.
+    waited: Duration,
+    /// How often it was suspended again once admitted.
+    pub preemptions: u32,
+}
+
+impl QueueTime {
+    /// What an earlier attempt of the run counted.
+    pub(super) fn resumed(waited: Duration, preemptions: u32) -> QueueTime {
+        QueueTime {
+            waited,
+            preemptions,
+            ..QueueTime::default()
+        }
+    }
+
+    /// How long it has waited in queues, counting the wait it is in now.
+    pub fn waited(&self, now: Instant) -> Duration {
+        let current = self
+            .since
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        self.waited + current
+    }
+
+    fn begin(&mut self, now: Instant) {
+        self.since.get_or_insert(now);
+    }
+
+    fn end(&mut self, now: Instant) {
+        self.admitted = true;
+        if let Some(since) = self.since.take() {
+            self.waited += now.saturating_duration_since(since);
+        }
+    }
+}
 
 impl Run {
     /// Queued when its Job is suspended, preempted when that happens again once admitted.
-    pub(super) fn observe_suspension(&mut self, index: usize, job: &Job, out: &mut Reaction) {
-        let state = &mut self.states[index];
-        match (is_suspended(job), &state.phase) {
+    pub(super) fn observe_suspension(&mut self, index: usize, job: &JobSeen, out: &mut Reaction) {
+        let now = self.now.instant;
+        let state = self.book.get_mut(index);
+        match (job.suspended, &state.phase) {
             (true, Phase::Created | Phase::Running) => {
-                if state.admitted {
+                if state.queue.admitted {
                     self.preempted(index, out);
                 }
-                self.stuck.remove(&index);
-                let state = &mut self.states[index];
-                state.queued_since = Some(suspended_since(job).unwrap_or_else(Timestamp::now));
-                self.set_phase(index, Phase::Queued);
-                let queue = job.labels().get(QUEUE_LABEL).cloned();
+                self.stuck.clear(index);
+                self.book.get_mut(index).queue.begin(now);
+                self.book.set_phase(index, Phase::Queued, now);
+                let queue = job.queue.clone();
                 out.child(index, Change::Queued { queue });
             }
             (false, Phase::Queued) => {
-                state.admitted = true;
-                if let Some(since) = state.queued_since.take() {
-                    let waited = Timestamp::now().duration_since(since);
-                    state.queued += Duration::try_from(waited).unwrap_or_default();
-                }
-                self.set_phase(index, Phase::Created);
+                state.queue.end(now);
+                self.book.set_phase(index, Phase::Created, now);
             }
-            (false, Phase::Created | Phase::Running) => state.admitted = true,
+            (false, Phase::Created | Phase::Running) => state.queue.admitted = true,
             _ => {}
         }
     }
@@ -43,41 +80,40 @@ impl Run {
     /// The run its pods were in when the preemption came ended no attempt: each pod's last
     /// run is taken back, and the pods are not followed any more.
     fn preempted(&mut self, index: usize, out: &mut Reaction) {
-        let state = &mut self.states[index];
-        state.preemptions += 1;
+        let state = self.book.get_mut(index);
+        state.queue.preemptions += 1;
         for pod in state.pods.values_mut().filter(|p| !p.preempted) {
             pod.preempted = true;
             pod.runs = pod.runs.saturating_sub(1);
         }
-        state.attempts = state.attempts_from_pods().max(state.job_attempts);
+        state.recount_attempts();
         out.child(index, Change::Preempted);
     }
 
     /// How long a child has waited in queues, counting the wait it is in now.
     pub fn time_queued(&self, index: usize) -> Duration {
-        let state = &self.states[index];
-        let now = state
-            .queued_since
-            .map(|since| Timestamp::now().duration_since(since))
-            .and_then(|d| Duration::try_from(d).ok())
-            .unwrap_or_default();
-        state.queued + now
+        self.book.get(index).queue.waited(self.now.instant)
     }
 }
 
-/// The queue holds the Job: `spec.suspend`, which it flips before the Job controller's
-/// `Suspended` condition follows.
-pub(super) fn is_suspended(job: &Job) -> bool {
-    job.spec.as_ref().and_then(|s| s.suspend) == Some(true)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// When the Job controller says the Job was suspended, if its condition already says so (an
-/// adopted child may have waited long before this run saw it).
-fn suspended_since(job: &Job) -> Option<Timestamp> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .find(|c| c.type_ == "Suspended" && c.status == "True")
-        .and_then(|c| c.last_transition_time.as_ref())
-        .map(|t| t.0)
+    #[test]
+    fn waits_add_up_and_the_current_one_counts() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut q = QueueTime::resumed(s(30), 1);
+        q.begin(t0);
+        assert_eq!(q.waited(t0 + s(5)), s(35));
+        q.begin(t0 + s(1));
+        q.end(t0 + s(10));
+        assert_eq!(
+            q.waited(t0 + s(60)),
+            s(40),
+            "a wait counts from its first sight"
+        );
+        assert!(q.admitted);
+    }
 }

@@ -1,13 +1,12 @@
 //! Building runs and feeding them events, for the unit tests of what reads or drives a run.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 
-use super::{Change, Effect, Event, Reaction, Rules, Run, Transition};
+use super::{At, Change, Effect, Event, Reaction, Rules, Run, Transition};
 use crate::child::{self, Identity, RUN_LABEL};
 use crate::config::{LogsMode, StepSettings};
 
@@ -43,7 +42,7 @@ pub(crate) fn plan_run(steps: &[(&str, &[&str])], rules: &Rules) -> Run {
     let text = serde_json::json!({ "steps": steps }).to_string();
     let plan = crate::plan::parse(&text, "test", std::path::Path::new("")).unwrap();
     let children = child::children(&defaults(), Some(&plan), &identity()).unwrap();
-    Run::new(Arc::new(children), rules, "r", Instant::now())
+    Run::new(children, rules, "r", At::now())
 }
 
 /// A run of `n` children without a plan, named `r-0` .. `r-<n-1>`.
@@ -77,7 +76,7 @@ pub(crate) fn job(name: &str, conditions: &[(&str, &str)], active: i32) -> Job {
 }
 
 pub(crate) fn apply(run: &mut Run, event: Event) -> Reaction {
-    run.apply(event, Instant::now())
+    run.apply(event, At::now())
 }
 
 pub(crate) fn seen(run: &mut Run, job: Job) -> Reaction {
@@ -101,10 +100,29 @@ pub(crate) fn creates(r: &Reaction) -> Vec<usize> {
     r.effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Create(i) => Some(*i),
+            Effect::Create { index, .. } => Some(*index),
             _ => None,
         })
         .collect()
+}
+
+/// The children a reaction deletes.
+pub(crate) fn deleted(r: &Reaction) -> Vec<usize> {
+    r.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Delete(targets) => Some(targets.iter().map(|t| t.index)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Whether a reaction asks for a child's output.
+pub(crate) fn reads_output(r: &Reaction, child: usize) -> bool {
+    r.effects
+        .iter()
+        .any(|e| matches!(e, Effect::ReadOutput { index, .. } if *index == child))
 }
 
 pub(crate) fn changes(r: &Reaction) -> Vec<(usize, Change)> {
@@ -112,7 +130,7 @@ pub(crate) fn changes(r: &Reaction) -> Vec<(usize, Change)> {
         .iter()
         .filter_map(|t| match t {
             Transition::Child { index, change } => Some((*index, change.clone())),
-            Transition::Stopping(_) | Transition::Moving { .. } => None,
+            Transition::Stopping(_) | Transition::Moving { .. } | Transition::Note(_) => None,
         })
         .collect()
 }
@@ -121,7 +139,7 @@ pub(crate) fn changes(r: &Reaction) -> Vec<(usize, Change)> {
 pub(crate) fn run_of_plan(text: &str, rules: &Rules) -> Run {
     let plan = crate::plan::parse(text, "test", std::path::Path::new("")).unwrap();
     let children = child::children(&defaults(), Some(&plan), &identity()).unwrap();
-    Run::new(Arc::new(children), rules, "r", Instant::now())
+    Run::new(children, rules, "r", At::now())
 }
 
 /// A child that succeeds: its pod first, writing `message`, then its Job.
