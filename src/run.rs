@@ -540,3 +540,5 @@ impl Run {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_combined;

@@ -55,6 +55,9 @@ pub struct LogBook {
     /// Children that ended with none of their pods' logs followed: until when the pod watch
     /// may still show one, before their newest pod's log is followed instead.
     unfollowed: HashMap<usize, Instant>,
+    /// When the last follow began: a follow begun after the last child finished has its own
+    /// `LOG_WAIT` to print its lines.
+    last_follow: Option<Instant>,
 }
 
 impl LogBook {
@@ -68,14 +71,15 @@ impl LogBook {
             following: 0,
             followed_children: HashSet::new(),
             unfollowed: HashMap::new(),
+            last_follow: None,
         }
     }
 
     /// No failed child's log is still awaited, and followed logs have ended (or had
     /// `LOG_WAIT` after the last child finished to print their last lines).
     pub fn is_settled(&self, now: Instant, all_done_at: Option<Instant>) -> bool {
-        let follows_over =
-            self.following == 0 || all_done_at.is_some_and(|at| now >= at + LOG_WAIT);
+        let last = all_done_at.map(|at| self.last_follow.map_or(at, |f| f.max(at)));
+        let follows_over = self.following == 0 || last.is_some_and(|at| now >= at + LOG_WAIT);
         self.awaiting.is_empty() && self.unfollowed.is_empty() && follows_over
     }
 
@@ -86,13 +90,19 @@ impl LogBook {
 
     /// A pod of a child: fetch the tail of a container that just failed (`failed`, while the
     /// child is not done yet), follow its log once it runs or has ended (`all`).
-    pub fn pod_seen(&mut self, index: usize, pod: &Pod, child_done: bool) -> Vec<Effect> {
+    pub fn pod_seen(
+        &mut self,
+        index: usize,
+        pod: &Pod,
+        child_done: bool,
+        now: Instant,
+    ) -> Vec<Effect> {
         let mut out = Vec::new();
         match self.mode {
             LogsMode::None => {}
             LogsMode::Failed if !child_done => self.failed_attempts(index, pod, &mut out),
             LogsMode::Failed => {}
-            LogsMode::All => self.follow(index, pod, &mut out),
+            LogsMode::All => self.follow(index, pod, now, &mut out),
         }
         out
     }
@@ -125,11 +135,12 @@ impl LogBook {
     }
 
     /// Follows a pod's log once it runs or has ended (its whole log, from its start).
-    fn follow(&mut self, index: usize, pod: &Pod, out: &mut Vec<Effect>) {
+    fn follow(&mut self, index: usize, pod: &Pod, now: Instant, out: &mut Vec<Effect>) {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let started = matches!(phase, Some("Running" | "Succeeded" | "Failed"));
         if started && self.followed.insert(pod.uid().unwrap_or_default()) {
             self.following += 1;
+            self.last_follow = Some(now);
             self.followed_children.insert(index);
             self.unfollowed.remove(&index);
             out.push(Effect::FollowLogs {
@@ -212,6 +223,7 @@ impl LogBook {
             self.unfollowed.remove(index);
             self.followed_children.insert(*index);
             self.following += 1;
+            self.last_follow = Some(now);
         }
         due
     }

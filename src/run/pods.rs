@@ -162,7 +162,9 @@ impl Run {
         // A stopping run deletes its children: their ends are not failures worth a log.
         if !self.stopping.is_stopping() {
             let done = self.book.phase(index).result().is_some();
-            out.effects.extend(self.logs.pod_seen(index, pod, done));
+            let now = self.now.instant;
+            out.effects
+                .extend(self.logs.pod_seen(index, pod, done, now));
         }
         if matches!(self.book.phase(index), Phase::Done { .. } | Phase::Waiting) {
             return;
