@@ -314,6 +314,17 @@ pub fn children(
     Ok(out)
 }
 
+/// Whether two runs' steps have the same shape: the same steps in the same order, each with as
+/// many children, fanned out alike (a `params_from` step's children are its source's result's,
+/// not the configuration's, so they are not compared).
+pub fn same_shape(a: &[StepShape], b: &[StepShape]) -> bool {
+    let key = |s: &StepShape| {
+        let size = (!s.dynamic).then_some((s.children, s.fanned_out));
+        (s.name.clone(), s.dynamic, size)
+    };
+    a.iter().map(key).eq(b.iter().map(key))
+}
+
 /// The shape of one step as a run's record keeps it: enough to name its children again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepShape {

@@ -17,7 +17,7 @@ use kube::api::Api;
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 
-use crate::child::{Children, STEP_LABEL, StepShape};
+use crate::child::{Children, STEP_LABEL, StepShape, same_shape};
 use crate::cluster::Parent;
 use crate::conditions::{Outcome, outcome};
 use crate::config::LogsMode;
@@ -124,26 +124,6 @@ impl Record {
             }
         }
         let total = run.total();
-        let children = run.children();
-        let step_outputs = (0..children.steps().len())
-            .filter(|s| children.steps().iter().any(|d| d.depends_on.contains(s)))
-            .map(|s| {
-                let succeeded =
-                    |i: usize| run.state(i).phase.result() == Some(ChildResult::Succeeded);
-                let outputs = children.steps()[s]
-                    .children
-                    .clone()
-                    .map(|i| {
-                        let text = run.state(i).output.text().filter(|_| succeeded(i));
-                        text.map(str::to_string)
-                    })
-                    .collect();
-                (s, outputs)
-            })
-            .filter(|(_, outputs): &(usize, Vec<Option<String>>)| {
-                outputs.iter().any(Option::is_some)
-            })
-            .collect();
         Record {
             version: 1,
             exit_code: run.exit_code(),
@@ -163,7 +143,7 @@ impl Record {
                 .collect(),
             failed: bitmap(&failed, total),
             cancelled: bitmap(&cancelled, total),
-            step_outputs,
+            step_outputs: step_outputs(run),
             outputs_left_out: false,
             moved: run.moving().map(str::to_string),
             details: details(run),
@@ -277,6 +257,28 @@ impl From<RecordedStep> for StepShape {
     }
 }
 
+/// The outputs of the steps others depend on, by step: each child's in order, `None` for one
+/// that wrote none or did not succeed; steps with none at all are left out.
+fn step_outputs(run: &Run) -> BTreeMap<usize, Vec<Option<String>>> {
+    let children = run.children();
+    let succeeded = |i: usize| run.state(i).phase.result() == Some(ChildResult::Succeeded);
+    (0..children.steps().len())
+        .filter(|s| children.steps().iter().any(|d| d.depends_on.contains(s)))
+        .map(|s| {
+            let outputs: Vec<Option<String>> = children.steps()[s]
+                .children
+                .clone()
+                .map(|i| {
+                    let text = run.state(i).output.text().filter(|_| succeeded(i));
+                    text.map(str::to_string)
+                })
+                .collect();
+            (s, outputs)
+        })
+        .filter(|(_, outputs)| outputs.iter().any(Option::is_some))
+        .collect()
+}
+
 /// The counts worth keeping: children that tried more than once, queued or were preempted.
 fn details(run: &Run) -> Vec<ChildDetail> {
     (0..run.total())
@@ -296,17 +298,7 @@ impl Record {
     /// longer has the recorded shape.
     pub fn resumed(&self, children: &Children, own: &str) -> Vec<ResumedChild> {
         let layout = Children::from_shape(&self.prefix, &self.shape());
-        let same = |a: &[StepShape], b: &[StepShape]| {
-            let key = |s: &StepShape| {
-                (
-                    s.name.clone(),
-                    s.dynamic,
-                    (!s.dynamic).then_some(s.children),
-                )
-            };
-            a.iter().map(key).eq(b.iter().map(key))
-        };
-        if !same(&self.shape(), &children.shape()) {
+        if !same_shape(&self.shape(), &children.shape()) {
             tracing::warn!(
                 "the record of an earlier attempt of this run is for another configuration; it is not resumed"
             );

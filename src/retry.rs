@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
-use crate::child::{Children, RUN_LABEL, StepShape};
+use crate::child::{Children, RUN_LABEL, StepShape, same_shape};
 use crate::cluster::{ClusterError, Parent};
 use crate::conditions::{Outcome, outcome};
 use crate::config::{LAST_FAILED, RetryFrom};
@@ -32,11 +32,7 @@ pub enum RetryError {
 /// change: what succeeded stays done. How many children a `params_from` step has is its
 /// source's result's, not the configuration's.
 fn differences(earlier: &[StepShape], now: &[StepShape]) -> Option<String> {
-    let key = |s: &StepShape| {
-        let size = (!s.dynamic).then_some((s.children, s.fanned_out));
-        (s.name.clone(), s.dynamic, size)
-    };
-    if earlier.iter().map(key).eq(now.iter().map(key)) {
+    if same_shape(earlier, now) {
         return None;
     }
     let plan = |s: &[StepShape]| s.iter().any(|step| step.name.is_some());
@@ -71,6 +67,17 @@ fn differences(earlier: &[StepShape], now: &[StepShape]) -> Option<String> {
     if !new.is_empty() {
         parts.push(format!("steps new in the plan: {}", new.join(", ")));
     }
+    parts.extend(step_differences(&before, now));
+    if parts.is_empty() {
+        parts.push("the plan's steps come in another order".into());
+    }
+    Some(parts.join("; "))
+}
+
+/// How the steps both runs have differ, step by step.
+fn step_differences(before: &HashMap<String, &StepShape>, now: &[StepShape]) -> Vec<String> {
+    let name = |s: &StepShape| s.name.clone().unwrap_or_default();
+    let mut parts = Vec::new();
     for step in now {
         let Some(was) = before.get(&name(step)) else {
             continue;
@@ -93,10 +100,7 @@ fn differences(earlier: &[StepShape], now: &[StepShape]) -> Option<String> {
             parts.push(format!("step {n} fans out in one run and not in the other"));
         }
     }
-    if parts.is_empty() {
-        parts.push("the plan's steps come in another order".into());
-    }
-    Some(parts.join("; "))
+    parts
 }
 
 /// What a retry takes over: the earlier run's name, and for each child it succeeded with, the
@@ -130,19 +134,7 @@ pub async fn earlier_run(
         wanted: shown.clone(),
         problem,
     };
-    let earlier = match wanted {
-        RetryFrom::Job(name) => jobs
-            .get_opt(name)
-            .await
-            .map_err(|e| ClusterError::from_kube("get", "jobs", lookup.namespace, e))?
-            .ok_or_else(|| {
-                refuse(format!(
-                    "no Job named {name} in namespace {}",
-                    lookup.namespace
-                ))
-            })?,
-        RetryFrom::LastFailed => last_failed(&jobs, lookup).await?.map_err(refuse)?,
-    };
+    let earlier = find_earlier(&jobs, lookup, wanted).await?.map_err(refuse)?;
     let name = earlier.name_any();
     if lookup
         .parent
@@ -165,12 +157,38 @@ pub async fn earlier_run(
                 .map_err(&refuse)?
         }
     };
+    Ok(Inherited {
+        from: name,
+        done: taken_over(done, children),
+    })
+}
+
+/// The earlier parent Job a retry names, or why there is none to use.
+async fn find_earlier(
+    jobs: &Api<Job>,
+    lookup: &Lookup<'_>,
+    wanted: &RetryFrom,
+) -> Result<Result<Job, String>, ClusterError> {
+    match wanted {
+        RetryFrom::Job(name) => {
+            let found = jobs
+                .get_opt(name)
+                .await
+                .map_err(|e| ClusterError::from_kube("get", "jobs", lookup.namespace, e))?;
+            Ok(found
+                .ok_or_else(|| format!("no Job named {name} in namespace {}", lookup.namespace)))
+        }
+        RetryFrom::LastFailed => last_failed(jobs, lookup).await,
+    }
+}
+
+/// What a retry takes over of what the earlier run did. Steps that run on failure or always
+/// answer the run they are in: a retry's `notify` tells the retry's outcome, and its `revert`
+/// runs only when the retry needs one.
+fn taken_over(done: Vec<Done>, children: &Children) -> Vec<EarlierChild> {
     let mut origins: HashMap<String, Arc<str>> = HashMap::new();
-    // Steps that run on failure or always answer the run they are in: a retry's `notify` tells
-    // the retry's outcome, and its `revert` runs only when the retry needs one.
     let answers_its_run = |d: &Done| children.steps()[d.step].when != When::Succeeded;
-    let done = done
-        .into_iter()
+    done.into_iter()
         .filter(|d| !answers_its_run(d))
         .map(|d| {
             let run = origins
@@ -183,8 +201,7 @@ pub async fn earlier_run(
                 output: d.output,
             }
         })
-        .collect();
-    Ok(Inherited { from: name, done })
+        .collect()
 }
 
 /// A child an earlier run succeeded with, as read back: its step and place in it, the run that

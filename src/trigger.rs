@@ -75,17 +75,9 @@ pub async fn trigger(t: TriggerConfig) -> Result<i32, crate::Error> {
         cronjob: t.cronjob.clone(),
         problem,
     };
-    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), &namespace);
-    let cronjob = cronjobs
-        .get_opt(&t.cronjob)
-        .await
-        .map_err(|e| ClusterError::from_kube("get", "cronjobs", &namespace, e))?
-        .ok_or_else(|| {
-            unusable(format!(
-                "no CronJob named {} in namespace {namespace}",
-                t.cronjob
-            ))
-        })?;
+    let cronjob = find_cronjob(&client, &namespace, &t.cronjob)
+        .await?
+        .map_err(unusable)?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
     let overrides = overrides(&t, &jobs, &namespace, &cronjob).await?;
     let name = t.name.clone().unwrap_or_else(|| default_name(&t.cronjob));
@@ -126,6 +118,20 @@ pub async fn trigger(t: TriggerConfig) -> Result<i32, crate::Error> {
     };
     reports.write(&t, code, started.elapsed()).await?;
     Ok(code)
+}
+
+/// The CronJob to trigger, or why there is none.
+async fn find_cronjob(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Result<CronJob, String>, ClusterError> {
+    let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), namespace);
+    let found = cronjobs
+        .get_opt(name)
+        .await
+        .map_err(|e| ClusterError::from_kube("get", "cronjobs", namespace, e))?;
+    Ok(found.ok_or_else(|| format!("no CronJob named {name} in namespace {namespace}")))
 }
 
 /// The variables to set on the parent: the caller's, with `JOBHERD_RETRY=last-failed` made a
