@@ -11,7 +11,11 @@
 //! - `BENCH_DYNAMIC`: sizes of a fan-out over a result, default `10000` (`0` skips it): a step
 //!   of that many children each gives one item, a `params_from` step fans out over them, and a
 //!   merge step gets all of their results; at `JOBHERD_QPS` 200;
-//! - `BENCH_CANCEL`: active children to cancel with SIGTERM, default `5000` (`0` skips it).
+//! - `BENCH_CANCEL`: active children to cancel with SIGTERM, default `5000` (`0` skips it);
+//! - `BENCH_ADOPT`: sizes of a `params_from` fan-out that a parent killed mid-run leaves
+//!   running and a restarted parent adopts, default `10000` (`0` skips it); at `JOBHERD_QPS`
+//!   200: the restarted parent's requests per adopted child (it must find them from its lists,
+//!   not one by one) and its time until every child is adopted.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -279,6 +283,71 @@ fn cancel(children: usize) {
     );
 }
 
+/// A parent killed while a `params_from` fan-out of `items` children runs (over the results of
+/// a `count` step of as many, done); a second parent (the same parent Job: the same run) adopts
+/// all of them. Measured: the second parent's requests until it has adopted every child, per
+/// child, and how long that took.
+fn adopt(items: usize) {
+    const QPS: u32 = 200;
+    let plan = serde_json::json!({"steps": [
+        {"name": "source", "count": items, "env": {"FAKE_MESSAGE": "${JOBHERD_CHILD_INDEX}"}},
+        {"name": "work", "depends_on": ["source"], "params_from": "source",
+         "env": {"FAKE_HOLD": "work"}},
+        {"name": "merge", "depends_on": ["work"]},
+    ]})
+    .to_string();
+    let cluster = FakeCluster::start();
+    let parent = cluster.create_parent("default", "adopt");
+    let start = |cluster: &FakeCluster| {
+        cluster
+            .jobherd()
+            .in_pod(&parent)
+            .env("JOBHERD_IMAGE", "busybox")
+            .env("JOBHERD_LOGS", "none")
+            .env("JOBHERD_PROGRESS", "lines")
+            .env("JOBHERD_QPS", QPS.to_string())
+            .env("JOBHERD_BURST", (2 * QPS).to_string())
+            .env("JOBHERD_PLAN", &plan)
+            .timeout(Duration::from_secs(3600))
+            .spawn()
+    };
+    let mut first = start(&cluster);
+    let running =
+        |c: &FakeCluster| c.count(Kind::Pod, "default", |p| p["status"]["phase"] == "Running");
+    assert!(cluster.wait_until(Duration::from_secs(1800), |c| running(c) >= items));
+    first.kill();
+    first.wait();
+    cluster.clear_requests();
+    let started = Instant::now();
+    let mut second = start(&cluster);
+    // Every child of source and work is adopted (each says so on a line of its own).
+    let all = 2 * items;
+    while second.stdout().matches(" adopted").count() < all && !second.exited() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    let until_adopted = cluster.requests();
+    cluster.release("work");
+    let (out, peak, cpu) = finish(second);
+    assert_eq!(out.code, Some(0), "{out}");
+    let whole = cluster.requests();
+    let creates = |r: &[support::Request]| {
+        r.iter()
+            .filter(|r| r.verb == "create" && r.resource == "jobs")
+            .count()
+    };
+    println!(
+        "adopt params_from={items:>5}  qps={QPS}  adopted in {:.2}s  requests until then={} ({:.3}/adopted child, {} creates)  whole second run={} requests ({:.3}/child, {} creates)  peak_rss={peak:.1} MiB  cpu={cpu:.2}s",
+        took.as_secs_f64(),
+        until_adopted.len(),
+        until_adopted.len() as f64 / all as f64,
+        creates(&until_adopted),
+        whole.len(),
+        whole.len() as f64 / all as f64,
+        creates(&whole),
+    );
+}
+
 fn list(var: &str, default: &str) -> Vec<usize> {
     std::env::var(var)
         .unwrap_or_else(|_| default.into())
@@ -305,6 +374,11 @@ fn main() {
     for children in list("BENCH_CANCEL", "5000") {
         if children > 0 {
             cancel(children);
+        }
+    }
+    for items in list("BENCH_ADOPT", "10000") {
+        if items > 0 {
+            adopt(items);
         }
     }
 }
