@@ -13,13 +13,14 @@ use kube::Client;
 use kube::api::Api;
 
 use crate::cluster::{Parent, describe};
+use crate::exit::Exit;
 use crate::run::job_outcome;
 
 /// How long the reads may take: a pod has 30 s of grace by default, and a run that ends still
 /// has its children to delete in it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The exit code jobherd leaves with on SIGTERM, which a `podFailurePolicy` rule may name.
-const SIGTERM_EXIT: i32 = 143;
+const SIGTERM_EXIT: i32 = Exit::Terminated.code();
 
 /// What a SIGTERM means for the run.
 #[derive(Debug, Clone, PartialEq, Eq)]

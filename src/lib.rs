@@ -11,6 +11,7 @@ pub mod child;
 pub mod cluster;
 pub mod config;
 pub mod disruption;
+pub mod exit;
 pub mod herd;
 pub mod plan;
 pub mod record;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use config::{Config, DryRun};
+use exit::Exit;
 use report::Reporter;
 
 /// Everything that ends a run early, and the one place that maps it to an exit code.
@@ -45,14 +47,15 @@ impl Error {
     /// SPEC §5: 2 for configuration, plans and unusable earlier runs (nothing was created),
     /// 4 for the API.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::Plan(_) => 2,
-            Error::Retry(retry::RetryError::Unusable { .. }) => 2,
-            Error::Trigger(trigger::TriggerError::Unusable { .. }) => 2,
+        let exit = match self {
+            Error::Config(_) | Error::Plan(_) => Exit::Invalid,
+            Error::Retry(retry::RetryError::Unusable { .. }) => Exit::Invalid,
+            Error::Trigger(trigger::TriggerError::Unusable { .. }) => Exit::Invalid,
             Error::Cluster(_)
             | Error::Retry(retry::RetryError::Cluster(_))
-            | Error::Trigger(trigger::TriggerError::Cluster(_)) => 4,
-        }
+            | Error::Trigger(trigger::TriggerError::Cluster(_)) => Exit::Api,
+        };
+        exit.code()
     }
 }
 
@@ -71,7 +74,7 @@ struct Setup {
 pub async fn run(config: Config) -> Result<i32, Error> {
     let started = Instant::now();
     let Some(setup) = set_up(&config).await? else {
-        return Ok(0);
+        return Ok(Exit::Succeeded.code());
     };
     let namespace = setup.identity.namespace.clone().unwrap_or_default();
     let mut reporter = Reporter::new(

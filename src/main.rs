@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use jobherd::config::{LogFormat, Mode};
+use jobherd::exit::Exit;
 
 fn main() -> ExitCode {
     let mode = match Mode::from_env() {
         Ok(m) => m,
         Err(e) => {
             eprintln!("jobherd: {e}");
-            return ExitCode::from(2);
+            return exit(Exit::Invalid.code());
         }
     };
     init_logging(mode.log_format());
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("jobherd: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return exit(Exit::Failed.code());
         }
     };
     let outcome = runtime.block_on(async {
@@ -36,6 +37,11 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     };
+    exit(code)
+}
+
+/// Every code of `Exit` fits in a byte; anything else would be a bug, and still a failure.
+fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 

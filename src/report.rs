@@ -16,6 +16,7 @@ use kube::Client;
 
 use crate::cluster::{self, Parent};
 use crate::config::Progress;
+use crate::exit::Exit;
 use crate::record::{OUTCOME, Outcome, SUMMARY};
 use crate::run::{Change, ChildResult, Phase, Run, Transition};
 pub use documents::{json, junit};
@@ -261,7 +262,7 @@ impl<W: Write> Reporter<W> {
         let (Some(parent), Some(client)) = (end.parent, client) else {
             return;
         };
-        let failed = run.exit_code() != 0;
+        let failed = run.exit_code() != Exit::Succeeded.code();
         let reason = if failed { "RunFailed" } else { "RunSucceeded" };
         post_on_parent(client, parent, (failed, reason), summary, run, end.prefix).await;
     }
@@ -572,10 +573,10 @@ fn align(rows: Vec<Vec<String>>) -> String {
 
 /// The one summary line (also the termination message, the Event and the annotation).
 pub fn summary(run: &Run, elapsed: Duration) -> String {
-    let outcome = match run.exit_code() {
-        0 => "succeeded",
-        3 => "timed out",
-        130 | 143 => "interrupted",
+    let outcome = match Exit::from_code(run.exit_code()) {
+        Some(Exit::Succeeded) => "succeeded",
+        Some(Exit::Timeout) => "timed out",
+        Some(Exit::Interrupted | Exit::Terminated) => "interrupted",
         _ => "failed",
     };
     let tally = run.tally();

@@ -28,6 +28,7 @@ use kube::runtime::watcher;
 use crate::child::Children;
 use crate::cluster::ClusterError;
 use crate::config::{Cleanup, LogsMode};
+use crate::exit::Exit;
 use crate::plan::When;
 use crate::results::Output;
 pub use events::{Change, Created, Effect, Event, Reaction, Stop, Transition};
@@ -406,16 +407,15 @@ impl Run {
         if let Some(code) = self.recorded_exit {
             return code;
         }
-        if self.moving.is_some() {
-            return 143;
-        }
-        match self.stop {
-            Some(Stop::Timeout) => 3,
-            Some(Stop::Interrupt) => 130,
-            Some(Stop::Terminate) => 143,
-            _ if self.tally.succeeded + self.not_needed == self.total() => 0,
-            _ => 1,
-        }
+        let exit = match self.stop {
+            _ if self.moving.is_some() => Exit::Terminated,
+            Some(Stop::Timeout) => Exit::Timeout,
+            Some(Stop::Interrupt) => Exit::Interrupted,
+            Some(Stop::Terminate) => Exit::Terminated,
+            _ if self.tally.succeeded + self.not_needed == self.total() => Exit::Succeeded,
+            _ => Exit::Failed,
+        };
+        exit.code()
     }
 
     /// `JOBHERD_CLEANUP`: the finished children to delete at the end.
