@@ -34,6 +34,10 @@ const QUIET_ROWS: usize = 20;
 const OUTPUT_SHOWN: usize = 40;
 /// How long a run that moves may take to record itself on its parent.
 const PUBLISH_MOVE_WITHIN: Duration = Duration::from_secs(10);
+/// The reasons of the Events on the parent: a run that ended, and one that moves to another pod.
+pub const RUN_SUCCEEDED: &str = "RunSucceeded";
+pub const RUN_FAILED: &str = "RunFailed";
+pub const RUN_MOVING: &str = "RunMoving";
 
 /// Where a finished run's reports go.
 pub struct Ending<'a> {
@@ -263,7 +267,7 @@ impl<W: Write> Reporter<W> {
             return;
         };
         let failed = run.exit_code() != Exit::Succeeded.code();
-        let reason = if failed { "RunFailed" } else { "RunSucceeded" };
+        let reason = if failed { RUN_FAILED } else { RUN_SUCCEEDED };
         post_on_parent(client, parent, (failed, reason), summary, run, end.prefix).await;
     }
 
@@ -280,7 +284,7 @@ impl<W: Write> Reporter<W> {
         let Some(parent) = end.parent else {
             return;
         };
-        let posted = post_on_parent(client, parent, (false, "RunMoving"), &line, run, end.prefix);
+        let posted = post_on_parent(client, parent, (false, RUN_MOVING), &line, run, end.prefix);
         if tokio::time::timeout(PUBLISH_MOVE_WITHIN, posted)
             .await
             .is_err()
