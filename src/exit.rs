@@ -46,6 +46,20 @@ impl Exit {
         Exit::ALL.into_iter().find(|e| e.code() == code)
     }
 
+    /// The code in a few words, for `jobherd --help`.
+    pub fn brief(self) -> &'static str {
+        match self {
+            Exit::Succeeded => "every child succeeded",
+            Exit::Failed => "a child failed",
+            Exit::Invalid => "invalid configuration (nothing created)",
+            Exit::Timeout => "JOBHERD_TIMEOUT passed",
+            Exit::Api => "the Kubernetes API could not be used",
+            Exit::NoCode => "trigger mode: the parent ended without a code",
+            Exit::Interrupted => "SIGINT",
+            Exit::Terminated => "SIGTERM",
+        }
+    }
+
     /// What the code means when jobherd runs a herd (Markdown).
     pub fn meaning(self) -> &'static str {
         match self {
@@ -64,7 +78,7 @@ impl Exit {
             Exit::Api => {
                 "The Kubernetes API could not be used: unreachable (the first request is tried for about 15 s; during a run jobherd keeps re-watching for 5 minutes), or forbidden (the message names the verb and resource). Running children are left alone: a retried parent adopts them."
             }
-            Exit::NoCode => "Trigger mode only (below).",
+            Exit::NoCode => "Only in trigger mode (next column).",
             Exit::Interrupted => {
                 "Interrupted by SIGINT (Ctrl-C): the active children were deleted first."
             }
@@ -107,6 +121,7 @@ mod tests {
         for e in Exit::ALL {
             assert_eq!(Exit::from_code(e.code()), Some(e));
             assert!(!e.meaning().is_empty() && !e.in_trigger_mode().is_empty());
+            assert!(!e.brief().is_empty());
         }
         assert_eq!(Exit::from_code(137), None);
     }

@@ -6,8 +6,11 @@
 //! (one event loop driving the `run` state machine; `disruption` says what a SIGTERM means) →
 //! `report` (every line and file the user sees) → `record` (the outcome left on the parent). `trigger` is the other mode: it starts a
 //! CronJob's run and follows it from outside. `main.rs` only wires logging and exit.
+//! `cli` reads the arguments (`--help`, `--version`), `reference` renders the reference from the
+//! definitions the program uses (variables, plan fields, `exit` codes, labels).
 
 pub mod child;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod disruption;
@@ -15,6 +18,7 @@ pub mod exit;
 pub mod herd;
 pub mod plan;
 pub mod record;
+pub mod reference;
 pub mod report;
 pub mod results;
 pub mod retry;
