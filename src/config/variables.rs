@@ -194,7 +194,7 @@ variables! {
     stuck_timeout {
         kind: POSITIVE_DURATION,
         default: "2m",
-        meaning: "How long a child's pod may wait in a state that does not resolve itself (`ErrImagePull`, `ImagePullBackOff`, `CreateContainerConfigError`, ...) before the child fails with that reason. A queued child has no pod and is never stuck.",
+        meaning: "How long a child's pod may wait in a state that does not resolve itself (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`, `ErrImageNeverPull`, `CreateContainerConfigError`, `CreateContainerError`) before the child fails with that reason, and is deleted. A queued child has no pod and is never stuck.",
     }
     logs {
         kind: "one of",
@@ -276,7 +276,7 @@ variables! {
     }
     queue {
         kind: "a Kueue LocalQueue's name",
-        meaning: "Every child Job gets the label `kueue.x-k8s.io/queue-name` with this value, so Kueue admits each child against its quota; a plan step's `queue` wins.",
+        meaning: "A Kueue LocalQueue in the children's namespace: every child Job (not its pod template) gets the label `kueue.x-k8s.io/queue-name` with this value, so Kueue admits each child against its quota; a plan step's `queue` wins.",
     }
 }
 
@@ -731,6 +731,15 @@ mod tests {
                 "{}: a default value or words for unset, not both",
                 v.name()
             );
+        }
+    }
+
+    #[test]
+    fn the_stuck_timeout_names_every_reason_it_applies_to() {
+        let stuck = VARIABLES.iter().find(|v| v.field == "stuck_timeout");
+        let meaning = stuck.map_or("", |v| v.meaning);
+        for reason in crate::run::STUCK_REASONS {
+            assert!(meaning.contains(&format!("`{reason}`")), "{reason}");
         }
     }
 
