@@ -105,7 +105,7 @@ The variables most runs set:
             "{}. Type: {}. Default: {}.",
             first_sentence(v),
             v.kind,
-            default_text(v)
+            v.default_text()
         );
         out.push_str(&wrap(&v.name(), &text.replace('`', "")));
     }
@@ -135,15 +135,6 @@ pub fn version() -> String {
         env!("BUILD_GIT_COMMIT"),
         env!("BUILD_K8S_API"),
     )
-}
-
-/// A variable's default as the reference and the usage show it.
-pub fn default_text(v: &Variable) -> String {
-    match (v.default, v.unset) {
-        ("", "") => "none".to_string(),
-        ("", words) => words.to_string(),
-        (value, _) => format!("`{value}`"),
-    }
 }
 
 /// `name` and `text` in two columns, the text wrapped to fit 80 columns.

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::child::{MANAGED_BY, MANAGER, QUEUE_LABEL, RUN_LABEL, STEP_LABEL};
-use crate::cli::{ARGUMENTS, default_text};
+use crate::cli::ARGUMENTS;
 use crate::config::{CHILD_PREFIX, ITEM_VAR, RESULT_PREFIX, VARIABLES, Variable};
 use crate::exit::Exit;
 use crate::plan::{
@@ -90,7 +90,7 @@ fn variable(out: &mut String, v: &Variable) {
         v.name(),
         cell(v.meaning),
         cell(&kind),
-        cell(&default_text(v))
+        cell(&v.default_text())
     );
 }
 

@@ -61,6 +61,15 @@ impl Variable {
         format!("{PREFIX}{}", self.bare())
     }
 
+    /// Its default as the reference and `--help` show it: the value, or words, or "none".
+    pub fn default_text(&self) -> String {
+        match (self.default, self.unset) {
+            ("", "") => "none".to_string(),
+            ("", words) => words.to_string(),
+            (value, _) => format!("`{value}`"),
+        }
+    }
+
     /// The variable without the prefix: `BACKOFF_LIMIT`.
     fn bare(&self) -> String {
         self.field.to_ascii_uppercase()
