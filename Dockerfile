@@ -23,10 +23,11 @@ ENV CARGO_INCREMENTAL=0 \
 #    or the benches change, not on every source edit. The dummy targets give
 #    cargo something to compile; a real lib.rs or main.rs replaces them below.
 #    Cargo.toml declares a [[bench]] target, and cargo needs its file to read
-#    the manifest (benches are not built here). Any other file the manifest
-#    names (a build.rs, a [[test]] with harness = false) must be copied here
-#    too and allowed in .dockerignore.
-COPY Cargo.toml Cargo.lock ./
+#    the manifest (benches are not built here). build.rs (the commit and the
+#    Kubernetes API version `jobherd --version` prints) is part of the package.
+#    Any other file the manifest names (a [[test]] with harness = false) must
+#    be copied here too and allowed in .dockerignore.
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
@@ -37,9 +38,13 @@ RUN mkdir src \
 # 2. The real sources. `touch` makes their mtimes newer than the dummy build's
 #    outputs (COPY keeps the build context's mtimes, which may be older), so
 #    cargo rebuilds the jobherd crate instead of shipping the dummy binary.
+#    .git is not in the build context: the commit `jobherd --version` prints
+#    comes from REVISION (declared here, so that it does not invalidate the
+#    dependencies' layer above).
 COPY src ./src
+ARG REVISION=unknown
 RUN find src -name '*.rs' -exec touch {} + \
-    && cargo build --release --locked \
+    && JOBHERD_BUILD_REVISION="${REVISION}" cargo build --release --locked \
     && cp target/release/jobherd /jobherd
 
 # ---------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""The oldest Kubernetes each shipped manifest claims, checked against the README.
+"""The oldest Kubernetes each shipped manifest claims, checked against the deploying guide.
 
   k8s_versions.py FILE...
       Prints "FILE VERSION" for every FILE whose header has a line
       "# Oldest Kubernetes: 1.NN" (VERSION is then 1.NN.0, as kubernetes-validate
-      takes it). Fails if a FILE has no such line, or if the table of README.md's
+      takes it). Fails if a FILE has no such line, or if the table of docs/deploying.md's
       section "Kubernetes versions" does not give the same version for it: a row
       whose first cell names the FILE in backticks (a kustomization.yaml by its
       directory, `k8s/`) and whose second cell is the version.
@@ -17,12 +17,12 @@ import re
 import sys
 
 CLAIM = re.compile(r"^# Oldest Kubernetes: (1\.\d+)\b", re.M)
-README = "README.md"
-SECTION = "### Kubernetes versions"
+README = "docs/deploying.md"
+SECTION = "## Kubernetes versions"
 
 
 def readme_table():
-    """{name in backticks: version} from the README's table."""
+    """{name in backticks: version} from the guide's table."""
     text = open(README).read()
     start = text.find("\n" + SECTION + "\n")
     if start < 0:

@@ -5,7 +5,7 @@
 //! thousands of active children.
 //!
 //! `cargo bench --bench fanout`. Environment:
-//! - `BENCH_CHILDREN`: fan-out sizes, default `1000` (the README's figures add `10000`);
+//! - `BENCH_CHILDREN`: fan-out sizes, default `1000` (docs/development.md's figures add `10000`);
 //! - `BENCH_QPS`: `JOBHERD_QPS` values to run each size at, default `20,200` (`JOBHERD_BURST`
 //!   is twice the QPS);
 //! - `BENCH_DYNAMIC`: sizes of a fan-out over a result, default `10000` (`0` skips it): a step

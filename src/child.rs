@@ -17,6 +17,8 @@ use job::{build_template, instantiate};
 mod job;
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The value of `MANAGED_BY` on every child.
+pub const MANAGER: &str = "jobherd";
 pub const RUN_LABEL: &str = "jobherd.io/run";
 pub const STEP_LABEL: &str = "jobherd.io/step";
 /// The label Kueue reads to put a Job in a LocalQueue (`JOBHERD_QUEUE`). On the Job only: Kueue

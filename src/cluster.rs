@@ -199,7 +199,7 @@ pub async fn identify(
         None => format!("jobherd-{run_id}"),
     });
     // Owner references cannot cross namespaces: children elsewhere are not garbage-collected
-    // with the parent, which the README says.
+    // with the parent, which docs/configuration.md says.
     let owner = parent
         .as_ref()
         .filter(|p| p.namespace == namespace)

@@ -19,12 +19,13 @@ use kube::api::Api;
 
 use crate::cluster::{Parent, describe, status_code};
 use crate::conditions::{Outcome, outcome};
+use crate::exit::Exit;
 
 /// How long the reads may take: a pod has 30 s of grace by default, and a run that ends still
 /// has its children to delete in it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The exit code jobherd leaves with on SIGTERM, which a `podFailurePolicy` rule may name.
-const SIGTERM_EXIT: i32 = 143;
+const SIGTERM_EXIT: i32 = Exit::Terminated.code();
 /// The Job controller's pod-failure back-off: 10 s, doubled per failure, at most 6 minutes.
 /// A pod that replaces one a rule ignored still waits for it (KUBERNETES.md: about 9 s).
 const BACKOFF_BASE: Duration = Duration::from_secs(10);

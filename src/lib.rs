@@ -6,16 +6,21 @@
 //! (one event loop driving the `run` state machine; `disruption` says what a SIGTERM means) →
 //! `report` (every line and file the user sees) → `record` (the outcome left on the parent). `trigger` is the other mode: it starts a
 //! CronJob's run and follows it from outside. `main.rs` only wires logging and exit.
+//! `cli` reads the arguments (`--help`, `--version`), `reference` renders the reference from the
+//! definitions the program uses (variables, plan fields, `exit` codes, labels).
 
 pub mod child;
+pub mod cli;
 pub mod cluster;
 pub mod conditions;
 pub mod config;
 pub mod disruption;
+pub mod exit;
 pub mod herd;
 pub mod outputs;
 pub mod plan;
 pub mod record;
+pub mod reference;
 pub mod report;
 pub mod retry;
 pub mod run;
@@ -24,6 +29,7 @@ pub mod trigger;
 use std::time::{Duration, Instant};
 
 use config::{Config, DryRun};
+use exit::Exit;
 use report::Reporter;
 
 /// Everything that ends a run early, and the one place that maps it to an exit code.
@@ -45,14 +51,15 @@ impl Error {
     /// SPEC §5: 2 for configuration, plans and unusable earlier runs (nothing was created),
     /// 4 for the API.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::Plan(_) => 2,
-            Error::Retry(retry::RetryError::Unusable { .. }) => 2,
-            Error::Trigger(trigger::TriggerError::Unusable { .. }) => 2,
+        let exit = match self {
+            Error::Config(_) | Error::Plan(_) => Exit::Invalid,
+            Error::Retry(retry::RetryError::Unusable { .. }) => Exit::Invalid,
+            Error::Trigger(trigger::TriggerError::Unusable { .. }) => Exit::Invalid,
             Error::Cluster(_)
             | Error::Retry(retry::RetryError::Cluster(_))
-            | Error::Trigger(trigger::TriggerError::Cluster(_)) => 4,
-        }
+            | Error::Trigger(trigger::TriggerError::Cluster(_)) => Exit::Api,
+        };
+        exit.code()
     }
 }
 
@@ -75,7 +82,7 @@ const RESULT_READ_WINDOW: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> Result<i32, Error> {
     let started = Instant::now();
     let Some(mut setup) = set_up(&config).await? else {
-        return Ok(0);
+        return Ok(Exit::Succeeded.code());
     };
     let mut reporter = Reporter::new(
         std::io::stdout(),

@@ -1,15 +1,37 @@
-//! Entry point: reads the configuration, sets up logging, runs, and exits with SPEC's code.
+//! Entry point: reads the arguments, then the configuration, sets up logging, runs, and exits
+//! with SPEC's code.
 
+use std::io::Write;
 use std::process::ExitCode;
 
+use jobherd::cli::{self, Command};
 use jobherd::config::{LogFormat, Mode};
+use jobherd::exit::Exit;
 
 fn main() -> ExitCode {
+    // Arguments come first: `--help` must work whatever the variables say.
+    let text = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run) => return run(),
+        Ok(Command::Help) => cli::usage(),
+        Ok(Command::Reference) => jobherd::reference::markdown(),
+        Ok(Command::Version) => cli::version(),
+        Err(e) => {
+            eprintln!("jobherd: {e}");
+            return exit(Exit::Invalid.code());
+        }
+    };
+    // A closed pipe (`jobherd --help-all | head`) is no failure of jobherd's.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    exit(Exit::Succeeded.code())
+}
+
+/// A run, as the `JOBHERD_*` variables say.
+fn run() -> ExitCode {
     let mode = match Mode::from_env() {
         Ok(m) => m,
         Err(e) => {
             eprintln!("jobherd: {e}");
-            return ExitCode::from(2);
+            return exit(Exit::Invalid.code());
         }
     };
     init_logging(mode.log_format());
@@ -20,7 +42,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("jobherd: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return exit(Exit::Failed.code());
         }
     };
     let outcome = runtime.block_on(async {
@@ -36,6 +58,11 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     };
+    exit(code)
+}
+
+/// Every code of `Exit` fits in a byte; anything else would be a bug, and still a failure.
+fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 

@@ -16,9 +16,15 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::config::{Cleanup, FanOut, PlanSource, StepSettings};
-use fields::{did_you_mean, kind_of};
+pub use fields::Field;
+use fields::{did_you_mean, field_names, kind_of, knows};
 use jobernetes::jobernetes_plan;
+pub use jobernetes::{
+    JOBERNETES_CONFIG_FIELDS, JOBERNETES_EXPLODED, JOBERNETES_JOB_FIELDS, JOBERNETES_JOB_NAME,
+    JOBERNETES_PHASE, JOBERNETES_PHASE_FIELDS,
+};
 use manifests::{describe_io, parse_documents};
+pub use steps::{PHASE_FIELDS, STEP_FIELDS};
 use steps::{phases_plan, steps_plan};
 
 /// A validated plan.
@@ -108,7 +114,25 @@ pub enum PlanError {
     Manifest { origin: String, message: String },
 }
 
-const TOP_LEVEL_KEYS: &[&str] = &["steps", "phases", "jobernetes", "jobernetes_config"];
+/// The keys a plan has at the top; which it has says its format.
+pub const TOP_LEVEL_KEYS: &[Field] = &[
+    Field {
+        name: "steps",
+        meaning: "A list of steps; dependencies are only what their `depends_on` says.",
+    },
+    Field {
+        name: "phases",
+        meaning: "A list of phases (`name`, `steps`): every step of a phase depends on every step of the phase before.",
+    },
+    Field {
+        name: "jobernetes",
+        meaning: "A Jobernetes `jobermodel.yaml`'s phases (`phase_name`, `jobs`), run unchanged; keys it does not read are noted, not refused.",
+    },
+    Field {
+        name: "jobernetes_config",
+        meaning: "A Jobernetes model's run-wide options.",
+    },
+];
 
 /// Reads and validates a plan. Relative `job_file`/`job_path` are taken from the plan file's
 /// directory, or from the current directory for an inline plan.
@@ -172,8 +196,8 @@ fn top_level(ctx: &Ctx, text: &str) -> Result<Map<String, Value>, PlanError> {
 /// Unknown keys are a typo guard for jobherd's own formats, and a plan that gives its steps
 /// more than one way would leave unclear which of them run.
 fn check_top_level_keys(ctx: &Ctx, top: &Map<String, Value>) -> Result<(), PlanError> {
-    for key in top.keys().filter(|k| !TOP_LEVEL_KEYS.contains(&k.as_str())) {
-        let hint = did_you_mean(key, TOP_LEVEL_KEYS.iter().copied());
+    for key in top.keys().filter(|k| !knows(TOP_LEVEL_KEYS, k)) {
+        let hint = did_you_mean(key, field_names(TOP_LEVEL_KEYS));
         // Jobernetes reads only its two keys; a working model may carry others (anchors,
         // versions). jobherd's own formats keep the typo guard.
         if top.contains_key("jobernetes") {

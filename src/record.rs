@@ -21,6 +21,7 @@ use crate::child::{Children, STEP_LABEL, StepShape, same_shape};
 use crate::cluster::Parent;
 use crate::conditions::{Outcome, outcome};
 use crate::config::LogsMode;
+use crate::exit::Exit;
 use crate::outputs::Output;
 use crate::run::{At, ChildResult, Restored, ResumedChild, Rules, Run};
 
@@ -331,7 +332,11 @@ impl Record {
     /// The answer of a run that ended for good (every child succeeded, some failed, or it
     /// timed out), which a retried parent repeats; `None` for one that moved, stopped or died.
     pub fn final_answer(&self) -> Option<i32> {
-        let ended = self.moved.is_none() && matches!(self.exit_code, 0 | 1 | 3);
+        let ended = self.moved.is_none()
+            && matches!(
+                Exit::from_code(self.exit_code),
+                Some(Exit::Succeeded | Exit::Failed | Exit::Timeout)
+            );
         ended.then_some(self.exit_code)
     }
 }

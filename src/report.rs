@@ -17,6 +17,7 @@ use kube::Client;
 use crate::cluster::{self, Parent};
 use crate::config::Progress;
 pub use crate::config::human;
+use crate::exit::Exit;
 use crate::record::{RECORD, Record, SUMMARY};
 use crate::run::{Change, ChildResult, Phase, Run, Transition};
 pub use documents::{json, junit};
@@ -37,6 +38,10 @@ const OUTPUT_SHOWN: usize = 40;
 const PUBLISH_MOVE_WITHIN: Duration = Duration::from_secs(8);
 /// How long any other run may take to post its Event and record on the parent.
 const PUBLISH_WITHIN: Duration = Duration::from_secs(60);
+/// The reasons of the Events on the parent: a run that ended, and one that moves to another pod.
+pub const RUN_SUCCEEDED: &str = "RunSucceeded";
+pub const RUN_FAILED: &str = "RunFailed";
+pub const RUN_MOVING: &str = "RunMoving";
 
 /// Where a finished run's reports go.
 pub struct Ending<'a> {
@@ -269,8 +274,8 @@ impl<W: Write> Reporter<W> {
         let (Some(parent), Some(client)) = (end.parent, client) else {
             return;
         };
-        let failed = run.exit_code() != 0;
-        let reason = if failed { "RunFailed" } else { "RunSucceeded" };
+        let failed = run.exit_code() != Exit::Succeeded.code();
+        let reason = if failed { RUN_FAILED } else { RUN_SUCCEEDED };
         let posted = post_on_parent(client, parent, (failed, reason), summary, run, end.prefix);
         let within = if hurried {
             PUBLISH_MOVE_WITHIN
@@ -298,7 +303,7 @@ impl<W: Write> Reporter<W> {
         let Some(parent) = end.parent else {
             return;
         };
-        let posted = post_on_parent(client, parent, (false, "RunMoving"), &line, run, end.prefix);
+        let posted = post_on_parent(client, parent, (false, RUN_MOVING), &line, run, end.prefix);
         if tokio::time::timeout(PUBLISH_MOVE_WITHIN, posted)
             .await
             .is_err()
@@ -575,10 +580,10 @@ fn align(rows: Vec<Vec<String>>) -> String {
 
 /// The one summary line (also the termination message, the Event and the annotation).
 pub fn summary(run: &Run, elapsed: Duration) -> String {
-    let outcome = match run.exit_code() {
-        0 => "succeeded",
-        3 => "timed out",
-        130 | 143 => "interrupted",
+    let outcome = match Exit::from_code(run.exit_code()) {
+        Some(Exit::Succeeded) => "succeeded",
+        Some(Exit::Timeout) => "timed out",
+        Some(Exit::Interrupted | Exit::Terminated) => "interrupted",
         _ => "failed",
     };
     let tally = run.tally();

@@ -34,6 +34,7 @@ use crate::child::Children;
 use crate::cluster::ClusterError;
 use crate::config::{Cleanup, LogsMode};
 use crate::disruption::Verdict;
+use crate::exit::Exit;
 use crate::outputs::Output;
 use crate::plan::When;
 use before::Before;
@@ -192,17 +193,16 @@ impl Run {
         if let Some(code) = self.before.ended_with() {
             return code;
         }
-        if self.stopping.is_moving() {
-            return 143;
-        }
         let tally = self.book.tally();
-        match self.stopping.stop() {
-            Some(Stop::Timeout) => 3,
-            Some(Stop::Interrupt) => 130,
-            Some(Stop::Terminate) => 143,
-            _ if tally.succeeded + self.not_needed() == self.total() => 0,
-            _ => 1,
-        }
+        let exit = match self.stopping.stop() {
+            _ if self.stopping.is_moving() => Exit::Terminated,
+            Some(Stop::Timeout) => Exit::Timeout,
+            Some(Stop::Interrupt) => Exit::Interrupted,
+            Some(Stop::Terminate) => Exit::Terminated,
+            _ if tally.succeeded + self.not_needed() == self.total() => Exit::Succeeded,
+            _ => Exit::Failed,
+        };
+        exit.code()
     }
 
     /// `JOBHERD_CLEANUP`: the finished children to delete at the end.

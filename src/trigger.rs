@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use crate::child::{RUN_LABEL, put_env, shorten};
 use crate::cluster::{self, ClusterError, describe, status_code};
 use crate::config::{DryRun, Mode, PREFIX, RetryFrom, TriggerConfig};
+use crate::exit::Exit;
 use crate::herd::sources;
 use crate::record::{self, RECORD, Record};
 use crate::report;
@@ -438,10 +439,11 @@ async fn abort(
         ..Default::default()
     };
     let (code, cause) = match why {
-        Stop::Timeout => (3, "JOBHERD_TRIGGER_TIMEOUT passed".to_string()),
-        Stop::Interrupt => (130, why.as_str().to_string()),
-        _ => (143, why.as_str().to_string()),
+        Stop::Timeout => (Exit::Timeout, "JOBHERD_TRIGGER_TIMEOUT passed".to_string()),
+        Stop::Interrupt => (Exit::Interrupted, why.as_str().to_string()),
+        _ => (Exit::Terminated, why.as_str().to_string()),
     };
+    let code = code.code();
     match jobs.delete(name, &params).await {
         Ok(_) => {
             println!("jobherd trigger: {cause}: deleted job/{name}, and with it its children");

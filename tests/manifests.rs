@@ -1,4 +1,4 @@
-//! The shipped manifests apply where their headers (and the README's "Kubernetes versions")
+//! The shipped manifests apply where their headers (and docs/deploying.md's "Kubernetes versions")
 //! say, as `kubectl apply` would against that version of the fake cluster; and the legacy
 //! overlay for clusters before 1.29 really runs a herd there.
 

@@ -62,7 +62,7 @@ fn line<'a>(out: &'a Output, child: &str, what: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line `{child} ... {what}`: {out}"))
 }
 
-/// The ETL of the README: list the partitions, process each, merge.
+/// The ETL of docs/plans.md: list the partitions, process each, merge.
 fn etl(list_result: &str) -> Value {
     json!({"steps": [
         {"name": "list", "env": writes(list_result)},

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{
-    DEFAULT_BACKOFF_LIMIT, Identity, MANAGED_BY, MAX_NAME, QUEUE_LABEL, RUN_LABEL, STEP_LABEL,
-    shorten,
+    DEFAULT_BACKOFF_LIMIT, Identity, MANAGED_BY, MANAGER, MAX_NAME, QUEUE_LABEL, RUN_LABEL,
+    STEP_LABEL, shorten,
 };
 use crate::config::{EnvMap, RestartPolicy, StepSettings};
 
@@ -59,7 +59,7 @@ pub(super) fn build_template(
         );
     }
     let labels = [
-        (MANAGED_BY.to_string(), "jobherd".to_string()),
+        (MANAGED_BY.to_string(), MANAGER.to_string()),
         (RUN_LABEL.to_string(), id.run_id.clone()),
     ];
     job.metadata.namespace = id.namespace.clone();

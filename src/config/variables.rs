@@ -1,5 +1,6 @@
-//! Reading the `JOBHERD_*` variables: the ones jobherd knows (anything else is a typo, with a
-//! "did you mean"), each parsed into the typed `Config` or `TriggerConfig` with its name on errors.
+//! The `JOBHERD_*` variables: one table declares each (type, default, allowed values, meaning,
+//! whether the trigger keeps it), and the typo guard, the parser, trigger mode and the reference
+//! all read it. Each is parsed into the typed `Config` or `TriggerConfig` with its name on errors.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,59 +23,270 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
 /// Kubernetes' default `terminationMessagePath`.
 const TERMINATION_LOG: &str = "/dev/termination-log";
 
-/// Declares every variable once, by the name envy gives it (the variable without `JOBHERD_`,
-/// lowercased): a field of `RawVars`, and a name the typo guard knows.
+/// One `JOBHERD_*` variable: what the typo guard knows, what the parser reads, and what the
+/// reference (`jobherd --help-all`, `docs/reference.md`) says about it.
+#[derive(Debug)]
+pub struct Variable {
+    /// The variable without `JOBHERD_`, lowercased: its field in `RawVars`, as envy names it.
+    pub field: &'static str,
+    /// What its value is (`duration`, `JSON array of strings`, ...).
+    pub kind: &'static str,
+    /// The only values it takes, when they are a fixed set.
+    pub values: &'static [&'static str],
+    /// Its value when unset, when that is a value it takes (setting it changes nothing).
+    pub default: &'static str,
+    /// What happens when it is unset, in words, when that is no single value.
+    pub unset: &'static str,
+    /// What it does, in a sentence or two (Markdown).
+    pub meaning: &'static str,
+    /// In trigger mode the trigger keeps it for itself; every other variable is passed on to
+    /// the triggered parent as an override.
+    pub trigger_own: bool,
+}
+
+impl Variable {
+    /// What an entry of the table leaves out.
+    const BLANK: Variable = Variable {
+        field: "",
+        kind: "string",
+        values: &[],
+        default: "",
+        unset: "",
+        meaning: "",
+        trigger_own: false,
+    };
+
+    /// The variable as it is written: `JOBHERD_BACKOFF_LIMIT`.
+    pub fn name(&self) -> String {
+        format!("{PREFIX}{}", self.bare())
+    }
+
+    /// Its default as the reference and `--help` show it: the value, or words, or "none".
+    pub fn default_text(&self) -> String {
+        match (self.default, self.unset) {
+            ("", "") => "none".to_string(),
+            ("", words) => words.to_string(),
+            (value, _) => format!("`{value}`"),
+        }
+    }
+
+    /// The variable without the prefix: `BACKOFF_LIMIT`.
+    fn bare(&self) -> String {
+        self.field.to_ascii_uppercase()
+    }
+}
+
+/// Declares every variable once, as one entry of the table: `field { key: value, ... }`, the
+/// field being the variable without `JOBHERD_`, lowercased, and the keys those of `Variable`
+/// (left out: `Variable::BLANK`'s). It makes the table and a field of `RawVars` for each.
 macro_rules! variables {
-    ($($name:ident,)*) => {
+    ($($field:ident { $($key:ident: $value:expr),* $(,)? })*) => {
         /// The variables as strings, exactly as envy reads them. Typed parsing happens in
         /// `into_config` so that each error can name its variable and show its value.
         #[derive(Debug, Default, Deserialize)]
         pub(super) struct RawVars {
-            $($name: Option<String>,)*
+            $($field: Option<String>,)*
         }
 
-        /// The variables jobherd knows, as `RawVars` names them.
-        const KNOWN: &[&str] = &[$(stringify!($name)),*];
+        /// Every variable jobherd reads, in the order the reference lists them.
+        #[allow(clippy::needless_update)]
+        pub const VARIABLES: &[Variable] = &[$(Variable {
+            field: stringify!($field),
+            $($key: $value,)*
+            ..Variable::BLANK
+        }),*];
     };
 }
 
+const DURATION: &str = "duration";
+const POSITIVE_DURATION: &str = "duration greater than 0";
+const POSITIVE: &str = "whole number greater than 0";
+const STRINGS: &str = "JSON array of strings";
+const LABEL: &str = "DNS-1123 label";
+const PATH: &str = "path";
+
 variables! {
-    image,
-    command,
-    args,
-    shell,
-    env,
-    params,
-    count,
-    parallelism,
-    backoff_limit,
-    restart_policy,
-    child_timeout,
-    timeout,
-    fail_fast,
-    cleanup,
-    ttl,
-    namespace,
-    name_prefix,
-    job_template,
-    plan,
-    plan_file,
-    stuck_timeout,
-    logs,
-    report_file,
-    junit_file,
-    dry_run,
-    log_format,
-    termination_log,
-    qps,
-    burst,
-    heartbeat,
-    progress,
-    retry,
-    trigger,
-    trigger_name,
-    trigger_timeout,
-    queue,
+    image {
+        kind: "image reference",
+        unset: "required, unless a plan or `JOBHERD_JOB_TEMPLATE` gives every child an image",
+        meaning: "The container image every child runs.",
+    }
+    command {
+        kind: STRINGS,
+        unset: "the image's entrypoint",
+        meaning: "The child's command, exec form: `[\"perl\",\"-e\",\"print 1\"]`. Excludes `JOBHERD_SHELL`.",
+    }
+    args {
+        kind: STRINGS,
+        meaning: "The child's arguments. Excludes `JOBHERD_SHELL`.",
+    }
+    shell {
+        meaning: "A string the child runs as `[\"/bin/sh\",\"-c\",STRING]`, so it reads variables as `$NAME`; the image needs a shell. Excludes `JOBHERD_COMMAND` and `JOBHERD_ARGS`.",
+    }
+    env {
+        kind: "JSON object",
+        meaning: "Environment variables for every child (values: strings, numbers or booleans). A child's own variables (`JOBHERD_CHILD_INDEX`, its params, `JOBHERD_ITEM`, `JOBHERD_RESULT_*`) come first in its env list, so these may refer to them as `$(JOBHERD_CHILD_INDEX)`.",
+    }
+    params {
+        kind: "JSON array of objects",
+        unset: "one child",
+        meaning: "One child per element: the element's entries become that child's environment variables (over `JOBHERD_ENV`), beside `JOBHERD_CHILD_INDEX` and `JOBHERD_CHILD_COUNT`. Excludes `JOBHERD_COUNT` and a plan (give a step `params`).",
+    }
+    count {
+        kind: POSITIVE,
+        unset: "one child",
+        meaning: "N children, each with `JOBHERD_CHILD_INDEX` (0 to N-1) and `JOBHERD_CHILD_COUNT` (N). Excludes `JOBHERD_PARAMS` and a plan (give a step `count`).",
+    }
+    parallelism {
+        kind: POSITIVE,
+        unset: "no limit (a Jobernetes model's `parallelization`, when it has one)",
+        meaning: "The most children active at once (created and not finished, queued ones included); the others are created as these finish.",
+    }
+    backoff_limit {
+        kind: "whole number, 0 or more",
+        default: "6",
+        meaning: "The child Job's `spec.backoffLimit`: how many failed attempts it retries before it fails with `BackoffLimitExceeded`.",
+    }
+    restart_policy {
+        kind: "one of",
+        values: &["OnFailure", "Never"],
+        default: "OnFailure",
+        meaning: "The child pod's `restartPolicy`: `OnFailure` restarts the failed container in its pod (as `kubectl run --restart=OnFailure`), `Never` makes a new pod for each attempt (what a `podFailurePolicy` needs).",
+    }
+    child_timeout {
+        kind: POSITIVE_DURATION,
+        meaning: "The child Job's `spec.activeDeadlineSeconds`: a child running longer fails with `DeadlineExceeded`.",
+    }
+    timeout {
+        kind: POSITIVE_DURATION,
+        meaning: "The deadline of the whole run, counted from the parent Job's creation across its attempts: then the active children are deleted, nothing more is created, and jobherd exits 3.",
+    }
+    fail_fast {
+        kind: "boolean",
+        values: &["true", "false"],
+        default: "false",
+        meaning: "`true`: the first failed child cancels the active children and skips those not started yet (`when: failed` and `always` steps still run).",
+    }
+    cleanup {
+        kind: "one of",
+        values: &["never", "succeeded", "always"],
+        default: "never",
+        meaning: "Which finished children are deleted when the run ends: none, the succeeded ones (failed ones stay for their logs), or all. A Jobernetes model's `cleanup: true` is `succeeded`; the variable wins.",
+    }
+    ttl {
+        kind: DURATION,
+        meaning: "The child Job's `spec.ttlSecondsAfterFinished`: Kubernetes deletes a finished child that long after it finished.",
+    }
+    namespace {
+        kind: LABEL,
+        unset: "the parent's; outside a pod, the kubeconfig context's",
+        meaning: "The namespace of the children. In trigger mode, the CronJob's namespace.",
+        trigger_own: true,
+    }
+    name_prefix {
+        kind: LABEL,
+        unset: "the parent Job's name; outside a pod, `jobherd-<run id>`",
+        meaning: "Children are named `<prefix>-<index>`, or `<prefix>-<step>` and `<prefix>-<step>-<index>` with a plan.",
+    }
+    job_template {
+        kind: "JSON: a batch/v1 Job",
+        meaning: "The base of every child (resources, volumes, nodeSelector, serviceAccountName, podFailurePolicy, ...); the variables are applied on top, and unset ones keep its values. The output of `kubectl get job NAME -o json` will do: server-set fields are dropped.",
+    }
+    plan {
+        kind: "JSON or YAML",
+        meaning: "A dependency plan (`steps`, `phases` or a Jobernetes model), inline; relative `job_file` paths are taken from the current directory. Excludes `JOBHERD_PLAN_FILE`, `JOBHERD_COUNT` and `JOBHERD_PARAMS`.",
+    }
+    plan_file {
+        kind: PATH,
+        meaning: "A file holding the plan (JSON or YAML), typically a mounted ConfigMap; relative `job_file` and `job_path` paths are taken from its directory.",
+    }
+    stuck_timeout {
+        kind: POSITIVE_DURATION,
+        default: "2m",
+        meaning: "How long a child's pod may wait in a state that does not resolve itself (`ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`, `ErrImageNeverPull`, `CreateContainerConfigError`, `CreateContainerError`) before the child fails with that reason, and is deleted. A queued child has no pod and is never stuck.",
+    }
+    logs {
+        kind: "one of",
+        values: &["failed", "all", "none"],
+        default: "failed",
+        meaning: "Which children's logs jobherd prints: the last 20 lines of each failed child, every child's log as it comes (each line prefixed with the child's name), or none.",
+    }
+    report_file {
+        kind: PATH,
+        meaning: "Write the JSON report there at the end. In trigger mode it is written on the caller's side, from what the cluster holds.",
+        trigger_own: true,
+    }
+    junit_file {
+        kind: PATH,
+        meaning: "Write a JUnit XML report there at the end: one testcase per child. In trigger mode it is written on the caller's side.",
+        trigger_own: true,
+    }
+    dry_run {
+        kind: "one of",
+        values: &["client", "server"],
+        meaning: "`client`: print the child Jobs as a JSON `v1` `List` and exit 0, with no cluster needed; `server`: submit them with `dryRun=All` and print what the API server returned. In trigger mode: print the Job the trigger would create.",
+        trigger_own: true,
+    }
+    log_format {
+        kind: "one of",
+        values: &["text", "json"],
+        default: "text",
+        meaning: "The format of jobherd's own log lines on stderr (warnings, retries); `RUST_LOG` sets their levels.",
+        trigger_own: true,
+    }
+    termination_log {
+        kind: PATH,
+        default: "/dev/termination-log",
+        meaning: "The file the summary line is written to, when it exists, for `kubectl describe pod`: set it when jobherd's container has a `terminationMessagePath` of its own.",
+        trigger_own: true,
+    }
+    qps {
+        kind: "number greater than 0, at most 10000",
+        default: "20",
+        meaning: "The client-side limit on jobherd's own writes (creates and deletes), in requests per second; fractions are allowed (`0.5`).",
+    }
+    burst {
+        kind: POSITIVE,
+        default: "40",
+        meaning: "How many writes may go at once after a quiet spell, before `JOBHERD_QPS` paces them; also the most creates in flight (at most 64).",
+    }
+    heartbeat {
+        kind: DURATION,
+        default: "1m",
+        meaning: "After this long with nothing printed, one line of counts and the child running longest; `0` turns it off.",
+    }
+    progress {
+        kind: "one of",
+        values: &["auto", "lines", "counts"],
+        default: "auto",
+        meaning: "`lines`: a line per child state change; `counts`: a counts line every 10 s while things change, and a line per failure; `auto`: `lines` up to 100 children, `counts` above.",
+    }
+    retry {
+        kind: "a parent Job's name, or `last-failed`",
+        meaning: "Run only what did not succeed in that earlier run, taking over its results; `last-failed` is the newest failed run of the same CronJob.",
+        trigger_own: true,
+    }
+    trigger {
+        kind: "`cronjob/NAME`",
+        meaning: "Trigger mode: create a Job from that CronJob as `kubectl create job --from=cronjob/NAME` does, follow it, and exit with its exit code. The variables that are not the trigger's own are set on the created parent as overrides.",
+        trigger_own: true,
+    }
+    trigger_name {
+        kind: LABEL,
+        unset: "`<cronjob>-<8 random characters>`",
+        meaning: "Trigger mode: the name of the Job to create; it must not exist yet.",
+        trigger_own: true,
+    }
+    trigger_timeout {
+        kind: POSITIVE_DURATION,
+        unset: "no limit (the parent's own `activeDeadlineSeconds` still applies)",
+        meaning: "Trigger mode: how long to follow the parent; then it is deleted with its children, and the trigger exits 3.",
+        trigger_own: true,
+    }
+    queue {
+        kind: "a Kueue LocalQueue's name",
+        meaning: "A Kueue LocalQueue in the children's namespace: every child Job (not its pod template) gets the label `kueue.x-k8s.io/queue-name` with this value, so Kueue admits each child against its quota; a plan step's `queue` wins.",
+    }
 }
 
 /// Variables a jobherd may find set that are not meant for it: a parent sets
@@ -82,21 +294,6 @@ variables! {
 /// parents themselves. Entries ending in `_` are prefixes; a known variable that starts the same
 /// (`JOBHERD_CHILD_TIMEOUT`) is still read and checked.
 const NOT_OURS: &[&str] = &[CHILD_PREFIX, RESULT_PREFIX, ITEM_VAR];
-
-/// In trigger mode, the variables that are the trigger's own; every other one is passed on to
-/// the triggered parent.
-const TRIGGER_OWN: &[&str] = &[
-    "TRIGGER",
-    "TRIGGER_NAME",
-    "TRIGGER_TIMEOUT",
-    "NAMESPACE",
-    "REPORT_FILE",
-    "JUNIT_FILE",
-    "DRY_RUN",
-    "LOG_FORMAT",
-    "RETRY",
-    "TERMINATION_LOG",
-];
 
 /// The `JOBHERD_*` variables, each known (a typo is an error with a "did you mean"), without
 /// the empty ones.
@@ -145,7 +342,7 @@ fn is_not_ours(key: &str) -> bool {
 
 /// The known variables without the prefix, as they are written (`BACKOFF_LIMIT`).
 fn known() -> impl Iterator<Item = String> {
-    KNOWN.iter().map(|k| k.to_ascii_uppercase())
+    VARIABLES.iter().map(Variable::bare)
 }
 
 /// The known variable nearest to a misspelt one, if it is close enough to be a typo.
@@ -162,7 +359,10 @@ pub(super) fn read_raw(vars: Vec<(String, String)>) -> Result<RawVars, ConfigErr
 
 /// The trigger's own settings, and every other variable as an override for the triggered parent.
 pub(super) fn trigger_config(ours: Vec<(String, String)>) -> Result<TriggerConfig, ConfigError> {
-    let own = |k: &str| TRIGGER_OWN.contains(&&k[PREFIX.len()..]);
+    let own = |k: &str| {
+        let bare = &k[PREFIX.len()..];
+        VARIABLES.iter().any(|v| v.trigger_own && v.bare() == bare)
+    };
     let (mine, overrides): (Vec<_>, Vec<_>) = ours.into_iter().partition(|(k, _)| own(k));
     let raw = read_raw(mine)?;
     let cronjob = opt(&raw.trigger, "trigger", parse_trigger)?.unwrap_or_default();
@@ -473,6 +673,107 @@ mod tests {
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(vars(pairs))
+    }
+
+    /// What a configuration does: the Jobs it builds and the rest of it (an unset cleanup is
+    /// `never` unless a plan says otherwise; there is none here).
+    fn effect(pairs: &[(&str, &str)]) -> (Vec<Job>, Config) {
+        let mut c = parse(pairs).unwrap_or_else(|e| panic!("{pairs:?}: {e}"));
+        let id = crate::child::Identity {
+            run_id: "r".into(),
+            prefix: "p".into(),
+            namespace: None,
+            owner: None,
+        };
+        let jobs = crate::child::children(&c.defaults, None, &id)
+            .unwrap()
+            .dry_run_jobs();
+        c.cleanup = Some(c.cleanup.unwrap_or_default());
+        c.defaults = StepSettings::default();
+        (jobs, c)
+    }
+
+    #[test]
+    fn every_documented_default_is_what_leaving_the_variable_unset_does() {
+        let unset = effect(&[("JOBHERD_IMAGE", "x")]);
+        let documented: Vec<&Variable> =
+            VARIABLES.iter().filter(|v| !v.default.is_empty()).collect();
+        assert!(documented.len() > 10, "{documented:?}");
+        for v in documented {
+            let name = v.name();
+            let set = effect(&[("JOBHERD_IMAGE", "x"), (&name, v.default)]);
+            assert_eq!(
+                set, unset,
+                "{name}={} is documented as the default",
+                v.default
+            );
+        }
+    }
+
+    #[test]
+    fn every_allowed_value_is_accepted_and_a_wrong_one_lists_them_all() {
+        for v in VARIABLES.iter().filter(|v| !v.values.is_empty()) {
+            let name = v.name();
+            let mode = |value: &str| {
+                let mut pairs = vec![("JOBHERD_IMAGE", "x"), (name.as_str(), value)];
+                if v.field.starts_with("trigger_") {
+                    pairs.push(("JOBHERD_TRIGGER", "cronjob/nightly"));
+                }
+                Mode::from_vars(vars(&pairs))
+            };
+            for value in v.values {
+                assert!(mode(value).is_ok(), "{name}={value}: {:?}", mode(value));
+            }
+            let msg = mode("neither").unwrap_err().to_string();
+            for value in v.values {
+                assert!(msg.contains(value), "{name}: {msg} does not name {value}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_variable_is_documented() {
+        for v in VARIABLES {
+            assert!(!v.meaning.is_empty() && !v.kind.is_empty(), "{v:?}");
+            assert!(
+                v.default.is_empty() || v.unset.is_empty(),
+                "{}: a default value or words for unset, not both",
+                v.name()
+            );
+        }
+    }
+
+    #[test]
+    fn the_stuck_timeout_names_every_reason_it_applies_to() {
+        let stuck = VARIABLES.iter().find(|v| v.field == "stuck_timeout");
+        let meaning = stuck.map_or("", |v| v.meaning);
+        for reason in crate::run::STUCK_REASONS {
+            assert!(meaning.contains(&format!("`{reason}`")), "{reason}");
+        }
+    }
+
+    #[test]
+    fn the_trigger_keeps_its_own_settings_and_no_others() {
+        let own: Vec<String> = VARIABLES
+            .iter()
+            .filter(|v| v.trigger_own)
+            .map(Variable::name)
+            .collect();
+        assert_eq!(
+            own,
+            [
+                "JOBHERD_NAMESPACE",
+                "JOBHERD_REPORT_FILE",
+                "JOBHERD_JUNIT_FILE",
+                "JOBHERD_DRY_RUN",
+                "JOBHERD_LOG_FORMAT",
+                "JOBHERD_TERMINATION_LOG",
+                "JOBHERD_RETRY",
+                "JOBHERD_TRIGGER",
+                "JOBHERD_TRIGGER_NAME",
+                "JOBHERD_TRIGGER_TIMEOUT",
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,24 @@ use serde_json::{Map, Value};
 use super::{Ctx, PlanError, check_step_name};
 use crate::config::nearest;
 
+/// A field of a plan format: the typo guard knows its name, the reference says what it does.
+#[derive(Debug)]
+pub struct Field {
+    pub name: &'static str,
+    /// What it holds and does, in a sentence or two (Markdown).
+    pub meaning: &'static str,
+}
+
+/// The names of `fields`, for the typo guard and its "did you mean".
+pub(super) fn field_names(fields: &[Field]) -> impl Iterator<Item = &'static str> + '_ {
+    fields.iter().map(|f| f.name)
+}
+
+/// Whether `key` is one of `fields`.
+pub(super) fn knows(fields: &[Field], key: &str) -> bool {
+    field_names(fields).any(|n| n == key)
+}
+
 /// YAML reads some bare words as booleans or numbers (`y`, `no`, `on`, `1`): names that look
 /// like them need quotes.
 const QUOTE_HINT: &str = " (quote names that YAML would read as a boolean or number)";
@@ -59,15 +77,15 @@ pub(super) fn depends_on(
 pub(super) fn check_fields(
     ctx: &Ctx,
     fields: &Map<String, Value>,
-    allowed: &[&str],
+    allowed: &[Field],
     label: &str,
     what: &str,
 ) -> Result<(), PlanError> {
-    match fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+    match fields.keys().find(|k| !knows(allowed, k)) {
         Some(key) => Err(ctx.format(format!(
             "{label} has an unknown field {key:?}{}; {what} takes {}",
-            did_you_mean(key, allowed.iter().copied()),
-            allowed.join(", ")
+            did_you_mean(key, field_names(allowed)),
+            field_names(allowed).collect::<Vec<_>>().join(", ")
         ))),
         None => Ok(()),
     }
@@ -78,13 +96,13 @@ pub(super) fn check_fields(
 pub(super) fn note_unknown_fields(
     ctx: &Ctx,
     fields: &Map<String, Value>,
-    allowed: &[&str],
+    allowed: &[Field],
     label: &str,
 ) {
-    for key in fields.keys().filter(|k| !allowed.contains(&k.as_str())) {
+    for key in fields.keys().filter(|k| !knows(allowed, k)) {
         ctx.note(format!(
             "{label}: field {key:?} is ignored, as Jobernetes ignores it{}",
-            did_you_mean(key, allowed.iter().copied())
+            did_you_mean(key, field_names(allowed))
         ));
     }
 }

@@ -6,24 +6,76 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Map, Value};
 
-use super::fields::{depends_on, did_you_mean, entry_name, kind_of, mapping, note_unknown_fields};
+use super::fields::{
+    Field, depends_on, did_you_mean, entry_name, field_names, kind_of, knows, mapping,
+    note_unknown_fields,
+};
 use super::manifests::{directory_jobs, load_job_file};
 use super::steps::{PhaseShape, Unknown, phase_list};
 use super::{Ctx, Entry, PlanError, PlanOptions};
 use crate::config::{Cleanup, StepSettings, check_dns_label, nearest, parse_bool};
 
-const JOBERNETES_PHASE_FIELDS: &[&str] = &["phase_name", "jobs"];
+/// The labels Jobernetes puts on every Job it creates, and jobherd on the children of a model.
+pub const JOBERNETES_JOB_NAME: &str = "jobernetes_job_name";
+pub const JOBERNETES_PHASE: &str = "jobernetes_phase";
+pub const JOBERNETES_EXPLODED: &str = "jobernetes_exploded";
 
-const JOBERNETES_JOB_FIELDS: &[&str] = &["name", "job_path", "type", "depends_on"];
+pub const JOBERNETES_PHASE_FIELDS: &[Field] = &[
+    Field {
+        name: "phase_name",
+        meaning: "The phase's name. Every job of a phase depends on every job of the phase before.",
+    },
+    Field {
+        name: "jobs",
+        meaning: "The phase's jobs.",
+    },
+];
+
+pub const JOBERNETES_JOB_FIELDS: &[Field] = &[
+    Field {
+        name: "name",
+        meaning: "The job's name: the child is `<prefix>-<name>` (lowercased, `_` and `.` as `-`), labelled `jobernetes_job_name: <name>`.",
+    },
+    Field {
+        name: "job_path",
+        meaning: "Required: a Job manifest, or with `type: directory` a directory of them (`*.yml`, `*.yaml`, `*.json`, by file name), relative to the model's directory.",
+    },
+    Field {
+        name: "type",
+        meaning: "`directory` runs every manifest of `job_path`, each as a step `<name>-<file stem>`; anything else runs one file.",
+    },
+    Field {
+        name: "depends_on",
+        meaning: "Jobs of the same or an earlier phase; a directory job's name means all its files.",
+    },
+];
 
 /// The keys `jobernetes.py` reads; others are ignored there, and here with a note.
-const JOBERNETES_CONFIG_FIELDS: &[&str] = &[
-    "cleanup",
-    "kubernetes_namespace",
-    "parallelization",
-    "refresh_time",
-    "incluster",
-    "ssl_insecure_warnings",
+pub const JOBERNETES_CONFIG_FIELDS: &[Field] = &[
+    Field {
+        name: "cleanup",
+        meaning: "`true` is `JOBHERD_CLEANUP=succeeded`, `false` is `never`; the variable wins.",
+    },
+    Field {
+        name: "kubernetes_namespace",
+        meaning: "The children's namespace; `JOBHERD_NAMESPACE` wins. Unset: the parent's namespace, not `default`.",
+    },
+    Field {
+        name: "parallelization",
+        meaning: "The most children active at once, counting this run's only (`0`: no limit); `JOBHERD_PARALLELISM` wins.",
+    },
+    Field {
+        name: "refresh_time",
+        meaning: "Accepted, not needed: jobherd watches instead of polling (a note).",
+    },
+    Field {
+        name: "incluster",
+        meaning: "Accepted, not needed: jobherd finds the cluster as kubectl does (a note).",
+    },
+    Field {
+        name: "ssl_insecure_warnings",
+        meaning: "Accepted, not needed: jobherd prints no such warnings (a note).",
+    },
 ];
 
 const JOBERNETES_PHASES: PhaseShape = PhaseShape {
@@ -112,7 +164,7 @@ fn job_path(ctx: &Ctx, label: &str, fields: &Map<String, Value>) -> Result<PathB
         None => {
             let typo = fields
                 .keys()
-                .filter(|k| !JOBERNETES_JOB_FIELDS.contains(&k.as_str()))
+                .filter(|k| !knows(JOBERNETES_JOB_FIELDS, k))
                 .find(|k| nearest(k, ["job_path"]).is_some())
                 .map(|k| format!(" (is {k:?} meant to be `job_path`?)"))
                 .unwrap_or_default();
@@ -150,11 +202,11 @@ fn job_settings(job: Job) -> StepSettings {
 /// whatever selects Jobs by them (`kubectl get jobs -l jobernetes_phase=1`) still finds them.
 fn add_jobernetes_labels(job: &mut Job, name: &str, phase: usize, exploded: bool) {
     let labels = job.metadata.labels.get_or_insert_with(Default::default);
-    labels.insert("jobernetes_job_name".into(), name.into());
-    labels.insert("jobernetes_phase".into(), phase.to_string());
+    labels.insert(JOBERNETES_JOB_NAME.into(), name.into());
+    labels.insert(JOBERNETES_PHASE.into(), phase.to_string());
     // Python's `str(bool)`, as Jobernetes writes it.
     let exploded = if exploded { "True" } else { "False" };
-    labels.insert("jobernetes_exploded".into(), exploded.into());
+    labels.insert(JOBERNETES_EXPLODED.into(), exploded.into());
 }
 
 /// `jobernetes_config`: overrides of Jobernetes' defaults, merged key by key
@@ -192,7 +244,7 @@ fn jobernetes_config(ctx: &Ctx, value: &Value) -> Result<PlanOptions, PlanError>
             ),
             _ => ctx.note(format!(
                 "jobernetes_config.{key} is ignored, as Jobernetes ignores it{}",
-                did_you_mean(key, JOBERNETES_CONFIG_FIELDS.iter().copied())
+                did_you_mean(key, field_names(JOBERNETES_CONFIG_FIELDS))
             )),
         }
     }

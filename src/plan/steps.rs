@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Map, Value};
 
 use super::fields::{
-    check_fields, depends_on, entry_name, kind_of, list, mapping, note_unknown_fields,
+    Field, check_fields, depends_on, entry_name, kind_of, list, mapping, note_unknown_fields,
 };
 use super::manifests::{inline_job, load_job_file};
 use super::{Ctx, Entry, PlanError, When};
@@ -18,25 +18,79 @@ use crate::config::{
 
 /// Every field a step takes; any other is a typo. Each is read in `step_settings`, or in
 /// `step_entry` when it names other steps.
-const STEP_FIELDS: &[&str] = &[
-    "name",
-    "depends_on",
-    "image",
-    "command",
-    "args",
-    "shell",
-    "env",
-    "params",
-    "count",
-    "params_from",
-    "when",
-    "backoff_limit",
-    "restart_policy",
-    "child_timeout",
-    "ttl",
-    "queue",
-    "job",
-    "job_file",
+pub const STEP_FIELDS: &[Field] = &[
+    Field {
+        name: "name",
+        meaning: "Required: 1 to 63 letters, digits, `_`, `.` or `-`, starting and ending with a letter or digit. Children are named `<prefix>-<step>`, with `_` and `.` as `-`.",
+    },
+    Field {
+        name: "depends_on",
+        meaning: "A list of step names: the step starts once they have ended as its `when` asks.",
+    },
+    Field {
+        name: "image",
+        meaning: "The container image, as `JOBHERD_IMAGE`.",
+    },
+    Field {
+        name: "command",
+        meaning: "A list of strings (exec form), as `JOBHERD_COMMAND`.",
+    },
+    Field {
+        name: "args",
+        meaning: "A list of strings, as `JOBHERD_ARGS`.",
+    },
+    Field {
+        name: "shell",
+        meaning: "A string run as `[\"/bin/sh\",\"-c\",STRING]`, as `JOBHERD_SHELL`; excludes `command` and `args`.",
+    },
+    Field {
+        name: "env",
+        meaning: "A mapping of environment variables (strings, numbers, booleans), merged over `JOBHERD_ENV`, the step winning.",
+    },
+    Field {
+        name: "params",
+        meaning: "A list of mappings: one child per element, as `JOBHERD_PARAMS`.",
+    },
+    Field {
+        name: "count",
+        meaning: "N children with `JOBHERD_CHILD_INDEX` and `JOBHERD_CHILD_COUNT`, as `JOBHERD_COUNT`; excludes `params`.",
+    },
+    Field {
+        name: "params_from",
+        meaning: "The name of a step in `depends_on`: one child per element of that step's result, a JSON array (an object's entries become env vars, anything else `JOBHERD_ITEM`); excludes `params` and `count`.",
+    },
+    Field {
+        name: "when",
+        meaning: "`succeeded` (the default: every dependency succeeded), `failed` (every dependency ended and one did not succeed: a revert) or `always` (every dependency ended: a notification); other than `succeeded` it needs `depends_on`.",
+    },
+    Field {
+        name: "backoff_limit",
+        meaning: "A whole number, 0 or more, as `JOBHERD_BACKOFF_LIMIT`.",
+    },
+    Field {
+        name: "restart_policy",
+        meaning: "`OnFailure` or `Never`, as `JOBHERD_RESTART_POLICY`.",
+    },
+    Field {
+        name: "child_timeout",
+        meaning: "A duration, as `JOBHERD_CHILD_TIMEOUT`.",
+    },
+    Field {
+        name: "ttl",
+        meaning: "A duration, as `JOBHERD_TTL`.",
+    },
+    Field {
+        name: "queue",
+        meaning: "A Kueue LocalQueue for this step's children, instead of `JOBHERD_QUEUE`.",
+    },
+    Field {
+        name: "job",
+        meaning: "A batch/v1 Job manifest (a mapping) used as this step's base, instead of `JOBHERD_JOB_TEMPLATE`; its `metadata.name` is replaced.",
+    },
+    Field {
+        name: "job_file",
+        meaning: "The path of a JSON or YAML file holding one batch/v1 Job, relative to the plan file (to the current directory for `JOBHERD_PLAN`); excludes `job`.",
+    },
 ];
 
 pub(super) fn steps_plan(ctx: &Ctx, steps: &Value) -> Result<Vec<Entry>, PlanError> {
@@ -71,7 +125,7 @@ pub(super) struct PhaseShape {
     pub(super) items_key: &'static str,
     /// What one item is called in messages: `step` or `job`.
     pub(super) item: &'static str,
-    pub(super) fields: &'static [&'static str],
+    pub(super) fields: &'static [Field],
     /// What one phase is called in messages.
     pub(super) what: &'static str,
     /// Whether a field outside `fields` is an error or a note.
@@ -88,7 +142,16 @@ pub(super) enum Unknown {
     Note,
 }
 
-const PHASE_FIELDS: &[&str] = &["name", "steps"];
+pub const PHASE_FIELDS: &[Field] = &[
+    Field {
+        name: "name",
+        meaning: "The phase's name, shown in the table and the report.",
+    },
+    Field {
+        name: "steps",
+        meaning: "The phase's steps. Each depends on every step of the phase before; `depends_on` may add steps of the same or an earlier phase.",
+    },
+];
 
 const PHASES: PhaseShape = PhaseShape {
     list_key: "phases",

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{attempts, duration, queue_text, summary};
+use crate::exit::Exit;
 use crate::outputs;
 use crate::run::{ChildResult, Phase, Run};
 
@@ -93,10 +94,10 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
         })
         .collect();
     let report = JsonReport {
-        result: match run.exit_code() {
-            0 => "succeeded",
-            3 => "timeout",
-            130 | 143 => "interrupted",
+        result: match Exit::from_code(run.exit_code()) {
+            Some(Exit::Succeeded) => "succeeded",
+            Some(Exit::Timeout) => "timeout",
+            Some(Exit::Interrupted | Exit::Terminated) => "interrupted",
             _ => "failed",
         },
         exit_code: run.exit_code(),

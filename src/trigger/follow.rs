@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
-/// Exit codes SPEC §5 gives jobherd; any other ending of the parent's container is not its own.
-const JOBHERD_CODES: &[i32] = &[0, 1, 2, 3, 4, 130, 143];
+use crate::exit::Exit;
+
 /// The parent ended without jobherd's own exit code (pod deleted, evicted, lost, killed).
-pub const NO_CODE: i32 = 5;
+pub const NO_CODE: i32 = Exit::NoCode.code();
 /// How long the last lines of a log are waited for once the parent Job has ended.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -249,7 +249,10 @@ impl Follow {
         let (_, reason, message) = self.job_end.clone()?;
         let last = self.pods.last();
         Some(match last.and_then(|p| p.exit.clone()) {
-            Some((code, _)) if JOBHERD_CODES.contains(&code) => Ending { code, why: None },
+            // Any other ending of the parent's container is not jobherd's own.
+            Some((code, _)) if Exit::from_code(code).is_some_and(|e| e != Exit::NoCode) => {
+                Ending { code, why: None }
+            }
             Some((code, why)) => Ending {
                 code: NO_CODE,
                 why: Some(match why.as_str() {
