@@ -168,11 +168,17 @@ impl ChildState {
         self.pods.values().map(|p| p.runs).sum()
     }
 
-    fn refresh_attempts(&mut self) {
+    /// Attempts as the pods and the Job count them; `Change::Attempt` when a running child's
+    /// grew (the reporter's timeline draws each attempt).
+    fn refresh_attempts(&mut self) -> Option<Change> {
+        let before = self.attempts;
         self.attempts = self
             .attempts
             .max(self.attempts_from_pods())
             .max(self.job_attempts);
+        (self.attempts > before && self.phase == Phase::Running).then_some(Change::Attempt {
+            number: self.attempts,
+        })
     }
 }
 

@@ -75,6 +75,8 @@ variables! {
     trigger_name,
     trigger_timeout,
     queue,
+    html_file,
+    pushgateway,
 }
 
 /// Variables a jobherd may find set that are not meant for it: a parent sets
@@ -92,6 +94,7 @@ const TRIGGER_OWN: &[&str] = &[
     "NAMESPACE",
     "REPORT_FILE",
     "JUNIT_FILE",
+    "HTML_FILE",
     "DRY_RUN",
     "LOG_FORMAT",
     "RETRY",
@@ -178,6 +181,7 @@ pub(super) fn trigger_config(ours: Vec<(String, String)>) -> Result<TriggerConfi
         )?,
         report_file: raw.report_file.clone().map(PathBuf::from),
         junit_file: raw.junit_file.clone().map(PathBuf::from),
+        html_file: raw.html_file.clone().map(PathBuf::from),
         dry_run: opt(&raw.dry_run, "dry_run", parse_dry_run)?,
         log_format: opt(&raw.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
         retry: opt(&raw.retry, "retry", parse_retry)?,
@@ -209,6 +213,8 @@ impl RawVars {
             logs: opt(&self.logs, "logs", parse_logs)?.unwrap_or_default(),
             report_file: self.report_file.clone().map(PathBuf::from),
             junit_file: self.junit_file.clone().map(PathBuf::from),
+            html_file: self.html_file.clone().map(PathBuf::from),
+            pushgateway: opt(&self.pushgateway, "pushgateway", parse_pushgateway)?,
             dry_run: opt(&self.dry_run, "dry_run", parse_dry_run)?,
             log_format: opt(&self.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
             rate: RateLimit {
@@ -384,6 +390,17 @@ fn parse_trigger(s: &str) -> Result<String, String> {
     }
     check_dns_label(name).map_err(|e| format!("{EXPECTED}: {e}"))?;
     Ok(name.to_string())
+}
+
+/// A Pushgateway's base URL: `http://` or `https://`, a host, perhaps a path; no query.
+fn parse_pushgateway(s: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected a Pushgateway URL such as http://pushgateway.monitoring:9091";
+    let uri: hyper::Uri = s.trim().parse().map_err(|e| format!("{EXPECTED}: {e}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
+        return Err(EXPECTED.into());
+    }
+    Ok(s.trim().trim_end_matches('/').to_string())
 }
 
 fn parse_backoff_limit(s: &str) -> Result<i32, String> {

@@ -16,6 +16,10 @@ pub enum Change {
     /// Found already existing from an earlier attempt of this run (restarted parent).
     Adopted,
     Running,
+    /// A running child's attempts grew to `number`: a new pod, or its container restarted.
+    Attempt {
+        number: u32,
+    },
     /// Its Job is suspended: it waits for admission by a queue (Kueue's `queue-name` label).
     Queued {
         queue: Option<String>,

@@ -128,7 +128,9 @@ impl Run {
             };
             state.job_attempts =
                 (status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0) + active).max(0) as u32;
-            state.refresh_attempts();
+            if let Some(change) = state.refresh_attempts() {
+                out.child(index, change);
+            }
         }
         self.observe_suspension(index, job, out);
         self.read_conditions(index, job, out);

@@ -82,7 +82,9 @@ impl Run {
             return;
         };
         let containers = status.container_statuses.as_deref().unwrap_or_default();
-        self.count_attempts(index, pod, containers);
+        if let Some(change) = self.count_attempts(index, pod, containers) {
+            out.child(index, change);
+        }
         let running = containers
             .iter()
             .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
@@ -123,7 +125,7 @@ impl Run {
         index: usize,
         pod: &Pod,
         containers: &[ContainerStatus],
-    ) {
+    ) -> Option<Change> {
         let started = containers.iter().any(|c| {
             c.state
                 .as_ref()
@@ -131,7 +133,7 @@ impl Run {
                 || c.restart_count > 0
         });
         if !started {
-            return;
+            return None;
         }
         let restarts = containers
             .iter()
@@ -145,7 +147,7 @@ impl Run {
             .or_default()
             .runs;
         *runs = (*runs).max(restarts + 1);
-        state.refresh_attempts();
+        state.refresh_attempts()
     }
 
     /// Notes the first waiting reason that will not resolve itself; ErrImagePull alternating
