@@ -168,15 +168,17 @@ impl ChildState {
         self.pods.values().map(|p| p.runs).sum()
     }
 
-    /// Attempts as the pods and the Job count them; `Change::Attempt` when a running child's
-    /// grew (the reporter's timeline draws each attempt).
+    /// Attempts as the pods and the Job count them; `Change::Attempt` when an active child's
+    /// grew (the reporter's timeline draws each attempt): while it runs, or past the first
+    /// (a short first attempt may come and go between two events).
     fn refresh_attempts(&mut self) -> Option<Change> {
         let before = self.attempts;
         self.attempts = self
             .attempts
             .max(self.attempts_from_pods())
             .max(self.job_attempts);
-        (self.attempts > before && self.phase == Phase::Running).then_some(Change::Attempt {
+        let told = self.phase == Phase::Running || (self.phase.is_active() && self.attempts > 1);
+        (self.attempts > before && told).then_some(Change::Attempt {
             number: self.attempts,
         })
     }

@@ -108,30 +108,28 @@ fn is_plan(run: &Run) -> bool {
     run.children().steps().iter().any(|s| s.name.is_some())
 }
 
-/// The steps on the plan's critical path, and the child that ended last in each.
+/// The steps on the plan's critical path, and the child that ended last in each that ran.
 fn critical_path(run: &Run, bars: &[Bar]) -> (HashSet<usize>, HashSet<usize>) {
     let steps = run.children().steps();
     if !steps.iter().any(|s| !s.depends_on.is_empty()) {
         return Default::default();
     }
-    // Children that ran at all: a skipped child ends without having taken time.
-    let ran = |i: &usize| !bars[*i].segments.is_empty();
+    // When each step's last child ended, and whether it ran (a skipped child takes no time).
     let last_child = |s: usize| {
         steps[s]
             .children
             .clone()
-            .filter(ran)
-            .filter_map(|i| Some((bars[i].last()?, i)))
+            .filter_map(|i| Some((bars[i].last()?, !bars[i].segments.is_empty(), i)))
             .max()
     };
-    let ends: Vec<Option<u32>> = (0..steps.len())
-        .map(|s| last_child(s).map(|e| e.0))
+    let ends: Vec<Option<(u32, bool)>> = (0..steps.len())
+        .map(|s| last_child(s).map(|(at, ran, _)| (at, ran)))
         .collect();
     let deps: Vec<&[usize]> = steps.iter().map(|s| s.depends_on.as_slice()).collect();
     let path = layout::critical_path(&deps, &ends);
     let children = path
         .iter()
-        .filter_map(|&s| last_child(s).map(|e| e.1))
+        .filter_map(|&s| last_child(s).filter(|c| c.1).map(|c| c.2))
         .collect();
     (path.into_iter().collect(), children)
 }
@@ -292,11 +290,16 @@ fn table(out: &mut String, run: &Run) {
     for h in &cells[0] {
         let _ = write!(
             out,
-            "<th bgcolor=\"#eeeeee\" align=\"left\">{}</th>",
+            "<th bgcolor=\"#eeeeee\" align=\"left\" nowrap>{}</th>",
             esc(h)
         );
     }
     out.push_str("</tr>\n");
+    // Short cells stay on one line; a child's result and a reason wrap.
+    let wraps: Vec<bool> = cells[0]
+        .iter()
+        .map(|h| h == "OUTPUT" || h == "REASON")
+        .collect();
     for (row, &i) in cells[1..].iter().zip(&rows) {
         let _ = write!(out, "<tr id=\"c-{}\">", esc(run.children().name(i)));
         for (k, cell) in row.iter().enumerate() {
@@ -307,7 +310,8 @@ fn table(out: &mut String, run: &Run) {
                 (2, Some(ChildResult::Cancelled)) => " bgcolor=\"#e4e4e4\"",
                 _ => "",
             };
-            let _ = write!(out, "<td{bg}>{}</td>", esc(cell));
+            let wrap = if wraps[k] { "" } else { " nowrap" };
+            let _ = write!(out, "<td{bg}{wrap}>{}</td>", esc(cell));
         }
         out.push_str("</tr>\n");
     }

@@ -83,7 +83,7 @@ fn legend(out: &mut String) {
             x + 18.0,
             paint.name()
         );
-        x += 26.0 + paint.name().len() as f64 * 6.6;
+        x += 30.0 + layout::text_width(paint.name(), 12.0);
     }
     let _ = writeln!(
         out,
@@ -195,8 +195,7 @@ fn segment_title(name: &str, segment: &crate::report::timeline::Segment, paint: 
 /// an earlier run.
 fn ending(out: &mut String, c: &Chart, i: usize, y: f64) {
     let state = c.run.state(i);
-    let at = c.bars[i].last().unwrap_or(0);
-    let x = c.scale.x(at) + 4.0;
+    let bar = &c.bars[i];
     let (text, colour) = match (&state.phase, &state.earlier_run) {
         (_, Some(earlier)) => (format!("succeeded in earlier run {earlier}"), "#2e7d32"),
         (Phase::Done { result, reason, .. }, _) => {
@@ -210,12 +209,9 @@ fn ending(out: &mut String, c: &Chart, i: usize, y: f64) {
         }
         _ => return,
     };
-    // Past the middle, the words go left of the mark so they stay in the picture.
-    let (x, anchor) = if x > PLOT_X + PLOT_W * 0.7 {
-        (x - 8.0, "end")
-    } else {
-        (x, "start")
-    };
+    let from = c.scale.x(bar.first().unwrap_or(0));
+    let to = c.scale.x(bar.last().unwrap_or(0));
+    let (x, anchor) = layout::label_place(from, to, layout::text_width(&text, 11.0) * 1.1);
     let _ = write!(
         out,
         r##"<text x="{x:.1}" y="{}" font-size="11" text-anchor="{anchor}" fill="{colour}" font-weight="bold">{}</text>"##,

@@ -16,6 +16,8 @@ const BOX_H: f64 = 46.0;
 const GAP_X: f64 = 70.0;
 const GAP_Y: f64 = 22.0;
 const MARGIN: f64 = 12.0;
+/// The lane under the boxes for arrows that pass a column.
+const LANE: f64 = 44.0;
 /// Characters of a step's name that fit its box.
 const NAME_CHARS: usize = 24;
 
@@ -27,7 +29,15 @@ pub fn draw(out: &mut String, run: &Run, critical: &HashSet<usize>) {
     let columns = places.iter().map(|p| p.0 + 1).max().unwrap_or(1);
     let rows = places.iter().map(|p| p.1 + 1).max().unwrap_or(1);
     let width = MARGIN * 2.0 + columns as f64 * (BOX_W + GAP_X) - GAP_X;
-    let height = MARGIN * 2.0 + rows as f64 * (BOX_H + GAP_Y) - GAP_Y;
+    let boxes_end = MARGIN + rows as f64 * (BOX_H + GAP_Y) - GAP_Y;
+    // Arrows that pass a column go under every box, in a lane of their own.
+    let long = steps.iter().enumerate().any(|(s, spec)| {
+        spec.depends_on
+            .iter()
+            .any(|&d| places[s].0 > places[d].0 + 1)
+    });
+    let lane = boxes_end + LANE / 2.0;
+    let height = boxes_end + MARGIN + if long { LANE } else { 0.0 };
     let corner = |s: usize| {
         let (c, r) = places[s];
         (
@@ -43,7 +53,8 @@ pub fn draw(out: &mut String, run: &Run, critical: &HashSet<usize>) {
     for (s, spec) in steps.iter().enumerate() {
         for &d in &spec.depends_on {
             let on_path = critical.contains(&s) && critical.contains(&d);
-            edge(out, corner(d), corner(s), spec.when, on_path);
+            let under = (places[s].0 > places[d].0 + 1).then_some(lane);
+            edge(out, (corner(d), corner(s)), under, spec.when, on_path);
         }
     }
     for s in 0..steps.len() {
@@ -52,10 +63,33 @@ pub fn draw(out: &mut String, run: &Run, critical: &HashSet<usize>) {
     out.push_str("</svg>\n");
 }
 
-fn edge(out: &mut String, from: (f64, f64), to: (f64, f64), when: When, on_path: bool) {
-    let (x1, y1) = (from.0 + BOX_W, from.1 + BOX_H / 2.0);
-    let (x2, y2) = (to.0 - 2.0, to.1 + BOX_H / 2.0);
-    let bend = (x2 - x1) / 2.0;
+/// An arrow from a box's right side to the next column's left side; one that passes a column
+/// leaves from the bottom of its box, runs in the lane under the boxes and comes up into its
+/// target from below.
+fn edge(
+    out: &mut String,
+    (from, to): ((f64, f64), (f64, f64)),
+    under: Option<f64>,
+    when: When,
+    on_path: bool,
+) {
+    let d = match under {
+        None => {
+            let (x1, y1) = (from.0 + BOX_W, from.1 + BOX_H / 2.0);
+            let (x2, y2) = (to.0 - 2.0, to.1 + BOX_H / 2.0);
+            let bend = (x2 - x1) / 2.0;
+            format!(
+                "M{x1:.1},{y1:.1} C{:.1},{y1:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}",
+                x1 + bend,
+                x2 - bend
+            )
+        }
+        Some(lane) => {
+            let (x1, y1) = (from.0 + BOX_W * 0.6, from.1 + BOX_H);
+            let (x2, y2) = (to.0 + BOX_W * 0.4, to.1 + BOX_H + 2.0);
+            format!("M{x1:.1},{y1:.1} C{x1:.1},{lane:.1} {x2:.1},{lane:.1} {x2:.1},{y2:.1}")
+        }
+    };
     let dash = match when {
         When::Succeeded => "",
         When::Failed => r#" stroke-dasharray="6,4""#,
@@ -64,9 +98,7 @@ fn edge(out: &mut String, from: (f64, f64), to: (f64, f64), when: When, on_path:
     let width = if on_path { 3.0 } else { 1.4 };
     let _ = writeln!(
         out,
-        r##"<path d="M{x1:.1},{y1:.1} C{:.1},{y1:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}" fill="none" stroke="#555555" stroke-width="{width}"{dash} marker-end="url(#arrow)"/>"##,
-        x1 + bend,
-        x2 - bend
+        r##"<path d="{d}" fill="none" stroke="#555555" stroke-width="{width}"{dash} marker-end="url(#arrow)"/>"##
     );
 }
 

@@ -93,6 +93,34 @@ pub fn tick_label(ms: u32, step: u32) -> String {
     if label.is_empty() { "0s".into() } else { label }
 }
 
+/// About how wide `text` is in the page's sans-serif font at `size` pixels (no script can
+/// measure it): narrow, wide and capital letters apart.
+pub fn text_width(text: &str, size: f64) -> f64 {
+    let em: f64 = text
+        .chars()
+        .map(|c| match c {
+            'i' | 'j' | 'l' | '.' | ',' | ':' | ';' | '\'' | '|' | '!' => 0.3,
+            'f' | 't' | 'r' | ' ' | '(' | ')' | '-' => 0.4,
+            'm' | 'w' | 'M' | 'W' => 0.9,
+            c if c.is_uppercase() => 0.7,
+            _ => 0.6,
+        })
+        .sum();
+    em * size
+}
+
+/// Where the words after a child's bar go: right of the bar when they fit in the picture, else
+/// left of where the bar begins, else over the bar's end. `(x, text-anchor)`.
+pub fn label_place(bar_from: f64, bar_to: f64, text_w: f64) -> (f64, &'static str) {
+    if bar_to + 4.0 + text_w <= WIDTH {
+        (bar_to + 4.0, "start")
+    } else if bar_from - 4.0 - text_w >= PLOT_X {
+        (bar_from - 4.0, "end")
+    } else {
+        (WIDTH - 2.0, "end")
+    }
+}
+
 /// A row of the timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Row {
@@ -252,9 +280,10 @@ pub fn buckets<'a>(bars: impl Iterator<Item = &'a Bar>, scale: Scale) -> Vec<[f6
 }
 
 /// The plan's critical path, first step first: from the step that ended last, back through
-/// the dependency that ended last, each time. `ends[s]` is when step `s` ended (or stopped
-/// taking time); steps that never ran are not on it.
-pub fn critical_path(depends_on: &[&[usize]], ends: &[Option<u32>]) -> Vec<usize> {
+/// the dependency that ended last, each time. `ends[s]` is when step `s` ended, and whether it
+/// ran (a skipped step ends when it is skipped, and passes the time on; on a tie the step that
+/// ran is on the path); steps never reached are not on it.
+pub fn critical_path(depends_on: &[&[usize]], ends: &[Option<(u32, bool)>]) -> Vec<usize> {
     let latest = |steps: &mut dyn Iterator<Item = usize>| {
         steps
             .filter_map(|s| Some((ends.get(s).copied().flatten()?, s)))

@@ -166,11 +166,35 @@ fn an_aggregate_row_counts_children_per_slice_of_time() {
 
 #[test]
 fn the_critical_path_follows_the_dependency_that_ended_last() {
-    // a -> b -> d, a -> c -> d; e never ran.
+    // a -> b -> d, a -> c -> d; e never reached.
     let deps: Vec<&[usize]> = vec![&[], &[0], &[0], &[1, 2], &[3]];
-    let ends = [Some(10), Some(50), Some(30), Some(60), None];
+    let ran = |t| Some((t, true));
+    let ends = [ran(10), ran(50), ran(30), ran(60), None];
     assert_eq!(critical_path(&deps, &ends), [0, 1, 3]);
     assert!(critical_path(&deps, &[None; 5]).is_empty());
+}
+
+#[test]
+fn a_skipped_step_passes_the_time_on_and_loses_a_tie_to_one_that_ran() {
+    // list -> process -> merge (skipped) -> revert -> notify (after merge and revert).
+    let deps: Vec<&[usize]> = vec![&[], &[0], &[1], &[2], &[2, 3]];
+    let ends = [
+        Some((10, true)),
+        Some((50, true)),
+        Some((50, false)),
+        Some((70, true)),
+        Some((80, true)),
+    ];
+    assert_eq!(critical_path(&deps, &ends), [0, 1, 2, 3, 4]);
+    // A good night: merge ran, revert was not needed (skipped when merge ended).
+    let ends = [
+        Some((10, true)),
+        Some((50, true)),
+        Some((60, true)),
+        Some((60, false)),
+        Some((65, true)),
+    ];
+    assert_eq!(critical_path(&deps, &ends), [0, 1, 2, 4]);
 }
 
 #[test]
@@ -182,4 +206,17 @@ fn graph_places_put_each_step_after_what_it_depends_on() {
     assert_eq!(places[4], (0, 1));
     assert_eq!((places[1].0, places[2].0, places[3].0), (1, 1, 2));
     assert_ne!(places[1].1, places[2].1);
+}
+
+#[test]
+fn words_after_a_bar_stay_in_the_picture_and_off_the_labels() {
+    let words = text_width("✗ BackoffLimitExceeded", 11.0);
+    assert!(words > 100.0 && words < 200.0, "{words}");
+    assert_eq!(label_place(300.0, 500.0, words), (504.0, "start"));
+    let (x, anchor) = label_place(700.0, WIDTH - 10.0, words);
+    assert_eq!((x, anchor), (696.0, "end"), "left of the bar");
+    assert_eq!(
+        label_place(PLOT_X, WIDTH - 10.0, words),
+        (WIDTH - 2.0, "end")
+    );
 }
