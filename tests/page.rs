@@ -217,3 +217,47 @@ fn the_etl_examples_page_draws_its_plan_its_attempts_and_its_critical_path() {
         "etl",
     );
 }
+
+#[test]
+fn a_triggered_run_writes_its_page_on_the_callers_side() {
+    let cluster = FakeCluster::start();
+    let read = |f: &str| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(f));
+    cluster
+        .kubectl_apply("rbac.yaml", &read("rbac.yaml").unwrap())
+        .unwrap();
+    cluster
+        .kubectl_apply("cronjob.yaml", &read("cronjob.yaml").unwrap())
+        .unwrap();
+    let site = cluster.temp_dir().join("workspace/jobherd");
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_TRIGGER", "cronjob/jobherd-pi")
+        .env("JOBHERD_TRIGGER_NAME", "build-7")
+        .env("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"1200"}"#)
+        // The children's Jobs stay, and with them their times (the CronJob deletes them).
+        .env("JOBHERD_CLEANUP", "never")
+        .env("JOBHERD_HTML_FILE", site.join("index.html"))
+        .timeout(secs(120))
+        .run();
+    assert_eq!(out.code, Some(0), "{out}");
+    let html = page(&site.join("index.html"), "trigger");
+    for part in [
+        "jobherd succeeded (exit 0)",
+        "parent Job build-7",
+        "3 succeeded of 3 children",
+        "the child Jobs' times as the cluster recorded them",
+    ] {
+        assert!(html.contains(part), "{part} not on the page");
+    }
+    for child in ["build-7-0", "build-7-1", "build-7-2"] {
+        assert!(html.contains(&format!("<g id=\"t-{child}\"")), "{child}");
+    }
+    // The override was the trigger's own: the parent got no page to write in its pod.
+    let parent = cluster
+        .object(support::Kind::Job, "default", "build-7")
+        .unwrap();
+    assert!(!parent.to_string().contains("JOBHERD_HTML_FILE"));
+    if let Some(browser) = Browser::find() {
+        browser.check(&site.join("index.html"), None, "trigger");
+    }
+}

@@ -204,6 +204,11 @@ fn ending(out: &mut String, c: &Chart, i: usize, y: f64) {
                 ChildResult::Failed => (format!("✗ {reason}"), "#c62828"),
                 ChildResult::Cancelled => (format!("⊘ {reason}"), "#616161"),
                 ChildResult::Skipped => (format!("skipped: {reason}"), "#757575"),
+                // Read back after its Job was deleted (JOBHERD_CLEANUP): no times to draw.
+                ChildResult::Succeeded if bar.segments.is_empty() => (
+                    "succeeded; its Job was deleted, and its times with it".to_string(),
+                    "#2e7d32",
+                ),
                 ChildResult::Succeeded => return,
             }
         }
