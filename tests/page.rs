@@ -33,7 +33,8 @@ impl Browser {
 
     /// Serves the page at `path`, opens it and checks it (see check_page.py); returns what it measured.
     /// Fails the test with every problem it found. The page and its screenshots are kept in
-    /// `target/screenshots/` as `<shots>.html`, `<shots>.png` and `<shots>-full.png`.
+    /// `target/screenshots/` as `<shots>.html`, `<shots>.png` (the first screen), `<shots>-full.png`
+    /// and `<shots>-top.png` (down to the plan: docs/see-a-run-etl.png is `etl-top.png`).
     fn check(&self, path: &Path, failed: Option<&str>, shots: &str) -> Value {
         let dir = screenshots();
         let url = format!(
@@ -48,6 +49,8 @@ impl Browser {
             .arg(dir.join(format!("{shots}.png")));
         cmd.arg("--full-screenshot")
             .arg(dir.join(format!("{shots}-full.png")));
+        cmd.arg("--top-screenshot")
+            .arg(dir.join(format!("{shots}-top.png")));
         if let Some(name) = failed {
             cmd.args(["--failed", name]);
         }

@@ -833,4 +833,42 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn the_page_and_the_pushgateway_are_read_and_the_trigger_keeps_the_page() {
+        let c = parse(&[
+            ("JOBHERD_IMAGE", "x"),
+            ("JOBHERD_HTML_FILE", "out/run.html"),
+            ("JOBHERD_PUSHGATEWAY", "https://pg.example:9091/gw/"),
+        ])
+        .unwrap();
+        assert_eq!(c.html_file, Some(PathBuf::from("out/run.html")));
+        assert_eq!(c.pushgateway.as_deref(), Some("https://pg.example:9091/gw"));
+        for bad in ["pg:9091", "ftp://pg:9091", "http://", "http://pg:9091/?x=1"] {
+            let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_PUSHGATEWAY", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("JOBHERD_PUSHGATEWAY")
+                    && msg.contains(bad)
+                    && msg.contains("Pushgateway URL"),
+                "{bad}: {msg}"
+            );
+        }
+        let mode = Mode::from_vars(vars(&[
+            ("JOBHERD_TRIGGER", "cronjob/nightly"),
+            ("JOBHERD_HTML_FILE", "reports/run.html"),
+            ("JOBHERD_PUSHGATEWAY", "http://pg:9091"),
+        ]))
+        .unwrap();
+        let Mode::Trigger(t) = mode else {
+            panic!("{mode:?}")
+        };
+        assert_eq!(t.html_file, Some(PathBuf::from("reports/run.html")));
+        assert_eq!(
+            t.overrides,
+            vars(&[("JOBHERD_PUSHGATEWAY", "http://pg:9091")]),
+            "the parent pushes; the caller writes the page"
+        );
+    }
 }

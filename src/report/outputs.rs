@@ -66,25 +66,38 @@ impl Outputs {
             }
             None => None,
         };
-        let page = config.html_file.clone().map(|path| PageFile {
+        let about = About {
+            run_id: identity.run_id.clone(),
+            namespace,
+            parent: parent.map(|p| format!("{} {}", p.kind, p.name)),
+            started: Timestamp::now(),
+        };
+        let page = config.html_file.clone().map(|path| (path, about));
+        Some(Outputs::new(page, metrics, config.heartbeat, now))
+    }
+
+    /// The page (where, and about which run) and the metrics' Pushgateway, refreshed `every`
+    /// heartbeat from `now` on.
+    pub fn new(
+        page: Option<(PathBuf, About)>,
+        metrics: Option<Arc<Pushgateway>>,
+        every: Option<Duration>,
+        now: Instant,
+    ) -> Outputs {
+        let page = page.map(|(path, about)| PageFile {
             path,
-            about: About {
-                run_id: identity.run_id.clone(),
-                namespace,
-                parent: parent.map(|p| format!("{} {}", p.kind, p.name)),
-                started: Timestamp::now(),
-            },
+            about,
             timeline: Timeline::new(now),
             tails: Vec::new(),
             warned: false,
         });
-        Some(Outputs {
+        Outputs {
             page,
             metrics,
-            every: config.heartbeat,
+            every,
             next: now,
             start: now,
-        })
+        }
     }
 
     /// Notes what happened (the timeline, the failed children's log lines).
@@ -249,3 +262,6 @@ fn queue_times(job: &Job) -> Option<(Timestamp, Option<Timestamp>)> {
         .flatten();
     Some((created, admitted))
 }
+
+#[cfg(test)]
+mod tests;

@@ -348,6 +348,59 @@ mod tests {
         assert_eq!(b.end, None, "still queued: its last segment ends now");
     }
 
+    /// The reporter's record of a real run: a child created suspended (its Job says since 3 s
+    /// before), admitted and running when the reporter is an hour in. The run tells no
+    /// admission: the queue's part is the run's own accounting (3 s and the moments the test
+    /// takes), the rest of the wait is pending.
+    #[test]
+    fn a_queued_childs_wait_is_the_runs_own_queue_time_not_the_gap_to_its_next_change() {
+        use crate::run::testing::{RULES, apply, fan_out, job, listed, seen};
+        use crate::run::{Created, Event};
+        use k8s_openapi::api::batch::v1::JobCondition;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let since = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3);
+        let suspended = |suspend: bool, active: i32| {
+            let mut j = job("r-0", &[], active);
+            j.spec.get_or_insert_with(Default::default).suspend = Some(suspend);
+            let status = j.status.get_or_insert_with(Default::default);
+            status
+                .conditions
+                .get_or_insert_with(Vec::new)
+                .push(JobCondition {
+                    type_: "Suspended".into(),
+                    status: if suspend { "True" } else { "False" }.into(),
+                    last_transition_time: Some(Time(since)),
+                    ..Default::default()
+                });
+            j
+        };
+        let mut run = fan_out(1, &RULES);
+        let t0 = Instant::now();
+        let mut timeline = Timeline::new(t0);
+        listed(&mut run, vec![]);
+        let created = Event::Created {
+            index: 0,
+            outcome: Created::Created(Box::new(suspended(true, 0))),
+        };
+        let r = apply(&mut run, created);
+        timeline.record(&run, &r.transitions, t0);
+        let r = seen(&mut run, suspended(false, 1));
+        timeline.record(&run, &r.transitions, t0 + Duration::from_secs(3600));
+        let bar = timeline.bars(1, 3_601_000).remove(0);
+        let spans: Vec<Span> = bar.segments.iter().map(|s| s.span).collect();
+        assert_eq!(
+            spans,
+            [Span::Queued, Span::Pending, Span::Running],
+            "{bar:?}"
+        );
+        let queued = bar.segments[0].to - bar.segments[0].from;
+        assert!(
+            (3000..1_800_000).contains(&queued),
+            "queued for the run's {queued} ms, not the hour until it ran"
+        );
+        assert_eq!(bar.segments[1].to, 3_600_000);
+    }
+
     #[test]
     fn the_first_attempt_is_not_split_and_a_skipped_child_has_only_an_end() {
         let b = bar(

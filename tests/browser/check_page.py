@@ -3,6 +3,7 @@
 checks what a person would see, as tests/page.rs asks:
 
   check_page.py --url URL [--failed NAME] [--screenshot PNG] [--full-screenshot PNG]
+                [--top-screenshot PNG]
 
 - the browser's log has no Content-Security-Policy violation and no error at all (the page is
   served with Jenkins' default CSP by the caller);
@@ -106,12 +107,16 @@ def check_visible(d, name, problems):
     return {"viewport": [width, height], "row_y": round(shapes[0]["y"], 1)}
 
 
-def full_screenshot(d, path):
+def full_screenshot(d, path, top=False):
+    """The whole page, or with top=True down to the end of its plan (or of its timeline)."""
     metrics = d.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    height = metrics["height"]
+    if top:
+        last = (d.find_elements(By.ID, "plan") or d.find_elements(By.ID, "timeline"))[-1].rect
+        height = min(height, last["y"] + last["height"] + 12)
     shot = d.execute_cdp_cmd("Page.captureScreenshot", {
         "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"],
-                 "scale": 1},
+        "clip": {"x": 0, "y": 0, "width": metrics["width"], "height": height, "scale": 1},
     })
     with open(path, "wb") as f:
         f.write(base64.b64decode(shot["data"]))
@@ -123,6 +128,7 @@ def main():
     args.add_argument("--failed")
     args.add_argument("--screenshot")
     args.add_argument("--full-screenshot")
+    args.add_argument("--top-screenshot")
     a = args.parse_args()
     problems, found = [], {}
     with tempfile.TemporaryDirectory(prefix="jobherd-chromium-") as profile:
@@ -137,6 +143,8 @@ def main():
                 d.save_screenshot(a.screenshot)
             if a.full_screenshot:
                 full_screenshot(d, a.full_screenshot)
+            if a.top_screenshot:
+                full_screenshot(d, a.top_screenshot, top=True)
             found["log_entries"] = check_log(d, problems)
         finally:
             d.quit()

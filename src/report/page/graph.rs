@@ -11,9 +11,9 @@ use super::{StepCounts, esc, step_counts};
 use crate::plan::When;
 use crate::run::Run;
 
-const BOX_W: f64 = 190.0;
+const BOX_W: f64 = 176.0;
 const BOX_H: f64 = 46.0;
-const GAP_X: f64 = 70.0;
+const GAP_X: f64 = 48.0;
 const GAP_Y: f64 = 22.0;
 const MARGIN: f64 = 12.0;
 /// The lane under the boxes for arrows that pass a column.
