@@ -491,27 +491,22 @@ pub fn human(d: Duration) -> String {
 
 /// The final table: one row per listed child.
 pub fn table(run: &Run, rows: &[usize]) -> String {
-    align(table_cells(run, rows))
-}
-
-/// The final table's cells, the header first: the text table aligns them, the page puts
-/// them in an HTML table.
-pub fn table_cells(run: &Run, rows: &[usize]) -> Vec<Vec<String>> {
     let columns = Columns::of(run, rows);
     let mut table = vec![columns.header()];
     table.extend(rows.iter().map(|&i| columns.row(run, i)));
-    table
+    align(table)
 }
 
-/// The table's optional columns: each shown when a listed child has something to put there.
-struct Columns {
+/// The final table's columns, the same for the text table and the page's HTML table: the
+/// optional ones are shown when a listed child has something to put there.
+pub struct Columns {
     queues: bool,
     deps: bool,
     outputs: bool,
 }
 
 impl Columns {
-    fn of(run: &Run, rows: &[usize]) -> Columns {
+    pub fn of(run: &Run, rows: &[usize]) -> Columns {
         Columns {
             queues: rows.iter().any(|&i| queue_text(run, i).is_some()),
             deps: run
@@ -523,7 +518,7 @@ impl Columns {
         }
     }
 
-    fn header(&self) -> Vec<String> {
+    pub fn header(&self) -> Vec<String> {
         let mut header = vec!["CHILD", "STEP", "RESULT", "ATTEMPTS", "DURATION"];
         if self.queues {
             header.push("QUEUED");
@@ -538,7 +533,8 @@ impl Columns {
         header.into_iter().map(String::from).collect()
     }
 
-    fn row(&self, run: &Run, i: usize) -> Vec<String> {
+    /// One child's cells, in the header's order.
+    pub fn row(&self, run: &Run, i: usize) -> Vec<String> {
         let children = run.children();
         let state = run.state(i);
         let (result, reason) = result_and_reason(state);

@@ -17,7 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::timeline::{Bar, Clock, Timeline};
-use super::{Counts, exit_meaning, human, summary, table_cells};
+use super::{Columns, Counts, exit_meaning, human, summary};
 use crate::run::{ChildResult, NOT_NEEDED, Phase, Run};
 use chart::FONT;
 use layout::{Paint, Scale};
@@ -282,12 +282,14 @@ fn failed_by_name(out: &mut String, run: &Run) {
     out.push_str("</p>\n");
 }
 
-/// The table of the text report, every child, each row a link target.
+/// The table of the text report, every child, each row a link target; row by row, so a big
+/// herd's cells are never all held at once.
 fn table(out: &mut String, run: &Run) {
     let rows: Vec<usize> = run.children().in_step_order().collect();
-    let cells = table_cells(run, &rows);
+    let columns = Columns::of(run, &rows);
+    let header = columns.header();
     out.push_str("<table border=\"1\" cellspacing=\"0\" cellpadding=\"3\">\n<tr>");
-    for h in &cells[0] {
+    for h in &header {
         let _ = write!(
             out,
             "<th bgcolor=\"#eeeeee\" align=\"left\" nowrap>{}</th>",
@@ -296,13 +298,13 @@ fn table(out: &mut String, run: &Run) {
     }
     out.push_str("</tr>\n");
     // Short cells stay on one line; a child's result and a reason wrap.
-    let wraps: Vec<bool> = cells[0]
+    let wraps: Vec<bool> = header
         .iter()
         .map(|h| h == "OUTPUT" || h == "REASON")
         .collect();
-    for (row, &i) in cells[1..].iter().zip(&rows) {
+    for i in rows {
         let _ = write!(out, "<tr id=\"c-{}\">", esc(run.children().name(i)));
-        for (k, cell) in row.iter().enumerate() {
+        for (k, cell) in columns.row(run, i).iter().enumerate() {
             // The RESULT column, tinted.
             let bg = match (k, run.state(i).phase.result()) {
                 (2, Some(ChildResult::Failed)) => " bgcolor=\"#f8d4d4\"",
