@@ -169,16 +169,16 @@ impl ChildState {
     }
 
     /// Attempts as the pods and the Job count them; `Change::Attempt` when an active child's
-    /// grew (the reporter's timeline draws each attempt): while it runs, or past the first
-    /// (a short first attempt may come and go between two events).
+    /// grew past the first (the reporter's timeline draws each attempt; the first begins when
+    /// the child runs).
     fn refresh_attempts(&mut self) -> Option<Change> {
         let before = self.attempts;
         self.attempts = self
             .attempts
             .max(self.attempts_from_pods())
             .max(self.job_attempts);
-        let told = self.phase == Phase::Running || (self.phase.is_active() && self.attempts > 1);
-        (self.attempts > before && told).then_some(Change::Attempt {
+        let told = self.attempts > before.max(1) && self.phase.is_active();
+        told.then_some(Change::Attempt {
             number: self.attempts,
         })
     }

@@ -16,7 +16,9 @@ pub enum Change {
     /// Found already existing from an earlier attempt of this run (restarted parent).
     Adopted,
     Running,
-    /// A running child's attempts grew to `number`: a new pod, or its container restarted.
+    /// An active child's attempts grew past the first, to `number` (a new pod, or its
+    /// container restarted). The console prints nothing for it; the page's timeline draws
+    /// each attempt from it.
     Attempt {
         number: u32,
     },
