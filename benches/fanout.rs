@@ -16,13 +16,21 @@
 //!   running and a restarted parent adopts, default `10000` (`0` skips it); at `JOBHERD_QPS`
 //!   200: the restarted parent's requests per adopted child (it must find them from its lists,
 //!   not one by one) and its time until every child is adopted.
+//! - `BENCH_OUTPUTS`: sizes of a finished run whose page (`JOBHERD_HTML_FILE`) is written and
+//!   whose metrics are pushed (`JOBHERD_PUSHGATEWAY`, to Debian's Pushgateway on loopback when
+//!   it is installed), in process, default `10000` (`0` skips it);
+//! - `BENCH_WITH_OUTPUTS=1`: each fan-out runs a second time with the page and the metrics on,
+//!   refreshed every second (`JOBHERD_HEARTBEAT=1s`).
 
+#[path = "fanout/outputs.rs"]
+mod outputs;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use outputs::Outputs;
 use support::{FakeCluster, Kind, Running};
 
 /// jobherd's peak resident memory so far (VmHWM never goes down, so sampling misses little).
@@ -91,12 +99,20 @@ fn measure(cluster: &FakeCluster, qps: u32, vars: &[(&str, String)]) -> Measured
     }
 }
 
-fn fan_out(children: usize, qps: u32) {
+fn fan_out(children: usize, qps: u32, outputs: Option<&Outputs>) {
     let cluster = FakeCluster::start();
-    let vars = [
+    let mut vars = vec![
         ("JOBHERD_COUNT", children.to_string()),
         ("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"200"}"#.to_string()),
     ];
+    let page = cluster.temp_dir().join("page.html");
+    if let Some(o) = outputs {
+        vars.push(("JOBHERD_HTML_FILE", page.display().to_string()));
+        vars.push(("JOBHERD_HEARTBEAT", "1s".to_string()));
+        if let Some(gateway) = &o.gateway {
+            vars.push(("JOBHERD_PUSHGATEWAY", gateway.url.clone()));
+        }
+    }
     let m = measure(&cluster, qps, &vars);
     let creates: Vec<_> = m
         .requests
@@ -108,8 +124,20 @@ fn fan_out(children: usize, qps: u32) {
         _ => Duration::ZERO,
     };
     let watches = m.requests.iter().filter(|r| r.verb == "watch").count();
+    let with = match outputs {
+        Some(o) => format!(
+            "  + page ({:.1} MiB) and metrics{}, every 1s",
+            std::fs::metadata(&page).map_or(0, |m| m.len()) as f64 / 1024.0 / 1024.0,
+            if o.gateway.is_some() {
+                ""
+            } else {
+                " (no Pushgateway)"
+            }
+        ),
+        None => String::new(),
+    };
     println!(
-        "children={children:>5}  qps={qps:>3}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  peak_rss={:.1} MiB  cpu={:.2}s",
+        "children={children:>5}  qps={qps:>3}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  peak_rss={:.1} MiB  cpu={:.2}s{with}",
         m.wall.as_secs_f64(),
         creates.len() as f64 / create_span.as_secs_f64().max(0.001),
         m.requests.len(),
@@ -358,12 +386,22 @@ fn list(var: &str, default: &str) -> Vec<usize> {
 
 fn main() {
     chain(20);
+    let outputs = Outputs::start();
+    let with_outputs = std::env::var("BENCH_WITH_OUTPUTS").is_ok_and(|v| v == "1");
     for children in list("BENCH_CHILDREN", "1000") {
         for qps in list("BENCH_QPS", "20,200")
             .into_iter()
             .filter(|_| children > 0)
         {
-            fan_out(children, qps as u32);
+            fan_out(children, qps as u32, None);
+            if with_outputs {
+                fan_out(children, qps as u32, Some(&outputs));
+            }
+        }
+    }
+    for children in list("BENCH_OUTPUTS", "10000") {
+        if children > 0 {
+            outputs.measure(children);
         }
     }
     for items in list("BENCH_DYNAMIC", "10000") {

@@ -224,6 +224,11 @@ pub struct Config {
     pub logs: LogsMode,
     pub report_file: Option<PathBuf>,
     pub junit_file: Option<PathBuf>,
+    /// `JOBHERD_HTML_FILE`: the page of the run, refreshed on each heartbeat.
+    pub html_file: Option<PathBuf>,
+    /// `JOBHERD_PUSHGATEWAY`: a Pushgateway's base URL (`http(s)://host:port[/path]`, no
+    /// trailing `/`), where the run's metrics are pushed.
+    pub pushgateway: Option<String>,
     pub dry_run: Option<DryRun>,
     pub log_format: LogFormat,
     pub rate: RateLimit,
@@ -255,7 +260,7 @@ impl Config {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mode {
     Run(Box<Config>),
-    Trigger(TriggerConfig),
+    Trigger(Box<TriggerConfig>),
 }
 
 impl Mode {
@@ -268,7 +273,7 @@ impl Mode {
     ) -> Result<Mode, ConfigError> {
         let ours = variables::known_vars(vars)?;
         if ours.iter().any(|(k, _)| k == &format!("{PREFIX}TRIGGER")) {
-            variables::trigger_config(ours).map(Mode::Trigger)
+            variables::trigger_config(ours).map(|t| Mode::Trigger(Box::new(t)))
         } else {
             variables::read_raw(ours)?
                 .into_config()
@@ -297,6 +302,8 @@ pub struct TriggerConfig {
     pub timeout: Option<Duration>,
     pub report_file: Option<PathBuf>,
     pub junit_file: Option<PathBuf>,
+    /// `JOBHERD_HTML_FILE`, written on the caller's side.
+    pub html_file: Option<PathBuf>,
     pub dry_run: Option<DryRun>,
     pub log_format: LogFormat,
     pub retry: Option<RetryFrom>,

@@ -101,6 +101,16 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         reporter.note(&format!("jobherd: this parent Job already ran to its end ({summary}); a retried parent exits {code} again instead of running anew"));
         return Ok(code);
     }
+    let outputs = report::Outputs::set_up(
+        &config,
+        &setup.client,
+        setup.parent.as_ref(),
+        &setup.identity,
+        Instant::now(),
+    );
+    if let Some(outputs) = outputs.await {
+        reporter.show(outputs);
+    }
     let earlier = earlier_run(&config, &setup).await?;
     reporter.start(&header(&setup));
     warn_short_ttl(&config, &setup.children);

@@ -48,7 +48,7 @@ fn run() -> ExitCode {
     let outcome = runtime.block_on(async {
         match mode {
             Mode::Run(config) => jobherd::run(*config).await,
-            Mode::Trigger(trigger) => jobherd::trigger::trigger(trigger).await,
+            Mode::Trigger(trigger) => jobherd::trigger::trigger(*trigger).await,
         }
     });
     let code = match outcome {

@@ -3,7 +3,12 @@
 //! and JUnit files, termination message, Event and annotation on the parent). It only reads
 //! the run; it never decides anything.
 
+mod counts;
 mod documents;
+pub mod metrics;
+mod outputs;
+pub mod page;
+pub mod timeline;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -19,8 +24,10 @@ use crate::config::Progress;
 pub use crate::config::human;
 use crate::exit::Exit;
 use crate::record::{RECORD, Record, SUMMARY};
-use crate::run::{Change, ChildResult, Phase, Run, Transition};
+use crate::run::{Change, ChildResult, ChildState, Phase, Run, Transition};
+pub use counts::{Counts, exit_meaning};
 pub use documents::{json, junit};
+pub use outputs::{Outputs, write_read_back};
 
 /// `JOBHERD_PROGRESS=auto` prints a line per child state change up to this many children, and
 /// counts above: past that, a console scrolled by a person is read by its counts and failures.
@@ -70,6 +77,8 @@ pub struct Reporter<W: Write> {
     changed: bool,
     /// Pending reasons already told (counts mode tells each once).
     pending_told: HashSet<String>,
+    /// The page and the metrics, when asked for.
+    outputs: Option<Outputs>,
 }
 
 impl<W: Write> Reporter<W> {
@@ -95,7 +104,13 @@ impl<W: Write> Reporter<W> {
             next_counts: now + COUNTS_EVERY,
             changed: false,
             pending_told: HashSet::new(),
+            outputs: None,
         }
+    }
+
+    /// Keeps the page and the metrics up to date from now on.
+    pub fn show(&mut self, outputs: Outputs) {
+        self.outputs = Some(outputs);
     }
 
     fn line(&mut self, text: &str) {
@@ -127,6 +142,10 @@ impl<W: Write> Reporter<W> {
         }
         for t in transitions {
             self.transition(run, t);
+        }
+        if let Some(outputs) = &mut self.outputs {
+            outputs.seen(run, transitions, now);
+            outputs.refresh_if_due(run, now);
         }
         if self.counts_only && self.changed && now >= self.next_counts {
             self.line(&counts_line(run, "progress"));
@@ -185,6 +204,8 @@ impl<W: Write> Reporter<W> {
                 "{name} left no logs to show (its pods are gone or printed nothing)"
             )),
             Change::LogLine(line) => self.line(&format!("{name} | {line}")),
+            // Drawn on the page's timeline only: a console tells the attempts at the end.
+            Change::Attempt { .. } => {}
             change => {
                 self.changed = true;
                 if !self.counts_only || self.worth_a_line(change) {
@@ -255,7 +276,7 @@ impl<W: Write> Reporter<W> {
     /// (within a few seconds when `hurried`: the run stopped on a signal or its deadline, and
     /// its pod's grace period is running).
     pub async fn publish(
-        &self,
+        &mut self,
         run: &Run,
         summary: &str,
         client: Option<&Client>,
@@ -271,6 +292,9 @@ impl<W: Write> Reporter<W> {
             write_file(path, &junit(run, suite, end.elapsed));
         }
         cluster::write_termination_log(end.termination_log, summary);
+        if let Some(outputs) = &mut self.outputs {
+            outputs.publish(run, end.elapsed).await;
+        }
         let (Some(parent), Some(client)) = (end.parent, client) else {
             return;
         };
@@ -402,7 +426,9 @@ pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
             }
             s
         }
-        Change::Logs(_) | Change::NoLogs | Change::LogLine(_) => String::new(),
+        Change::Logs(_) | Change::NoLogs | Change::LogLine(_) | Change::Attempt { .. } => {
+            String::new()
+        }
     };
     let tally = run.tally();
     format!(
@@ -473,45 +499,53 @@ fn duration(started: Option<Timestamp>, finished: Option<Timestamp>) -> Option<D
 
 /// The final table: one row per listed child.
 pub fn table(run: &Run, rows: &[usize]) -> String {
-    let children = run.children();
-    let with_deps = children
-        .steps()
-        .iter()
-        .any(|s| !s.depends_on_names.is_empty());
-    let with_queues = rows.iter().any(|&i| queue_text(run, i).is_some());
-    let mut header = vec!["CHILD", "STEP", "RESULT", "ATTEMPTS", "DURATION"];
-    if with_queues {
-        header.push("QUEUED");
+    let columns = Columns::of(run, rows);
+    let mut table = vec![columns.header()];
+    table.extend(rows.iter().map(|&i| columns.row(run, i)));
+    align(table)
+}
+
+/// The final table's columns, the same for the text table and the page's HTML table: the
+/// optional ones are shown when a listed child has something to put there.
+pub struct Columns {
+    queues: bool,
+    deps: bool,
+    outputs: bool,
+}
+
+impl Columns {
+    pub fn of(run: &Run, rows: &[usize]) -> Columns {
+        Columns {
+            queues: rows.iter().any(|&i| queue_text(run, i).is_some()),
+            deps: run
+                .children()
+                .steps()
+                .iter()
+                .any(|s| !s.depends_on_names.is_empty()),
+            outputs: rows.iter().any(|&i| run.state(i).output.text().is_some()),
+        }
     }
-    if with_deps {
-        header.push("DEPENDS ON");
+
+    pub fn header(&self) -> Vec<String> {
+        let mut header = vec!["CHILD", "STEP", "RESULT", "ATTEMPTS", "DURATION"];
+        if self.queues {
+            header.push("QUEUED");
+        }
+        if self.deps {
+            header.push("DEPENDS ON");
+        }
+        if self.outputs {
+            header.push("OUTPUT");
+        }
+        header.push("REASON");
+        header.into_iter().map(String::from).collect()
     }
-    let with_outputs = rows.iter().any(|&i| run.state(i).output.text().is_some());
-    if with_outputs {
-        header.push("OUTPUT");
-    }
-    header.push("REASON");
-    let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
-    for &i in rows {
+
+    /// One child's cells, in the header's order.
+    pub fn row(&self, run: &Run, i: usize) -> Vec<String> {
+        let children = run.children();
         let state = run.state(i);
-        let (result, reason) = match &state.phase {
-            Phase::Done {
-                result,
-                reason,
-                message,
-            } => (
-                result.as_str().to_string(),
-                match (reason, message.as_deref().filter(|m| !m.is_empty())) {
-                    (Some(r), Some(m)) if *result != ChildResult::Succeeded => format!("{r}: {m}"),
-                    (Some(r), None) if *result != ChildResult::Succeeded => r.clone(),
-                    _ => state
-                        .earlier_run
-                        .as_ref()
-                        .map_or(String::new(), |run| format!("done by earlier run {run}")),
-                },
-            ),
-            other => (format!("{other:?}").to_lowercase(), String::new()),
-        };
+        let (result, reason) = result_and_reason(state);
         let mut row = vec![
             children.name(i).to_string(),
             children.step_name(i).to_string(),
@@ -523,10 +557,10 @@ pub fn table(run: &Run, rows: &[usize]) -> String {
             },
             duration(state.started, state.finished).map_or("-".into(), human),
         ];
-        if with_queues {
+        if self.queues {
             row.push(queue_text(run, i).unwrap_or_else(|| "-".into()));
         }
-        if with_deps {
+        if self.deps {
             let deps = &children.step_of(i).depends_on_names;
             row.push(if deps.is_empty() {
                 "-".into()
@@ -534,13 +568,34 @@ pub fn table(run: &Run, rows: &[usize]) -> String {
                 deps.join(",")
             });
         }
-        if with_outputs {
-            row.push(run.state(i).output.text().map_or("-".into(), shortened));
+        if self.outputs {
+            row.push(state.output.text().map_or("-".into(), shortened));
         }
         row.push(reason);
-        table.push(row);
+        row
     }
-    align(table)
+}
+
+/// A child's RESULT and REASON cells.
+fn result_and_reason(state: &ChildState) -> (String, String) {
+    match &state.phase {
+        Phase::Done {
+            result,
+            reason,
+            message,
+        } => (
+            result.as_str().to_string(),
+            match (reason, message.as_deref().filter(|m| !m.is_empty())) {
+                (Some(r), Some(m)) if *result != ChildResult::Succeeded => format!("{r}: {m}"),
+                (Some(r), None) if *result != ChildResult::Succeeded => r.clone(),
+                _ => state
+                    .earlier_run
+                    .as_ref()
+                    .map_or(String::new(), |run| format!("done by earlier run {run}")),
+            },
+        ),
+        other => (format!("{other:?}").to_lowercase(), String::new()),
+    }
 }
 
 /// A child's result on one line of the table: at most `OUTPUT_SHOWN` characters.
@@ -586,27 +641,25 @@ pub fn summary(run: &Run, elapsed: Duration) -> String {
         Some(Exit::Interrupted | Exit::Terminated) => "interrupted",
         _ => "failed",
     };
-    let tally = run.tally();
+    let counts = Counts::of(run);
     let mut parts = Vec::new();
-    let inherited = run.inherited();
-    for r in [
-        ChildResult::Succeeded,
-        ChildResult::Failed,
-        ChildResult::Skipped,
-        ChildResult::Cancelled,
-    ] {
-        let mut n = tally.of(r);
-        if r == ChildResult::Skipped {
-            n -= run.not_needed();
-        }
-        if r == ChildResult::Succeeded && inherited > 0 {
-            parts.push(format!("{n} succeeded ({inherited} in earlier runs)"));
-        } else if n > 0 || r == ChildResult::Succeeded {
-            parts.push(format!("{n} {}", r.as_str()));
-        }
+    if counts.inherited > 0 {
+        parts.push(format!(
+            "{} succeeded ({} in earlier runs)",
+            counts.succeeded, counts.inherited
+        ));
+    } else {
+        parts.push(format!("{} succeeded", counts.succeeded));
     }
-    if run.not_needed() > 0 {
-        parts.push(format!("{} not needed", run.not_needed()));
+    for (n, what) in [
+        (counts.failed, "failed"),
+        (counts.skipped, "skipped"),
+        (counts.cancelled, "cancelled"),
+        (counts.not_needed, "not needed"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
     }
     let mut line = format!(
         "jobherd {outcome}: {} of {} children in {}",

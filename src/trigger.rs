@@ -477,15 +477,15 @@ struct Reports<'a> {
 }
 
 impl Reports<'_> {
-    /// `JOBHERD_REPORT_FILE` / `JOBHERD_JUNIT_FILE` on the caller's side: the run as its
-    /// parent's record and the children left in the cluster describe it.
+    /// `JOBHERD_REPORT_FILE` / `JOBHERD_JUNIT_FILE` / `JOBHERD_HTML_FILE` on the caller's
+    /// side: the run as its parent's record and the children left in the cluster describe it.
     async fn write(
         &self,
         t: &TriggerConfig,
         code: i32,
         elapsed: Duration,
     ) -> Result<(), ClusterError> {
-        if t.report_file.is_none() && t.junit_file.is_none() {
+        if t.report_file.is_none() && t.junit_file.is_none() && t.html_file.is_none() {
             return Ok(());
         }
         let (name, uid) = (
@@ -514,6 +514,9 @@ impl Reports<'_> {
         }
         if let Some(path) = &t.junit_file {
             write(path, &report::junit(&run, &name, elapsed));
+        }
+        if let Some(path) = &t.html_file {
+            report::write_read_back(path, &run, &children, self.parent, elapsed);
         }
         Ok(())
     }

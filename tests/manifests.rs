@@ -31,7 +31,12 @@ fn every_shipped_manifest_applies_at_its_claimed_version_and_the_newest() {
     let mut files = vec!["cronjob.yaml".to_string(), "rbac.yaml".to_string()];
     for entry in std::fs::read_dir(format!("{}/k8s", env!("CARGO_MANIFEST_DIR"))).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+        // prometheus-rules.yaml is a PrometheusRule, which only a cluster with the Prometheus
+        // Operator knows; .ci/run checks it with promtool.
+        if name.ends_with(".yaml")
+            && name != "kustomization.yaml"
+            && name != "prometheus-rules.yaml"
+        {
             files.push(format!("k8s/{name}"));
         }
     }

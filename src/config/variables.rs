@@ -287,6 +287,15 @@ variables! {
         kind: "a Kueue LocalQueue's name",
         meaning: "A Kueue LocalQueue in the children's namespace: every child Job (not its pod template) gets the label `kueue.x-k8s.io/queue-name` with this value, so Kueue admits each child against its quota; a plan step's `queue` wins.",
     }
+    html_file {
+        kind: PATH,
+        meaning: "A self-contained HTML page of the run (a timeline of every child, the plan's graph with each step's state, the table and the failed children's log tails), written at the end and refreshed while the run goes; safe under Jenkins' default Content-Security-Policy. In trigger mode it is written on the caller's side. See `docs/see-a-run.md`.",
+        trigger_own: true,
+    }
+    pushgateway {
+        kind: "URL (http or https)",
+        meaning: "A Prometheus Pushgateway: the run's metrics are pushed there while it goes and at its end, grouped by `job` (the CronJob, or the name prefix outside one) and `namespace`; a failed push is a warning. See `docs/see-a-run.md`.",
+    }
 }
 
 /// Variables a jobherd may find set that are not meant for it: a parent sets
@@ -378,6 +387,7 @@ pub(super) fn trigger_config(ours: Vec<(String, String)>) -> Result<TriggerConfi
         )?,
         report_file: raw.report_file.clone().map(PathBuf::from),
         junit_file: raw.junit_file.clone().map(PathBuf::from),
+        html_file: raw.html_file.clone().map(PathBuf::from),
         dry_run: opt(&raw.dry_run, "dry_run", parse_dry_run)?,
         log_format: opt(&raw.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
         retry: opt(&raw.retry, "retry", parse_retry)?,
@@ -409,6 +419,8 @@ impl RawVars {
             logs: opt(&self.logs, "logs", parse_logs)?.unwrap_or_default(),
             report_file: self.report_file.clone().map(PathBuf::from),
             junit_file: self.junit_file.clone().map(PathBuf::from),
+            html_file: self.html_file.clone().map(PathBuf::from),
+            pushgateway: opt(&self.pushgateway, "pushgateway", parse_pushgateway)?,
             dry_run: opt(&self.dry_run, "dry_run", parse_dry_run)?,
             log_format: opt(&self.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
             rate: RateLimit {
@@ -584,6 +596,17 @@ fn parse_trigger(s: &str) -> Result<String, String> {
     }
     check_dns_label(name).map_err(|e| format!("{EXPECTED}: {e}"))?;
     Ok(name.to_string())
+}
+
+/// A Pushgateway's base URL: `http://` or `https://`, a host, perhaps a path; no query.
+fn parse_pushgateway(s: &str) -> Result<String, String> {
+    const EXPECTED: &str = "expected a Pushgateway URL such as http://pushgateway.monitoring:9091";
+    let uri: hyper::Uri = s.trim().parse().map_err(|e| format!("{EXPECTED}: {e}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !scheme_ok || uri.host().is_none_or(str::is_empty) || uri.query().is_some() {
+        return Err(EXPECTED.into());
+    }
+    Ok(s.trim().trim_end_matches('/').to_string())
 }
 
 fn parse_backoff_limit(s: &str) -> Result<i32, String> {
@@ -772,6 +795,7 @@ mod tests {
                 "JOBHERD_TRIGGER",
                 "JOBHERD_TRIGGER_NAME",
                 "JOBHERD_TRIGGER_TIMEOUT",
+                "JOBHERD_HTML_FILE",
             ]
         );
     }
@@ -1115,6 +1139,44 @@ mod tests {
             err.to_string()
                 .starts_with("unknown variable JOBHERD_ITEMS"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_page_and_the_pushgateway_are_read_and_the_trigger_keeps_the_page() {
+        let c = parse(&[
+            ("JOBHERD_IMAGE", "x"),
+            ("JOBHERD_HTML_FILE", "out/run.html"),
+            ("JOBHERD_PUSHGATEWAY", "https://pg.example:9091/gw/"),
+        ])
+        .unwrap();
+        assert_eq!(c.html_file, Some(PathBuf::from("out/run.html")));
+        assert_eq!(c.pushgateway.as_deref(), Some("https://pg.example:9091/gw"));
+        for bad in ["pg:9091", "ftp://pg:9091", "http://", "http://pg:9091/?x=1"] {
+            let msg = parse(&[("JOBHERD_IMAGE", "x"), ("JOBHERD_PUSHGATEWAY", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("JOBHERD_PUSHGATEWAY")
+                    && msg.contains(bad)
+                    && msg.contains("Pushgateway URL"),
+                "{bad}: {msg}"
+            );
+        }
+        let mode = Mode::from_vars(vars(&[
+            ("JOBHERD_TRIGGER", "cronjob/nightly"),
+            ("JOBHERD_HTML_FILE", "reports/run.html"),
+            ("JOBHERD_PUSHGATEWAY", "http://pg:9091"),
+        ]))
+        .unwrap();
+        let Mode::Trigger(t) = mode else {
+            panic!("{mode:?}")
+        };
+        assert_eq!(t.html_file, Some(PathBuf::from("reports/run.html")));
+        assert_eq!(
+            t.overrides,
+            vars(&[("JOBHERD_PUSHGATEWAY", "http://pg:9091")]),
+            "the parent pushes; the caller writes the page"
         );
     }
 }

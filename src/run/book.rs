@@ -103,12 +103,19 @@ impl ChildState {
         self.pods.values().map(|p| p.runs).sum()
     }
 
-    /// Attempts are the most of what its pods, its Job and what is known from before say.
-    pub(super) fn refresh_attempts(&mut self) {
+    /// Attempts are the most of what its pods, its Job and what is known from before say;
+    /// `Change::Attempt` when an active child's grew past the first (the reporter's timeline
+    /// draws each attempt; the first begins when the child runs).
+    pub(super) fn refresh_attempts(&mut self) -> Option<super::Change> {
+        let before = self.attempts;
         self.attempts = self
             .attempts
             .max(self.attempts_from_pods())
             .max(self.job.attempts);
+        let told = self.attempts > before.max(1) && self.phase.is_active();
+        told.then_some(super::Change::Attempt {
+            number: self.attempts,
+        })
     }
 
     /// Attempts counted again after a preemption took back its pods' last runs.

@@ -48,6 +48,12 @@ pub enum Change {
     /// Found already existing from an earlier attempt of this run (restarted parent).
     Adopted,
     Running,
+    /// An active child's attempts grew past the first, to `number` (a new pod, or its
+    /// container restarted). The console prints nothing for it; the page's timeline draws
+    /// each attempt from it.
+    Attempt {
+        number: u32,
+    },
     /// Its Job is suspended: it waits for admission by a queue (Kueue's `queue-name` label).
     Queued {
         queue: Option<String>,

@@ -206,7 +206,9 @@ impl Run {
         }
         state.started = state.started.or(job.started);
         state.job.attempts = job.attempts();
-        state.refresh_attempts();
+        if let Some(change) = state.refresh_attempts() {
+            out.child(index, change);
+        }
         self.observe_suspension(index, job, out);
         self.read_conditions(index, job, out);
     }

@@ -173,7 +173,9 @@ impl Run {
             return;
         };
         let containers = status.container_statuses.as_deref().unwrap_or_default();
-        self.count_attempts(index, pod, containers);
+        if let Some(change) = self.count_attempts(index, pod, containers) {
+            out.child(index, change);
+        }
         let running = containers
             .iter()
             .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
@@ -226,7 +228,12 @@ impl Run {
         }
     }
 
-    fn count_attempts(&mut self, index: usize, pod: &Pod, containers: &[ContainerStatus]) {
+    fn count_attempts(
+        &mut self,
+        index: usize,
+        pod: &Pod,
+        containers: &[ContainerStatus],
+    ) -> Option<Change> {
         let started = containers.iter().any(|c| {
             c.state
                 .as_ref()
@@ -234,7 +241,7 @@ impl Run {
                 || c.restart_count > 0
         });
         if !started {
-            return;
+            return None;
         }
         let restarts = containers
             .iter()
@@ -248,7 +255,7 @@ impl Run {
             .or_default()
             .runs;
         *runs = (*runs).max(restarts + 1);
-        state.refresh_attempts();
+        state.refresh_attempts()
     }
 
     /// Children stuck for `JOBHERD_STUCK_TIMEOUT` fail, and their Jobs are deleted.

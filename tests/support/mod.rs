@@ -148,6 +148,7 @@
 //! - No PodDisruptionBudgets: every eviction is allowed (never 429); no eviction preconditions.
 //!   No node ever goes away, so no `DeletionByPodGC`.
 
+pub mod debian;
 pub mod fake;
 pub mod jobherd;
 
