@@ -16,6 +16,9 @@ pub enum Command {
     /// The whole reference (`docs/reference.md`).
     Reference,
     Version,
+    /// Inside a packed child: jobherd's entrypoint (`entrypoint install DEST`, `entrypoint --
+    /// COMMAND...`), which sets the child's own variables and runs its command.
+    Entrypoint,
 }
 
 /// One way of calling jobherd with arguments, as the reference lists it.
@@ -45,6 +48,11 @@ pub const ARGUMENTS: &[Argument] = &[
         command: Command::Version,
         prints: "The version, the git commit it was built from, and the Kubernetes API version it was built for.",
     },
+    Argument {
+        forms: &["entrypoint"],
+        command: Command::Entrypoint,
+        prints: "Nothing: inside a packed child (`JOBHERD_PACK=indexed`), `entrypoint install DEST` copies jobherd where the child's container finds it, and `entrypoint -- COMMAND ARGS...` sets the child's own variables from its pack and runs its command. Not for people.",
+    },
 ];
 
 /// The variables `--help` shows: what most runs set.
@@ -58,6 +66,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         .collect();
     if args.is_empty() {
         return Ok(Command::Run);
+    }
+    if args[0] == "entrypoint" {
+        return Ok(Command::Entrypoint);
     }
     let form = |n: usize| {
         let words = args[..n].join(" ");

@@ -18,6 +18,7 @@ pub mod disruption;
 pub mod exit;
 pub mod herd;
 pub mod outputs;
+pub mod pack;
 pub mod plan;
 pub mod record;
 pub mod reference;

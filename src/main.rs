@@ -15,6 +15,12 @@ fn main() -> ExitCode {
         Ok(Command::Help) => cli::usage(),
         Ok(Command::Reference) => jobherd::reference::markdown(),
         Ok(Command::Version) => cli::version(),
+        Ok(Command::Entrypoint) => {
+            let args: Vec<_> = std::env::args_os().skip(2).collect();
+            let (message, code) = jobherd::pack::entrypoint(&args);
+            eprintln!("{message}");
+            return exit(code);
+        }
         Err(e) => {
             eprintln!("jobherd: {e}");
             return exit(Exit::Invalid.code());
