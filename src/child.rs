@@ -9,12 +9,15 @@ use std::sync::Arc;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use crate::config::{CHILD_PREFIX, ConfigError, EnvMap, FanOut, StepSettings};
+use crate::config::{CHILD_PREFIX, ConfigError, EnvMap, FanOut, Pack, StepSettings};
 use crate::plan::{self, Plan, When};
 pub(crate) use job::put_env;
 use job::{build_template, instantiate};
 
 mod job;
+mod packed;
+
+pub use packed::{PackJob, Passing};
 
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The value of `MANAGED_BY` on every child.
@@ -78,6 +81,9 @@ pub struct StepSpec {
     pub source: Option<usize>,
     /// Its children are known: always, but for a `params_from` step before it is laid out.
     pub laid_out: bool,
+    /// Its children are packed into Indexed Jobs (`JOBHERD_PACK`, a step's `pack`; only a
+    /// step that fans out).
+    pub packed: bool,
     /// Shared by its children's [`ChildJob`]s until each is built.
     template: Arc<Job>,
     /// The template's size as sent, for [`ChildJob::check`].
@@ -174,10 +180,12 @@ impl Children {
     /// What a dry run shows, step by step: every child's Job, and for a `params_from` step,
     /// whose children are known only at run time, its Job template once, named as its only
     /// child would be.
-    pub fn dry_run_jobs(&self) -> Vec<Job> {
+    pub fn dry_run_jobs(&self, pack: (usize, PackHow<'_>)) -> Vec<Job> {
         let mut jobs = Vec::new();
         for spec in &self.steps {
-            if spec.laid_out {
+            if spec.laid_out && spec.packed {
+                jobs.extend(self.dry_run_packs(spec, (pack.0, &pack.1)));
+            } else if spec.laid_out {
                 jobs.extend(spec.children.clone().map(|i| self.job(i)));
             } else {
                 let name = spec.name.as_deref().unwrap_or_default();
@@ -186,6 +194,27 @@ impl Children {
             }
         }
         jobs
+    }
+
+    /// A packed step's packs, as a run would create them all at once (their ConfigMaps are
+    /// not shown); a step that cannot be packed, its children's Jobs.
+    fn dry_run_packs(&self, spec: &StepSpec, (size, how): (usize, &PackHow<'_>)) -> Vec<Job> {
+        let all: Vec<usize> = spec.children.clone().collect();
+        let packs: Result<Vec<Job>, String> = all
+            .chunks(size.max(1))
+            .map(|members| {
+                let how = PackHow {
+                    parallelism: members.len(),
+                    ..*how
+                };
+                self.pack_job(members, &how).map(|p| p.build().0)
+            })
+            .collect();
+        packs.unwrap_or_else(|why| {
+            let name = spec.name.as_deref().unwrap_or("the run");
+            tracing::info!("{name} is not packed: {why}");
+            all.iter().map(|i| self.job(*i)).collect()
+        })
     }
 
     /// The names of the steps that fan out over another step's result, with their sources.
@@ -215,10 +244,90 @@ impl Children {
         spec.children.clone()
     }
 
+    /// The variables only this child has (its index, count, params entries or item): what
+    /// jobherd's entrypoint sets in a packed child.
+    pub fn own_env(&self, index: usize) -> EnvMap {
+        let spec = &self.specs[index];
+        let step = &self.steps[spec.step];
+        fan_out_env(&step.fan_out, index - step.children.start)
+    }
+
+    /// The pack of `members` (children of one packed step, in completion-index order): its
+    /// name and label after its first child, and how its children learn who they are. Without
+    /// a way (they need their own values, and there is no command to run after jobherd's
+    /// entrypoint, or no image to copy it from), why not.
+    pub fn pack_job(&self, members: &[usize], how: &PackHow<'_>) -> Result<PackJob, String> {
+        let first = *members.first().ok_or("a pack of no children")?;
+        let step = &self.steps[self.specs[first].step];
+        let positions: Vec<usize> = members.iter().map(|i| i - step.children.start).collect();
+        let base = step.name.as_deref().map(plan::k8s_name);
+        let suffix = match &base {
+            Some(b) => format!("{b}-pack{}", positions[0]),
+            None => format!("pack{}", positions[0]),
+        };
+        let name = child_name(&self.prefix, &suffix);
+        let label = shorten(&suffix, MAX_NAME);
+        let in_order = positions.iter().enumerate().all(|(i, p)| i == *p);
+        let passing = match &step.fan_out {
+            FanOut::Count(n) if in_order => Passing::Index { count: *n as usize },
+            _ => Passing::Values {
+                members: members.iter().map(|i| self.own_env(*i)).collect(),
+                image: self.entrypoint_image(step, how.image)?,
+            },
+        };
+        Ok(PackJob {
+            template: step.template.clone(),
+            name,
+            label,
+            step: step.name.clone().unwrap_or_default(),
+            positions,
+            inputs: step.inputs.clone(),
+            passing,
+            parallelism: how.parallelism,
+            fail_fast: how.fail_fast,
+            owner: step
+                .template
+                .metadata
+                .owner_references
+                .clone()
+                .and_then(|o| o.into_iter().next()),
+        })
+    }
+
+    /// The image jobherd's entrypoint comes from, when the step has a command for it to run.
+    fn entrypoint_image(&self, step: &StepSpec, image: Option<&str>) -> Result<String, String> {
+        let runs = step
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref());
+        let main = runs.and_then(|p| p.containers.first());
+        if main.is_none_or(|c| c.command.is_none() && c.args.is_none()) {
+            return Err("its children need their own variables, which jobherd's entrypoint sets before it runs their command, and the step has no command (the image's own entrypoint cannot be read from here): give it `command`, `args` or `shell`".into());
+        }
+        image.map(str::to_string).ok_or_else(|| {
+            "its children need jobherd's entrypoint, and jobherd's image is not known: set JOBHERD_PACK_IMAGE".into()
+        })
+    }
+
+    /// The step's children run as Jobs of their own after all (it cannot be packed).
+    pub fn unpack(&mut self, step: usize) {
+        self.steps[step].packed = false;
+    }
+
     /// What the steps it depends on give a step's children (`JOBHERD_RESULT_*`).
     pub fn set_inputs(&mut self, step: usize, inputs: EnvMap) {
         self.steps[step].inputs = inputs;
     }
+}
+
+/// How a run packs: the jobherd image for entrypoints, each pack's share of the parallelism,
+/// and fail fast.
+#[derive(Debug, Clone, Copy)]
+pub struct PackHow<'a> {
+    pub image: Option<&'a str>,
+    pub parallelism: usize,
+    pub fail_fast: bool,
 }
 
 /// One child's Job before it is built: its step's shared template, and what makes it this child
@@ -285,6 +394,7 @@ pub fn children(
         })?;
         let fan_out = defaults.fan_out.clone();
         out.push_step(None, vec![], vec![], template, fan_out);
+        out.steps[0].packed = packs(defaults, &StepSettings::default());
         return Ok(out);
     };
     let mut step_ids: HashMap<&str, usize> = HashMap::new();
@@ -311,9 +421,20 @@ pub fn children(
         let pushed = out.steps.len() - 1;
         out.steps[pushed].when = step.when;
         out.steps[pushed].source = source;
+        out.steps[pushed].packed = packs(defaults, &step.settings);
         step_ids.insert(step.name.as_str(), pushed);
     }
     Ok(out)
+}
+
+/// A step is packed when it fans out and `pack: indexed` (its own, or `JOBHERD_PACK`) says so.
+fn packs(defaults: &StepSettings, own: &StepSettings) -> bool {
+    let fan_out = match &own.fan_out {
+        FanOut::Single => &defaults.fan_out,
+        mine => mine,
+    };
+    let fans_out = !matches!(fan_out, FanOut::Single);
+    fans_out && own.pack.or(defaults.pack) == Some(Pack::Indexed)
 }
 
 /// Whether two runs' steps have the same shape: the same steps in the same order, each with as
@@ -434,6 +555,7 @@ impl Children {
             when: When::Succeeded,
             source: None,
             laid_out: true,
+            packed: false,
             template: Arc::default(),
             template_size: 0,
             fan_out: FanOut::Count(out.specs.len() as u32),
@@ -463,6 +585,7 @@ impl Children {
             when: When::Succeeded,
             source: None,
             laid_out: !matches!(fan_out, FanOut::From(_)),
+            packed: false,
             template: Arc::new(template),
             template_size,
             fan_out,

@@ -172,6 +172,20 @@ impl Parent {
     }
 }
 
+/// The image jobherd's own pod runs it from (its only container, or the one named `jobherd`),
+/// for packed children to copy jobherd's entrypoint from; `None` outside a pod.
+pub async fn own_image(client: &Client, here: &Whereabouts) -> Option<String> {
+    let (name, namespace) = (here.pod_name.as_ref()?, here.pod_namespace.as_ref()?);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = pods.get_opt(name).await.ok()??;
+    let containers = pod.spec?.containers;
+    let own = match containers.as_slice() {
+        [only] => Some(only),
+        many => many.iter().find(|c| c.name == "jobherd"),
+    };
+    own.and_then(|c| c.image.clone())
+}
+
 /// Finds the parent (owning Job, else the pod) and decides run id, prefix and namespace.
 pub async fn identify(
     client: &Client,

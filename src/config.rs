@@ -85,6 +85,30 @@ impl RestartPolicy {
     }
 }
 
+/// `JOBHERD_PACK` (a step's `pack`): whether a fan-out's children are Jobs of their own, or
+/// packed into Indexed Jobs (SPEC §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pack {
+    #[default]
+    Off,
+    Indexed,
+}
+
+impl Pack {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Pack::Off),
+            "indexed" => Ok(Pack::Indexed),
+            _ => Err("expected off or indexed".into()),
+        }
+    }
+}
+
+/// `JOBHERD_PACK_SIZE` unset: the most children one packed Job holds.
+pub const DEFAULT_PACK_SIZE: u32 = 10_000;
+/// The Job API's limit on completions with `backoffLimitPerIndex`.
+pub const MAX_PACK_SIZE: u32 = 100_000;
+
 /// How many children one step (or the whole run without a plan) fans out to.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum FanOut {
@@ -114,6 +138,8 @@ pub struct StepSettings {
     pub ttl: Option<Duration>,
     /// A Kueue LocalQueue that admits the children (`JOBHERD_QUEUE`, a step's `queue`).
     pub queue: Option<String>,
+    /// Packs a fan-out's children into Indexed Jobs (`JOBHERD_PACK`, a step's `pack`).
+    pub pack: Option<Pack>,
     /// A full batch/v1 Job used as the base of the child.
     pub job: Option<Job>,
 }
@@ -226,6 +252,11 @@ pub struct Config {
     pub junit_file: Option<PathBuf>,
     /// `JOBHERD_HTML_FILE`: the page of the run, refreshed on each heartbeat.
     pub html_file: Option<PathBuf>,
+    /// `JOBHERD_PACK_SIZE`: the most children one packed Job holds.
+    pub pack_size: u32,
+    /// `JOBHERD_PACK_IMAGE`: the image whose jobherd an init container copies into packed
+    /// children that need its entrypoint; in a pod, jobherd's own image when unset.
+    pub pack_image: Option<String>,
     /// `JOBHERD_PUSHGATEWAY`: a Pushgateway's base URL (`http(s)://host:port[/path]`, no
     /// trailing `/`), where the run's metrics are pushed.
     pub pushgateway: Option<String>,

@@ -15,7 +15,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
-use crate::child::{Children, Identity, RUN_LABEL};
+use crate::child::{Identity, RUN_LABEL};
 use crate::cluster::{ClusterError, describe, status_code};
 use crate::config::{Cleanup, RateLimit};
 use crate::disruption::OwnPod;
@@ -151,7 +151,7 @@ async fn preflight(api: &ChildApi) -> Result<(), ClusterError> {
 pub async fn server_dry_run(
     client: Client,
     namespace: &str,
-    children: &Children,
+    children: &[Job],
 ) -> Result<Vec<Job>, ClusterError> {
     let jobs: Api<Job> = Api::namespaced(client, namespace);
     let params = PostParams {
@@ -159,8 +159,8 @@ pub async fn server_dry_run(
         ..Default::default()
     };
     let mut out = Vec::new();
-    for job in children.dry_run_jobs() {
-        match jobs.create(&params, &job).await {
+    for job in children {
+        match jobs.create(&params, job).await {
             Ok(job) => out.push(job),
             Err(e) if status_code(&e) == Some(403) => {
                 return Err(ClusterError::from_kube("create", "jobs", namespace, e));

@@ -73,6 +73,8 @@ struct Setup {
     own_pod: Option<disruption::OwnPod>,
     children: child::Children,
     options: plan::PlanOptions,
+    /// The jobherd image packed children copy its entrypoint from, when any step is packed.
+    pack_image: Option<String>,
 }
 
 /// How long a child's Job and pods must outlive its end for jobherd to read what it wrote:
@@ -124,7 +126,8 @@ pub async fn run(config: Config) -> Result<i32, Error> {
         (earlier, at_start),
         &mut reporter,
     )
-    .with_limits(deadline, setup.own_pod.is_some());
+    .with_limits(deadline, setup.own_pod.is_some())
+    .with_packing(config.pack_size as usize, setup.pack_image.clone());
     let settings = herd::Settings {
         rate: config.rate,
         cleanup: config.cleanup.or(setup.options.cleanup).unwrap_or_default(),
@@ -238,16 +241,23 @@ async fn set_up(config: &Config) -> Result<Option<Setup>, Error> {
                 "plan: step {step} fans out over the result of step {source}, known only at run time: its Job template is shown once, named as its only child would be"
             );
         }
-        print_list(children.dry_run_jobs().into_iter());
+        let image = config.pack_image.as_deref().unwrap_or(OFFLINE_PACK_IMAGE);
+        print_list(
+            children
+                .dry_run_jobs(dry_run_packing(config, Some(image)))
+                .into_iter(),
+        );
         return Ok(None);
     }
     let client = cluster::connect().await?;
     let (identity, parent) =
         cluster::identify(&client, config, &here, options.namespace.clone()).await?;
     let children = child::children(&config.defaults, plan.as_ref(), &identity)?;
+    let pack_image = packing(&client, config, &children, &here).await?;
     if config.dry_run == Some(DryRun::Server) {
         let namespace = identity.namespace.clone().unwrap_or_default();
-        let jobs = herd::server_dry_run(client, &namespace, &children).await?;
+        let how = dry_run_packing(config, pack_image.as_deref());
+        let jobs = herd::server_dry_run(client, &namespace, &children.dry_run_jobs(how)).await?;
         print_list(jobs.into_iter());
         return Ok(None);
     }
@@ -267,7 +277,57 @@ async fn set_up(config: &Config) -> Result<Option<Setup>, Error> {
         own_pod,
         children,
         options,
+        pack_image,
     }))
+}
+
+/// The image a dry run's packed children copy jobherd's entrypoint from when it is not known.
+const OFFLINE_PACK_IMAGE: &str = concat!("jobherd:", env!("CARGO_PKG_VERSION"));
+
+fn dry_run_packing<'a>(config: &Config, image: Option<&'a str>) -> (usize, child::PackHow<'a>) {
+    let how = child::PackHow {
+        image,
+        parallelism: 0,
+        fail_fast: config.fail_fast,
+    };
+    (config.pack_size as usize, how)
+}
+
+/// With packed steps (SPEC §10): the cluster must have `backoffLimitPerIndex` (1.29+), checked
+/// before anything is created; and the image packed children copy jobherd's entrypoint from
+/// (`JOBHERD_PACK_IMAGE`, else jobherd's own in a pod).
+async fn packing(
+    client: &kube::Client,
+    config: &Config,
+    children: &child::Children,
+    here: &cluster::Whereabouts,
+) -> Result<Option<String>, Error> {
+    if !children.steps().iter().any(|s| s.packed) {
+        return Ok(None);
+    }
+    let version = client
+        .apiserver_version()
+        .await
+        .map_err(|e| cluster::ClusterError::from_kube("get", "version", "", e))?;
+    let minor: u32 = version
+        .minor
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0);
+    if version.major == "1" && minor < 29 {
+        return Err(Error::Config(config::ConfigError::Invalid {
+            var: "JOBHERD_PACK".into(),
+            value: "indexed".into(),
+            expected: format!(
+                "packed fan-outs need Kubernetes 1.29 or newer (backoffLimitPerIndex), and this cluster runs {}.{}: unset JOBHERD_PACK (and any step's pack) to run every child as a Job of its own",
+                version.major, version.minor
+            ),
+        }));
+    }
+    match &config.pack_image {
+        Some(image) => Ok(Some(image.clone())),
+        None => Ok(cluster::own_image(client, here).await),
+    }
 }
 
 /// `JOBHERD_RETRY`: the earlier run this one takes over from, checked before anything starts.

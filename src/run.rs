@@ -15,6 +15,7 @@ mod book;
 mod events;
 mod jobs;
 mod logs;
+mod packs;
 mod pods;
 mod progress;
 mod queue;
@@ -46,6 +47,7 @@ pub use events::{
 };
 use logs::LogBook;
 pub use logs::LogSource;
+use packs::Packs;
 use pods::StuckPods;
 pub use pods::{STUCK_REASONS, pod_output};
 use progress::Progress;
@@ -88,6 +90,7 @@ pub struct Run {
     relist: Relist,
     stuck: StuckPods,
     logs: LogBook,
+    packs: Packs,
     before: Before,
     /// The time of the event being applied.
     now: At,
@@ -106,6 +109,7 @@ impl Run {
             relist: Relist::default(),
             stuck: StuckPods::new(rules.stuck_timeout),
             logs: LogBook::new(rules.logs),
+            packs: Packs::default(),
             before: Before::default(),
             now: at,
         };
@@ -117,6 +121,12 @@ impl Run {
     /// whether a SIGTERM may mean that only the pod goes (in a pod with a parent Job).
     pub fn with_limits(mut self, deadline: Option<Instant>, may_move: bool) -> Run {
         self.stopping = Stopping::new(deadline, may_move);
+        self
+    }
+
+    /// `JOBHERD_PACK_SIZE`, and the jobherd image packed children copy its entrypoint from.
+    pub fn with_packing(mut self, size: usize, image: Option<String>) -> Run {
+        self.packs = Packs::new(size, image);
         self
     }
 
@@ -212,11 +222,22 @@ impl Run {
             Cleanup::Succeeded => r == ChildResult::Succeeded,
             Cleanup::Always => matches!(r, ChildResult::Succeeded | ChildResult::Failed),
         };
-        (0..self.total())
-            .filter(|i| self.book.phase(*i).result().is_some_and(wanted))
-            .filter(|i| self.book.get(*i).earlier_run.is_none())
+        let wanted = |i: usize| {
+            self.book.phase(i).result().is_some_and(wanted)
+                && self.book.get(i).earlier_run.is_none()
+        };
+        // A pack goes when every child of it is to go.
+        let whole = |i: usize| {
+            self.packs
+                .of_child(i)
+                .is_none_or(|p| p.members.iter().all(|m| wanted(*m)))
+        };
+        let mut targets: Vec<Target> = (0..self.total())
+            .filter(|i| wanted(*i) && whole(*i))
             .map(|i| self.target(i))
-            .collect()
+            .collect();
+        targets.dedup_by(|a, b| a.name == b.name);
+        targets
     }
 
     /// Takes one event; returns what the user sees and what to do next.
@@ -272,17 +293,28 @@ impl Run {
             return false;
         }
         let limit = self.rules.parallelism.map_or(usize::MAX, |p| p as usize);
-        let mut free = limit.saturating_sub(self.book.tally().active());
+        // A pack holds its share of the limit (its Job's parallelism), not one per child.
+        let (slots, packed) = self.packs.held();
+        let used = self.book.tally().active() - packed.min(self.book.tally().active()) + slots;
+        let mut free = limit.saturating_sub(used);
         let mut failed = false;
         while free > 0 {
-            let Some(index) = self.progress.next_ready() else {
+            let Some(index) = self.progress.peek_ready() else {
                 break;
             };
             // Children adopted from an earlier attempt are no longer waiting; after fail fast
             // only those of steps that run on failure or always are created.
             if *self.book.phase(index) != Phase::Waiting || self.stopping_for(index) {
+                self.progress.next_ready();
                 continue;
             }
+            if self.is_packed(index)
+                && let Some(taken) = self.hand_out_pack(index, free, out)
+            {
+                free = free.saturating_sub(taken);
+                continue;
+            }
+            self.progress.next_ready();
             let job = self.children.recipe(index);
             if let Err(why) = job.check() {
                 self.finish(index, ChildResult::Failed, "TooLarge", &why, None, out);
@@ -312,12 +344,12 @@ impl Run {
             out.child(index, Change::NoLogs);
         }
         for index in self.logs.unfollowed_due(now) {
-            let job = self.children.name(index).to_string();
-            out.effects.push(Effect::FollowNewestLogs { index, job });
+            let pods = self.pods_of(index);
+            out.effects.push(Effect::FollowNewestLogs { index, pods });
         }
         for index in self.reading.overdue(now) {
-            let job = self.children.name(index).to_string();
-            out.effects.push(Effect::ReadOutput { index, job });
+            let pods = self.pods_of(index);
+            out.effects.push(Effect::ReadOutput { index, pods });
         }
     }
 
@@ -371,12 +403,13 @@ impl Run {
         let Some(why) = self.stopping.stop() else {
             return;
         };
-        let targets: Vec<Target> = self
+        let mut targets: Vec<Target> = self
             .book
             .out()
             .filter(|i| self.stopping_for(*i))
             .map(|i| self.target(i))
             .collect();
+        targets.dedup_by(|a, b| a.name == b.name);
         self.skip_unstarted(why, out);
         if !targets.is_empty() {
             out.effects.push(Effect::Delete(targets));
@@ -437,6 +470,9 @@ impl Run {
 
     /// What names a child for a delete.
     fn target(&self, index: usize) -> Target {
+        if let Some(pack) = self.pack_target(index) {
+            return pack;
+        }
         let spec = self.children.get(index);
         Target {
             index,
@@ -447,6 +483,26 @@ impl Run {
 
     /// An active child was deleted because the run stopped.
     fn cancelled(&mut self, index: usize, out: &mut Reaction) {
+        if self.is_packed(index)
+            && self
+                .packs
+                .of_child(index)
+                .is_some_and(|p| p.members[0] == index)
+        {
+            // A pack's delete names its first child: every active child of it goes.
+            let members = self
+                .packs
+                .of_child(index)
+                .map(|p| p.members.clone())
+                .unwrap_or_default();
+            for m in members.into_iter().filter(|m| *m != index) {
+                self.cancel_one(m, out);
+            }
+        }
+        self.cancel_one(index, out);
+    }
+
+    fn cancel_one(&mut self, index: usize, out: &mut Reaction) {
         if self.book.phase(index).is_active() {
             let why = self.stopping.stop().map_or("stopped", Stop::child_text);
             self.finish(index, ChildResult::Cancelled, "Cancelled", why, None, out);
@@ -468,6 +524,8 @@ impl Run {
             Phase::Waiting => true,
             _ => false,
         };
+        let was_active = self.book.phase(index).is_active();
+        self.pack_member_done(index, was_active);
         let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let done = Phase::Done {
             result,
@@ -495,8 +553,8 @@ impl Run {
         let now = self.now.instant;
         self.logs.child_done(index, now);
         if result == ChildResult::Failed && self.logs.child_failed(index, now) {
-            let job = self.children.name(index).to_string();
-            out.effects.push(Effect::FetchNewestLogs { index, job });
+            let pods = self.pods_of(index);
+            out.effects.push(Effect::FetchNewestLogs { index, pods });
         }
     }
 

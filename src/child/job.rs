@@ -109,7 +109,7 @@ pub(super) fn instantiate(template: &Job, name: &str, step_label: &str, extra_en
 }
 
 /// The Job's metadata and its pod template's: both carry jobherd's labels.
-fn metadata_with_labels(job: &mut Job) -> [&mut ObjectMeta; 2] {
+pub(super) fn metadata_with_labels(job: &mut Job) -> [&mut ObjectMeta; 2] {
     let spec = job.spec.get_or_insert_with(Default::default);
     let template = spec.template.metadata.get_or_insert_with(Default::default);
     [&mut job.metadata, template]
@@ -145,7 +145,7 @@ fn scrub(job: &mut Job) {
     }
 }
 
-fn container(job: &mut Job) -> &mut Container {
+pub(super) fn container(job: &mut Job) -> &mut Container {
     let spec = job.spec.get_or_insert_with(|| JobSpec {
         template: PodTemplateSpec::default(),
         ..Default::default()

@@ -9,11 +9,11 @@ use k8s_openapi::api::batch::v1::Job;
 use serde::Deserialize;
 
 use super::{
-    CHILD_PREFIX, Cleanup, Config, ConfigError, DryRun, EnvMap, FanOut, ITEM_VAR, LAST_FAILED,
-    LogFormat, LogsMode, PREFIX, PlanSource, Progress, RESULT_PREFIX, RateLimit, RestartPolicy,
-    RetryFrom, StepSettings, TriggerConfig, check_dns_label, env_from_json, job_from_json, nearest,
-    params_from_json, parse_bool, parse_duration, parse_json, parse_positive_duration, parse_queue,
-    string_array_from_json,
+    CHILD_PREFIX, Cleanup, Config, ConfigError, DEFAULT_PACK_SIZE, DryRun, EnvMap, FanOut,
+    ITEM_VAR, LAST_FAILED, LogFormat, LogsMode, MAX_PACK_SIZE, PREFIX, Pack, PlanSource, Progress,
+    RESULT_PREFIX, RateLimit, RestartPolicy, RetryFrom, StepSettings, TriggerConfig,
+    check_dns_label, env_from_json, job_from_json, nearest, params_from_json, parse_bool,
+    parse_duration, parse_json, parse_positive_duration, parse_queue, string_array_from_json,
 };
 
 /// `JOBHERD_HEARTBEAT` when unset: a quiet run shows it lives once a minute, often enough
@@ -283,6 +283,22 @@ variables! {
         meaning: "Trigger mode: how long to follow the parent; then it is deleted with its children, and the trigger exits 3.",
         trigger_own: true,
     }
+    pack {
+        kind: "one of",
+        values: &["off", "indexed"],
+        default: "off",
+        meaning: "`indexed`: every fan-out (`JOBHERD_COUNT`, `JOBHERD_PARAMS`, a step's `count`, `params` or `params_from`) is packed into Indexed Jobs, one completion index per child, instead of a Job per child: the cluster's Job controller spends about a third as much on a big herd. Needs Kubernetes 1.29 or newer; packed children run with `restartPolicy: Never`. A plan step's `pack` wins. See `docs/big-herds.md`.",
+    }
+    pack_size {
+        kind: "whole number, 1 to 100000",
+        default: "10000",
+        meaning: "The most children one packed Job holds; a bigger fan-out becomes several. A pack also holds fewer when its children's own variables would take more than 900 KiB of its ConfigMap.",
+    }
+    pack_image {
+        kind: "image reference",
+        unset: "in a pod, jobherd's own image; outside one, required when a packed child needs jobherd's entrypoint",
+        meaning: "The jobherd image that an init container of a packed child copies jobherd's entrypoint from, when the child needs its own variables set (params, `JOBHERD_ITEM`, a pack past the first of a `count` step, a retry).",
+    }
     queue {
         kind: "a Kueue LocalQueue's name",
         meaning: "A Kueue LocalQueue in the children's namespace: every child Job (not its pod template) gets the label `kueue.x-k8s.io/queue-name` with this value, so Kueue admits each child against its quota; a plan step's `queue` wins.",
@@ -421,6 +437,9 @@ impl RawVars {
             junit_file: self.junit_file.clone().map(PathBuf::from),
             html_file: self.html_file.clone().map(PathBuf::from),
             pushgateway: opt(&self.pushgateway, "pushgateway", parse_pushgateway)?,
+            pack_size: opt(&self.pack_size, "pack_size", parse_pack_size)?
+                .unwrap_or(DEFAULT_PACK_SIZE),
+            pack_image: self.pack_image.clone(),
             dry_run: opt(&self.dry_run, "dry_run", parse_dry_run)?,
             log_format: opt(&self.log_format, "log_format", parse_log_format)?.unwrap_or_default(),
             rate: RateLimit {
@@ -495,6 +514,7 @@ impl RawVars {
             )?,
             ttl: opt(&self.ttl, "ttl", parse_duration)?,
             queue: opt(&self.queue, "queue", parse_queue)?,
+            pack: opt(&self.pack, "pack", Pack::parse)?,
             job,
         })
     }
@@ -655,6 +675,15 @@ fn parse_positive(s: &str) -> Result<u32, String> {
         .ok_or_else(|| "expected a whole number greater than 0".into())
 }
 
+fn parse_pack_size(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PACK_SIZE).contains(n))
+        .ok_or_else(|| {
+            format!("expected a whole number from 1 to {MAX_PACK_SIZE} (the Job API's most completions with backoffLimitPerIndex)")
+        })
+}
+
 fn conflict(first: &str, second: &str, why: &str) -> ConfigError {
     ConfigError::Conflict {
         first: format!("{PREFIX}{first}"),
@@ -710,7 +739,14 @@ mod tests {
         };
         let jobs = crate::child::children(&c.defaults, None, &id)
             .unwrap()
-            .dry_run_jobs();
+            .dry_run_jobs((
+                1,
+                crate::child::PackHow {
+                    image: None,
+                    parallelism: 1,
+                    fail_fast: false,
+                },
+            ));
         c.cleanup = Some(c.cleanup.unwrap_or_default());
         c.defaults = StepSettings::default();
         (jobs, c)

@@ -10,15 +10,18 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
+};
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{self, Sender, UnboundedSender};
 use tokio::task::JoinSet;
 
 use super::ChildApi;
-use crate::child::{ChildJob, MAX_JOB, RUN_LABEL, STEP_LABEL};
+use crate::child::{ChildJob, MAX_JOB, PackJob, RUN_LABEL, STEP_LABEL};
 use crate::cluster::{ClusterError, delete_child, describe, follow_log, status_code};
 use crate::config::RateLimit;
 use crate::disruption::{OwnPod, Verdict};
@@ -39,7 +42,13 @@ const MAX_BATCH: usize = 250;
 struct Queued {
     number: u64,
     index: usize,
-    job: Box<ChildJob>,
+    job: Build,
+}
+
+/// What a create builds: one child's Job, or a pack (with its ConfigMap).
+enum Build {
+    Child(Box<ChildJob>),
+    Pack(Box<PackJob>),
 }
 
 pub struct Effects {
@@ -93,6 +102,13 @@ impl Effects {
                 // The creator lives as long as `self`, so the queue is open.
                 Effect::Create { index, job } => {
                     let number = self.handed_out;
+                    let job = Build::Child(job);
+                    let _ = self.creates.send(Queued { number, index, job });
+                    self.handed_out += 1;
+                }
+                Effect::CreatePack { index, job } => {
+                    let number = self.handed_out;
+                    let job = Build::Pack(job);
                     let _ = self.creates.send(Queued { number, index, job });
                     self.handed_out += 1;
                 }
@@ -108,9 +124,9 @@ impl Effects {
     fn read(&mut self, effect: Effect) {
         let (api, events) = (self.api.clone(), self.events.clone());
         match effect {
-            Effect::ReadOutput { index, job } => {
+            Effect::ReadOutput { index, pods } => {
                 tokio::spawn(async move {
-                    let read = read_output(&api, &job).await;
+                    let read = read_output(&api, &pods).await;
                     let _ = events.send(Event::Output { index, read }).await;
                 });
             }
@@ -126,9 +142,9 @@ impl Effects {
                     let _ = events.send(Event::Logs { index, from, text }).await;
                 });
             }
-            Effect::FetchNewestLogs { index, job } => {
+            Effect::FetchNewestLogs { index, pods } => {
                 tokio::spawn(async move {
-                    let text = newest_tail(&api, &job).await;
+                    let text = newest_tail(&api, &pods).await;
                     let from = LogSource::Newest;
                     let _ = events.send(Event::Logs { index, from, text }).await;
                 });
@@ -136,9 +152,9 @@ impl Effects {
             Effect::FollowLogs { index, pod } => {
                 self.followers.spawn(follow(api, pod, index, events));
             }
-            Effect::FollowNewestLogs { index, job } => {
+            Effect::FollowNewestLogs { index, pods } => {
                 self.followers.spawn(async move {
-                    match newest_pod(&api, &job).await {
+                    match newest_pod(&api, &pods).await {
                         Some(pod) => follow(api, pod.name_any(), index, events).await,
                         None => {
                             let _ = events.send(Event::LogEnded).await;
@@ -146,7 +162,11 @@ impl Effects {
                     }
                 });
             }
+            Effect::FailPod { pod, reason } => {
+                tokio::spawn(async move { fail_pod(&api, &pod, &reason).await });
+            }
             Effect::Create { .. }
+            | Effect::CreatePack { .. }
             | Effect::StopCreating
             | Effect::Delete(_)
             | Effect::CheckDisruption => {}
@@ -295,7 +315,11 @@ async fn creator(mut c: Creator) {
         }
         let (api, events) = (c.api.clone(), c.events.clone());
         tokio::spawn(async move {
-            let event = match create(&api, &job.build()).await {
+            let created = match job {
+                Build::Child(job) => create(&api, &job.build()).await,
+                Build::Pack(pack) => create_pack(&api, &pack).await,
+            };
+            let event = match created {
                 Ok(outcome) => Event::Created { index, outcome },
                 Err(fatal) => Event::Fatal(fatal),
             };
@@ -348,6 +372,62 @@ async fn create(api: &ChildApi, job: &Job) -> Result<Created, ClusterError> {
             }
             _ => return Err(ClusterError::from_kube("create", "jobs", &api.namespace, e)),
         }
+    }
+}
+
+/// A pack: its ConfigMap first (its pods wait for it), then its Job. A ConfigMap that exists
+/// already is an earlier attempt's, with the same values.
+async fn create_pack(api: &ChildApi, pack: &PackJob) -> Result<Created, ClusterError> {
+    let (job, config_map) = pack.build();
+    if let Some(config_map) = config_map {
+        let maps: Api<ConfigMap> = Api::namespaced(api.jobs.clone().into_client(), &api.namespace);
+        match maps.create(&PostParams::default(), &config_map).await {
+            Ok(_) => {}
+            Err(e) if status_code(&e) == Some(409) => {}
+            Err(e) if status_code(&e) == Some(403) => {
+                return Err(ClusterError::from_kube(
+                    "create",
+                    "configmaps",
+                    &api.namespace,
+                    e,
+                ));
+            }
+            Err(e) => {
+                return Ok(Created::Failed {
+                    reason: "Invalid".into(),
+                    message: format!("its pack's ConfigMap: {}", describe(&e)),
+                });
+            }
+        }
+    }
+    create(api, &job).await
+}
+
+/// A stuck packed child's pod: jobherd's condition on it, so that its pack's
+/// `podFailurePolicy` fails its index, then deleted. Without the right to patch pods' status,
+/// the pod is deleted all the same (its index is then retried by its Job).
+async fn fail_pod(api: &ChildApi, pod: &str, reason: &str) {
+    let condition = serde_json::json!({"status": {"conditions": [{
+        "type": crate::pack::STUCK_CONDITION, "status": "True", "reason": reason,
+        "message": "stuck past JOBHERD_STUCK_TIMEOUT",
+        "lastTransitionTime": jiff::Timestamp::now().to_string(),
+    }]}});
+    let patched = api
+        .pods
+        .patch_status(pod, &PatchParams::default(), &Patch::Strategic(&condition))
+        .await;
+    if let Err(e) = patched {
+        tracing::warn!(
+            pod,
+            "could not mark the stuck pod for its pack: {}",
+            describe(&e)
+        );
+    }
+    let params = DeleteParams::background();
+    if let Err(e) = api.pods.delete(pod, &params).await
+        && status_code(&e) != Some(404)
+    {
+        tracing::warn!(pod, "could not delete the stuck pod: {}", describe(&e));
     }
 }
 
@@ -470,14 +550,14 @@ async fn tail(
 }
 
 /// The log tail of a child's newest pod, if it still has one.
-async fn newest_tail(api: &ChildApi, child: &str) -> Option<String> {
-    let newest = newest_pod(api, child).await?;
+async fn newest_tail(api: &ChildApi, pods: &str) -> Option<String> {
+    let newest = newest_pod(api, pods).await?;
     tail(api, &newest.name_any(), None, false).await
 }
 
-/// A child's newest pod, if it still has one.
-async fn newest_pod(api: &ChildApi, child: &str) -> Option<Pod> {
-    let params = ListParams::default().labels(&format!("job-name={child}"));
+/// A child's newest pod (of a label selector), if it still has one.
+async fn newest_pod(api: &ChildApi, pods: &str) -> Option<Pod> {
+    let params = ListParams::default().labels(pods);
     let list = tokio::time::timeout(Duration::from_secs(5), api.pods.list(&params))
         .await
         .ok()?
@@ -491,7 +571,7 @@ async fn newest_pod(api: &ChildApi, child: &str) -> Option<Pod> {
 /// message of its succeeded pod, or why it cannot be known (its pods are gone, reading them is
 /// forbidden, the API did not answer after a few tries).
 async fn read_output(api: &ChildApi, child: &str) -> OutputRead {
-    let params = ListParams::default().labels(&format!("job-name={child}"));
+    let params = ListParams::default().labels(child);
     let mut last = String::new();
     for attempt in 1..=3 {
         let listed = tokio::time::timeout(Duration::from_secs(10), api.pods.list(&params)).await;

@@ -12,7 +12,7 @@ use super::fields::{
 use super::manifests::{inline_job, load_job_file};
 use super::{Ctx, Entry, PlanError, When};
 use crate::config::{
-    FanOut, RestartPolicy, StepSettings, env_from_json, params_from_json, parse_duration,
+    FanOut, Pack, RestartPolicy, StepSettings, env_from_json, params_from_json, parse_duration,
     parse_positive_duration, parse_queue, string_array_from_json,
 };
 
@@ -82,6 +82,10 @@ pub const STEP_FIELDS: &[Field] = &[
     Field {
         name: "queue",
         meaning: "A Kueue LocalQueue for this step's children, instead of `JOBHERD_QUEUE`.",
+    },
+    Field {
+        name: "pack",
+        meaning: "`indexed` or `off`, instead of `JOBHERD_PACK`: whether this step's children (of `count`, `params` or `params_from`) are packed into Indexed Jobs.",
     },
     Field {
         name: "job",
@@ -320,6 +324,7 @@ fn step_settings(
             }
             "ttl" => s.ttl = Some(duration(value, parse_duration).map_err(|e| field(key, e))?),
             "queue" => s.queue = Some(queue_name(value).map_err(|e| field(key, e))?),
+            "pack" => s.pack = Some(pack(value).map_err(|e| field(key, e))?),
             "job" => {
                 let job =
                     inline_job(value).map_err(|e| ctx.manifest(format!("{label}: `job`: {e}")))?;
@@ -392,6 +397,13 @@ fn step_job_file(ctx: &Ctx, label: &str, value: &Value) -> Result<Job, PlanError
             ))
         })?;
     load_job_file(&ctx.resolve(path)).map_err(|e| ctx.manifest(format!("{label}: `job_file` {e}")))
+}
+
+fn pack(value: &Value) -> Result<Pack, String> {
+    match value.as_str() {
+        Some(s) => Pack::parse(s).map_err(|e| format!("{e}, found {value}")),
+        None => Err(format!("expected indexed or off, found {value}")),
+    }
 }
 
 fn queue_name(value: &Value) -> Result<String, String> {
@@ -545,7 +557,7 @@ steps:
     fn unknown_step_field_lists_the_allowed_fields() {
         assert_eq!(
             error("steps: [{name: a, imgae: alpine}]"),
-            "plan.yaml: step \"a\" has an unknown field \"imgae\" (did you mean \"image\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, params_from, when, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
+            "plan.yaml: step \"a\" has an unknown field \"imgae\" (did you mean \"image\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, params_from, when, backoff_limit, restart_policy, child_timeout, ttl, queue, pack, job, job_file"
         );
         assert_eq!(
             error("steps: [{image: alpine}]"),
@@ -606,7 +618,7 @@ steps:
         );
         assert_eq!(
             error("phases: [{name: p, steps: [{name: a, depend_on: [b]}]}]"),
-            "plan.yaml: step \"a\" has an unknown field \"depend_on\" (did you mean \"depends_on\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, params_from, when, backoff_limit, restart_policy, child_timeout, ttl, queue, job, job_file"
+            "plan.yaml: step \"a\" has an unknown field \"depend_on\" (did you mean \"depends_on\"?); a step takes name, depends_on, image, command, args, shell, env, params, count, params_from, when, backoff_limit, restart_policy, child_timeout, ttl, queue, pack, job, job_file"
         );
         assert_eq!(
             error("version: 2\nsteps: [{name: a}]"),

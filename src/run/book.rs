@@ -134,6 +134,8 @@ pub(super) struct JobTrack {
     pub(super) version: u64,
     /// Attempts as the Job's status counts them (failed + succeeded + active pods).
     pub(super) attempts: u32,
+    /// A pod of it ran past its own deadline (a packed child's `JOBHERD_CHILD_TIMEOUT`).
+    pub(super) deadline_exceeded: bool,
 }
 
 /// What one pod of a child counts for.

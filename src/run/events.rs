@@ -10,7 +10,7 @@ use kube::runtime::watcher;
 
 use super::ChildResult;
 use super::logs::LogSource;
-use crate::child::ChildJob;
+use crate::child::{ChildJob, PackJob};
 use crate::cluster::ClusterError;
 use crate::disruption::Verdict;
 
@@ -217,10 +217,17 @@ pub struct Target {
 pub enum Effect {
     /// Create this child's Job (built from its recipe when its turn comes).
     Create { index: usize, job: Box<ChildJob> },
+    /// Create a pack (its ConfigMap first, when it has one); the answer comes back as
+    /// `Event::Created` for its first child.
+    CreatePack { index: usize, job: Box<PackJob> },
+    /// A stuck packed child: mark its pod with `jobherd.io/Stuck` (its pack's
+    /// `podFailurePolicy` then fails its index) and delete the pod.
+    FailPod { pod: String, reason: String },
     /// Send none of the creates handed out so far; they come back as `Created::NotStarted`.
     StopCreating,
-    /// List a succeeded child's pods for its output, which the pod watch has not shown.
-    ReadOutput { index: usize, job: String },
+    /// List a succeeded child's pods (this label selector) for its output, which the pod
+    /// watch has not shown.
+    ReadOutput { index: usize, pods: String },
     /// Delete these children's Jobs, with their pods (Background propagation).
     Delete(Vec<Target>),
     /// The tail of a failed container's log, while its pod exists.
@@ -230,13 +237,13 @@ pub enum Effect {
         container: String,
         previous: bool,
     },
-    /// The tail of the log of a child's newest pod.
-    FetchNewestLogs { index: usize, job: String },
+    /// The tail of the log of a child's newest pod (of this label selector).
+    FetchNewestLogs { index: usize, pods: String },
     /// Follow a pod's log from its start (`JOBHERD_LOGS=all`).
     FollowLogs { index: usize, pod: String },
     /// Follow the log of a child's newest pod, if it still has one (`JOBHERD_LOGS=all`, for a
     /// child none of whose pods the pod watch showed).
-    FollowNewestLogs { index: usize, job: String },
+    FollowNewestLogs { index: usize, pods: String },
     /// Read jobherd's own pod and parent Job to tell what a SIGTERM means; the answer comes
     /// back as `Event::Disruption`.
     CheckDisruption,

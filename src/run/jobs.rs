@@ -11,6 +11,7 @@ use kube::runtime::watcher;
 use super::{Change, ChildResult, Created, Effect, Phase, Reaction, Run};
 use crate::child::{QUEUE_LABEL, RUN_LABEL};
 use crate::conditions::{Outcome, decided_at, outcome};
+use crate::pack::{MEMBERS, PACK_LABEL, PACK_STEP};
 
 /// What the run reads of a Job.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,13 @@ pub(super) struct JobSeen {
     /// When its outcome was decided, by the server's clock.
     pub(super) finished: Option<Timestamp>,
     pub(super) backoff_limit: i32,
+    /// A pack's: its per-index retries, `completedIndexes`, `failedIndexes`, parallelism, and
+    /// (step, members) from its annotations.
+    pub(super) backoff_limit_per_index: Option<i32>,
+    pub(super) completed: Option<String>,
+    pub(super) failed_indexes: Option<String>,
+    pub(super) parallelism: usize,
+    pub(super) pack: Option<(String, String)>,
 }
 
 impl JobSeen {
@@ -60,7 +68,17 @@ impl JobSeen {
             outcome: outcome(job),
             finished,
             backoff_limit: spec.and_then(|s| s.backoff_limit).unwrap_or(6),
+            backoff_limit_per_index: spec.and_then(|s| s.backoff_limit_per_index),
+            completed: status.completed_indexes.clone(),
+            failed_indexes: status.failed_indexes.clone(),
+            parallelism: spec.and_then(|s| s.parallelism).unwrap_or(1).max(0) as usize,
+            pack: pack_of(job),
         })
+    }
+
+    /// Whether it packs children (SPEC §10).
+    pub(super) fn is_pack(&self) -> bool {
+        self.pack.is_some()
     }
 
     /// Attempts as its status counts them; the pods of a suspended Job are being deleted by
@@ -69,6 +87,17 @@ impl JobSeen {
         let active = if self.suspended { 0 } else { self.active };
         (self.failed + self.succeeded + active).max(0) as u32
     }
+}
+
+/// A pack's step and members, from its label and annotations.
+fn pack_of(job: &Job) -> Option<(String, String)> {
+    if job.labels().get(PACK_LABEL).map(String::as_str) != Some("true") {
+        return None;
+    }
+    let annotations = job.annotations();
+    let step = annotations.get(PACK_STEP).cloned().unwrap_or_default();
+    let members = annotations.get(MEMBERS).cloned().unwrap_or_default();
+    Some((step, members))
 }
 
 impl Run {
@@ -92,6 +121,13 @@ impl Run {
             }
             watcher::Event::Delete(job) => {
                 let name = job.name_any();
+                if let Some(pack) = self.packs.by_name(&name) {
+                    if !self.stopping.is_stopping() {
+                        let first = self.packs.get(pack).members[0];
+                        self.pack_gone(first, out);
+                    }
+                    return;
+                }
                 let Some(index) = self.children.index_of(&name) else {
                     self.relist.forget(&name);
                     return;
@@ -107,6 +143,9 @@ impl Run {
 
     /// A Job of this run: of a child, or kept until its child is laid out.
     fn job_seen(&mut self, job: JobSeen, out: &mut Reaction) {
+        if job.is_pack() {
+            return self.pack_seen(job, out);
+        }
         match self.children.index_of(&job.name) {
             Some(index) => {
                 self.relist.saw(index);
@@ -117,6 +156,10 @@ impl Run {
     }
 
     pub(super) fn on_created(&mut self, index: usize, outcome: Created, out: &mut Reaction) {
+        if let Some(pack) = self.packs.of_child(index).map(|p| p.name.clone()) {
+            let pack = self.packs.by_name(&pack).unwrap_or_default();
+            return self.pack_created(pack, outcome, out);
+        }
         let seen = |job: &Job| JobSeen::of(job, &self.run_id);
         match outcome {
             Created::Created(job) => {
@@ -138,7 +181,7 @@ impl Run {
 
     /// A create that was not sent: the child waits again when the run only paused (a SIGTERM
     /// being looked into) or moves, and is skipped when the run stops.
-    fn not_started(&mut self, index: usize, out: &mut Reaction) {
+    pub(super) fn not_started(&mut self, index: usize, out: &mut Reaction) {
         if *self.book.phase(index) != Phase::Creating {
             return;
         }
@@ -242,6 +285,18 @@ impl Run {
                     out.child(index, Change::Running);
                 }
             }
+        }
+    }
+
+    /// A pack's Job disappeared: its children not done are gone with it.
+    fn pack_gone(&mut self, first: usize, out: &mut Reaction) {
+        let members = self
+            .packs
+            .of_child(first)
+            .map(|p| p.members.clone())
+            .unwrap_or_default();
+        for m in members {
+            self.gone(m, out);
         }
     }
 

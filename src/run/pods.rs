@@ -50,6 +50,8 @@ fn job_name(pod: &Pod) -> Option<&String> {
 /// A pod waiting for a reason that will not resolve itself, since when.
 #[derive(Debug, Clone)]
 pub(super) struct Stuck {
+    /// The pod that waits.
+    pub(super) pod: String,
     pub(super) reason: String,
     pub(super) message: String,
     pub(super) since: Instant,
@@ -80,7 +82,13 @@ impl StuckPods {
 
     /// Notes the first waiting reason that will not resolve itself; ErrImagePull alternating
     /// with ImagePullBackOff is one stuck period.
-    pub(super) fn track(&mut self, index: usize, containers: &[ContainerStatus], now: Instant) {
+    pub(super) fn track(
+        &mut self,
+        index: usize,
+        pod: &str,
+        containers: &[ContainerStatus],
+        now: Instant,
+    ) {
         let waiting = containers.iter().find_map(|c| {
             let w = c.state.as_ref()?.waiting.as_ref()?;
             let reason = w.reason.clone()?;
@@ -104,6 +112,7 @@ impl StuckPods {
             _ => now,
         };
         let stuck = Stuck {
+            pod: pod.to_string(),
             reason,
             message,
             since,
@@ -111,8 +120,9 @@ impl StuckPods {
         self.by_child.insert(index, stuck);
     }
 
-    /// Children stuck for the limit, in index order, with the message their failure gives.
-    pub(super) fn expired(&mut self, now: Instant) -> Vec<(usize, String, String)> {
+    /// Children stuck for the limit, in index order, with their pod, reason and the message
+    /// their failure gives.
+    pub(super) fn expired(&mut self, now: Instant) -> Vec<(usize, String, String, String)> {
         let limit = self.limit;
         let mut expired: Vec<usize> = self
             .by_child
@@ -131,7 +141,7 @@ impl StuckPods {
                     limit.as_secs(),
                     stuck.message
                 );
-                Some((index, stuck.reason, message))
+                Some((index, stuck.pod, stuck.reason, message))
             })
             .collect()
     }
@@ -143,7 +153,14 @@ impl Run {
         let Some(name) = job_name(pod) else {
             return;
         };
-        let Some(index) = self.children.index_of(name) else {
+        let index = self.children.index_of(name).or_else(|| {
+            let labels = pod.labels();
+            let at = labels
+                .get(crate::pack::COMPLETION_INDEX)
+                .map(String::as_str);
+            self.pack_member_of_pod(name, at)
+        });
+        let Some(index) = index else {
             // A child of a step not laid out yet: what it wrote is kept for then.
             if let Some(output) = pod_output(pod) {
                 self.relist.keep_output(name, output);
@@ -172,6 +189,9 @@ impl Run {
         let Some(status) = pod.status.as_ref() else {
             return;
         };
+        if status.reason.as_deref() == Some("DeadlineExceeded") {
+            self.book.get_mut(index).job.deadline_exceeded = true;
+        }
         let containers = status.container_statuses.as_deref().unwrap_or_default();
         if let Some(change) = self.count_attempts(index, pod, containers) {
             out.child(index, change);
@@ -183,7 +203,8 @@ impl Run {
             self.book.set_phase(index, Phase::Running, self.now.instant);
             out.child(index, Change::Running);
         }
-        self.stuck.track(index, containers, self.now.instant);
+        self.stuck
+            .track(index, &pod.name_any(), containers, self.now.instant);
         self.tell_pending(index, pod, out);
     }
 
@@ -260,12 +281,18 @@ impl Run {
 
     /// Children stuck for `JOBHERD_STUCK_TIMEOUT` fail, and their Jobs are deleted.
     pub(super) fn expire_stuck(&mut self, out: &mut Reaction) {
-        for (index, reason, message) in self.stuck.expired(self.now.instant) {
+        for (index, pod, reason, message) in self.stuck.expired(self.now.instant) {
             if !self.book.phase(index).is_active() {
                 continue;
             }
             self.finish(index, ChildResult::Failed, &reason, &message, None, out);
-            out.effects.push(Effect::Delete(vec![self.target(index)]));
+            // A packed child's index fails alone; its pack goes on.
+            let effect = if self.is_packed(index) {
+                Effect::FailPod { pod, reason }
+            } else {
+                Effect::Delete(vec![self.target(index)])
+            };
+            out.effects.push(effect);
         }
     }
 }

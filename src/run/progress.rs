@@ -116,6 +116,18 @@ impl Progress {
         }
     }
 
+    /// The child `next_ready` would give, without taking it.
+    pub(super) fn peek_ready(&mut self) -> Option<usize> {
+        loop {
+            let range = self.ready.front()?;
+            if range.is_empty() {
+                self.ready.pop_front();
+                continue;
+            }
+            return Some(range.start);
+        }
+    }
+
     /// A child handed out but not created (the run paused): it is ready again, first.
     pub(super) fn requeue(&mut self, index: usize) {
         self.ready.push_front(index..index + 1);
@@ -449,6 +461,10 @@ impl Run {
                 self.relist.saw(index);
                 self.observe_job(index, &job, out);
             }
+        }
+        let name = self.step_label(step);
+        for pack in self.relist.take_packs(&name) {
+            self.pack_seen(pack, out);
         }
         if self.relist.listed() {
             self.restore_recorded(out);

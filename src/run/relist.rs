@@ -81,6 +81,25 @@ impl Relist {
         }
     }
 
+    /// The packs kept for a step not laid out until now (by its plan name).
+    pub(super) fn take_packs(&mut self, step: &str) -> Vec<JobSeen> {
+        let names: Vec<String> = self
+            .kept
+            .iter()
+            .filter(|(_, k)| {
+                k.job
+                    .as_ref()
+                    .and_then(|j| j.pack.as_ref())
+                    .is_some_and(|(s, _)| s == step)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|n| self.kept.remove(&n)?.job)
+            .collect()
+    }
+
     /// What was seen of a child now laid out.
     pub(super) fn take(&mut self, job: &str) -> Option<Kept> {
         self.kept.remove(job)

@@ -514,7 +514,7 @@ fn every_childs_log_is_followed_once_however_fast_it_ran() {
     let r = run.apply(Event::Tick, t0.after(S(3)));
     assert!(r.effects.contains(&Effect::FollowNewestLogs {
         index: 1,
-        job: "r-1".into()
+        pods: "job-name=r-1".into()
     }));
     let read = OutputRead::Found(None);
     run.apply(Event::Output { index: 1, read }, t0.after(S(3)));
