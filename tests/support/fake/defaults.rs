@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::configmap;
 use super::jobs;
 use super::meta::{self, ApiError, Kind};
 use super::versions::Version;
@@ -64,6 +65,7 @@ pub fn admit_create(
                 causes.push(("involvedObject".into(), "Required value".into()));
             }
         }
+        Kind::ConfigMap => configmap::validate(obj, v, &mut causes),
         Kind::CronJob => {
             let spec = &mut obj["spec"];
             if spec["schedule"].as_str().is_none_or(str::is_empty) {
@@ -217,19 +219,26 @@ fn pod_spec_defaults(spec: &mut Value, path: &str, causes: &mut Vec<(String, Str
     }
 }
 
-/// Rules on update: immutable Job fields, as the real API enforces them.
-pub fn check_update(kind: Kind, old: &Value, new: &Value) -> Result<(), ApiError> {
-    if kind != Kind::Job {
-        return Ok(());
-    }
+/// Rules on update: immutable Job fields, a ConfigMap's validity and `immutable`, as the real
+/// API enforces them.
+pub fn check_update(kind: Kind, old: &Value, new: &Value, v: Version) -> Result<(), ApiError> {
     let mut causes = Vec::new();
-    for field in ["selector", "template", "completionMode"] {
-        if old["spec"][field] != new["spec"][field] {
-            causes.push((
-                format!("spec.{field}"),
-                "Invalid value: field is immutable".to_string(),
-            ));
+    match kind {
+        Kind::Job => {
+            for field in ["selector", "template", "completionMode"] {
+                if old["spec"][field] != new["spec"][field] {
+                    causes.push((
+                        format!("spec.{field}"),
+                        "Invalid value: field is immutable".to_string(),
+                    ));
+                }
+            }
         }
+        Kind::ConfigMap => {
+            configmap::validate(new, v, &mut causes);
+            configmap::check_update(old, new, &mut causes);
+        }
+        _ => {}
     }
     if causes.is_empty() {
         Ok(())

@@ -142,7 +142,12 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
                 Ok(b) => b.to_bytes(),
                 Err(_) => Bytes::new(),
             };
-            match dispatch(&shared, &route, &path, &query, &content_type, body).await {
+            let answer = if body.len() > store::MAX_REQUEST_BODY {
+                Err(ApiError::too_large(store::MAX_REQUEST_BODY))
+            } else {
+                dispatch(&shared, &route, &path, &query, &content_type, body).await
+            };
+            match answer {
                 Ok(r) => r,
                 Err(e) => error(&e),
             }
@@ -492,6 +497,7 @@ pub fn create(
         obj["metadata"]["creationTimestamp"] = json!(meta::now_time());
         return Ok((obj, warnings));
     }
+    store::fits_in_etcd(&obj)?;
     st.create(kind, obj).map(|o| (o, warnings))
 }
 
@@ -562,7 +568,7 @@ pub fn write_existing(
     if !causes.is_empty() {
         return Err(ApiError::invalid(kind, &key.1, causes));
     }
-    defaults::check_update(kind, &old, &new)?;
+    defaults::check_update(kind, &old, &new, shared.config.version)?;
     if new["spec"] != old["spec"] {
         new["metadata"]["generation"] =
             json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
@@ -570,6 +576,7 @@ pub fn write_existing(
     if dry {
         return Ok((new, warnings));
     }
+    store::fits_in_etcd(&new)?;
     Ok((st.put(kind, new), warnings))
 }
 
@@ -984,6 +991,7 @@ fn discovery(path: &str, version: versions::Version) -> Option<Response<Body>> {
                 ("pods", "Pod", true),
                 ("pods/log", "Pod", true),
                 ("events", "Event", true),
+                ("configmaps", "ConfigMap", true),
                 ("namespaces", "Namespace", false),
             ]);
             if let Some(l) = list.as_array_mut() {

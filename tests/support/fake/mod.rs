@@ -11,6 +11,7 @@
 //! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd);
 //! `disruption.rs` (evictions, preemption: `DisruptionTarget`), `kueue.rs` (queued Jobs).
 
+mod configmap;
 mod defaults;
 mod disruption;
 mod http;

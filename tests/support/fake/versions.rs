@@ -68,6 +68,15 @@ impl Version {
         self.0 >= 25
     }
 
+    /// `field.TooLong`'s wording, which apimachinery changed in 1.32.
+    pub fn too_long(self, max: usize) -> String {
+        if self.0 >= 32 {
+            format!("may not be more than {max} bytes")
+        } else {
+            format!("must have at most {max} bytes")
+        }
+    }
+
     /// `git version` as `/version` reports it.
     pub fn git_version(self) -> String {
         format!("v1.{}.0-fake", self.0)
@@ -155,7 +164,6 @@ pub enum Schema {
     Role,
     RoleBinding,
     NetworkPolicy,
-    ConfigMap,
 }
 
 impl Schema {
@@ -166,14 +174,13 @@ impl Schema {
             Schema::Role => "Role",
             Schema::RoleBinding => "RoleBinding",
             Schema::NetworkPolicy => "NetworkPolicy",
-            Schema::ConfigMap => "ConfigMap",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Schema::Served(k) => k.api_version(),
-            Schema::ServiceAccount | Schema::ConfigMap => "v1",
+            Schema::ServiceAccount => "v1",
             Schema::Role | Schema::RoleBinding => "rbac.authorization.k8s.io/v1",
             Schema::NetworkPolicy => "networking.k8s.io/v1",
         }
@@ -191,7 +198,7 @@ impl Schema {
             Schema::Role => "io.k8s.api.rbac.v1.Role",
             Schema::RoleBinding => "io.k8s.api.rbac.v1.RoleBinding",
             Schema::NetworkPolicy => "io.k8s.api.networking.v1.NetworkPolicy",
-            Schema::ConfigMap => "io.k8s.api.core.v1.ConfigMap",
+            Schema::Served(Kind::ConfigMap) => "io.k8s.api.core.v1.ConfigMap",
         }
     }
 
@@ -201,7 +208,7 @@ impl Schema {
             ("batch/v1", "CronJob") => Schema::Served(Kind::CronJob),
             ("v1", "Pod") => Schema::Served(Kind::Pod),
             ("v1", "ServiceAccount") => Schema::ServiceAccount,
-            ("v1", "ConfigMap") => Schema::ConfigMap,
+            ("v1", "ConfigMap") => Schema::Served(Kind::ConfigMap),
             ("rbac.authorization.k8s.io/v1", "Role") => Schema::Role,
             ("rbac.authorization.k8s.io/v1", "RoleBinding") => Schema::RoleBinding,
             ("networking.k8s.io/v1", "NetworkPolicy") => Schema::NetworkPolicy,
@@ -502,7 +509,7 @@ fn unknown_to_all(schema: Schema, obj: &Value) -> Vec<Path> {
         Schema::Served(Kind::Event) => round::<events::v1::Event>(obj),
         Schema::Served(Kind::CoreEvent) => round::<core::v1::Event>(obj),
         Schema::ServiceAccount => round::<core::v1::ServiceAccount>(obj),
-        Schema::ConfigMap => round::<core::v1::ConfigMap>(obj),
+        Schema::Served(Kind::ConfigMap) => round::<core::v1::ConfigMap>(obj),
         Schema::Role => round::<rbac::v1::Role>(obj),
         Schema::RoleBinding => round::<rbac::v1::RoleBinding>(obj),
         Schema::NetworkPolicy => round::<networking::v1::NetworkPolicy>(obj),
