@@ -151,7 +151,9 @@
 pub mod fake;
 pub mod jobherd;
 
-pub use fake::{FakeCluster, Kind, Parent, Propagation, Request, Revision, TRACKING, peak};
+pub use fake::{
+    ControllerRequests, FakeCluster, Kind, Parent, Propagation, Request, Revision, TRACKING, peak,
+};
 pub use jobherd::{Jobherd, Output, Running};
 
 use std::time::Duration;

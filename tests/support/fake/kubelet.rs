@@ -10,266 +10,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::disruption::{self, Disruption};
+use super::fate::Fate;
+use super::indexed;
 use super::lock;
 use super::meta::{self, Kind};
+use super::pod_run::{
+    CState, Ctr, KubeletStop, PodRun, config_error, crash_delay, render, termination_message,
+    waiting,
+};
 use super::process;
-use super::sim::{Sim, Timer, UNMANAGED, cond};
+use super::sim::{Sim, Timer, UNMANAGED};
 use super::store::{Key, Propagation, Store};
-use super::versions::Version;
 
 pub const NODE: &str = "fake-node-1";
-
-/// The kubelet's restart back-off: the first restart is immediate, then 10 s, doubling, at
-/// most 5 minutes (real time; scaled by the cluster's time scale).
-const CRASH_BASE: Duration = Duration::from_secs(10);
-const CRASH_MAX: Duration = Duration::from_secs(300);
-
-/// A termination message is at most this long (the kubelet's limit per container).
-const MESSAGE_MAX: usize = 4096;
-/// `FallbackToLogsOnError`: the log's last 80 lines, at most 2048 bytes.
-const FALLBACK_LINES: usize = 80;
-const FALLBACK_BYTES: usize = 2048;
-
-/// How a container behaves; read from its env and image (see the support module doc).
-#[derive(Debug, Clone)]
-pub struct Fate {
-    pub pending: Duration,
-    pub run: Duration,
-    pub exits: Vec<i32>,
-    pub log: Option<Vec<String>>,
-    pub waiting: Option<String>,
-    pub unschedulable: bool,
-    /// How long it takes to exit after SIGTERM, and with which code.
-    pub term: Duration,
-    pub term_exit: i32,
-    /// Runs until `FakeCluster::release(name)`.
-    pub hold: Option<String>,
-    /// What it writes to its termination-message file: a template whose `${NAME}` are the
-    /// container's variables, written `message_repeat` times.
-    pub message: Option<String>,
-    pub message_repeat: usize,
-}
-
-impl Fate {
-    /// The fate of one container (a container spec).
-    pub fn of_container(c: &Value) -> Fate {
-        let env: HashMap<&str, &str> = c["env"]
-            .as_array()
-            .map(|e| {
-                e.iter()
-                    .filter_map(|v| Some((v["name"].as_str()?, v["value"].as_str().unwrap_or(""))))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let ms = |name: &str, default: u64| {
-            Duration::from_millis(
-                env.get(name)
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(default),
-            )
-        };
-        let text = |name: &str| {
-            env.get(name)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.to_string())
-        };
-        let exits: Vec<i32> = env
-            .get("FAKE_EXIT")
-            .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-            .unwrap_or_default();
-        let image = c["image"].as_str().unwrap_or("");
-        let waiting = text("FAKE_WAITING").or_else(|| {
-            image
-                .starts_with("fake-missing/")
-                .then(|| "ErrImagePull".to_string())
-        });
-        Fate {
-            pending: ms("FAKE_PENDING_MS", 10),
-            run: ms("FAKE_RUN_MS", 50),
-            exits: if exits.is_empty() { vec![0] } else { exits },
-            log: env.get("FAKE_LOG").map(|l| {
-                l.replace("\\n", "\n")
-                    .split('\n')
-                    .map(str::to_string)
-                    .collect()
-            }),
-            waiting,
-            unschedulable: env
-                .get("FAKE_UNSCHEDULABLE")
-                .is_some_and(|v| !v.is_empty() && *v != "0" && *v != "false"),
-            term: ms("FAKE_TERM_MS", 100),
-            term_exit: env
-                .get("FAKE_TERM_EXIT")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(143),
-            hold: text("FAKE_HOLD"),
-            message: text("FAKE_MESSAGE"),
-            message_repeat: env
-                .get("FAKE_MESSAGE_REPEAT")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(1),
-        }
-    }
-
-    /// The fate of a pod's first container (pod-wide settings live there).
-    pub fn of(pod: &Value) -> Fate {
-        Self::of_container(&pod["spec"]["containers"][0])
-    }
-
-    /// The termination-message file as the container leaves it, with `env` its environment
-    /// (where `FAKE_MESSAGE` itself has had the kubelet's `$(VAR)` expansion).
-    pub fn message_file(&self, env: &[(String, String)]) -> String {
-        let Some(raw) = &self.message else {
-            return String::new();
-        };
-        let template = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "FAKE_MESSAGE")
-            .map_or(raw.as_str(), |(_, v)| v.as_str());
-        process::expand_braces(template, env).repeat(self.message_repeat)
-    }
-
-    pub fn exit_code(&self, attempt: u32) -> i32 {
-        let i = (attempt as usize).min(self.exits.len() - 1);
-        self.exits[i]
-    }
-}
-
-#[derive(Debug, Clone)]
-enum CState {
-    /// The sandbox is being created.
-    Creating,
-    Waiting {
-        reason: String,
-        message: String,
-    },
-    Running {
-        since: String,
-    },
-    Terminated {
-        code: i32,
-        reason: String,
-        message: Option<String>,
-        started: String,
-        finished: String,
-    },
-}
-
-/// One container as the kubelet runs it.
-pub struct Ctr {
-    name: String,
-    image: String,
-    spec: Value,
-    fate: Fate,
-    /// jobherd's image: the real binary runs.
-    real: bool,
-    /// Bumped on every change of attempt or state, so stale timers are ignored.
-    epoch: u64,
-    restarts: u32,
-    state: CState,
-    last: Value,
-    pid: Option<u32>,
-    ever_started: bool,
-    /// The pod is being deleted: this container will not (re)start.
-    stopped: bool,
-}
-
-impl Ctr {
-    fn running(&self) -> bool {
-        matches!(self.state, CState::Running { .. })
-    }
-
-    /// Will not run again: terminated for good, or stopped before it could run.
-    fn done(&self, policy: &str) -> bool {
-        match &self.state {
-            CState::Terminated { code, .. } => {
-                self.stopped || policy == "Never" || (policy == "OnFailure" && *code == 0)
-            }
-            CState::Running { .. } => false,
-            _ => self.stopped,
-        }
-    }
-
-    fn status(&self, pod_uid: &str) -> Value {
-        let state = match &self.state {
-            CState::Creating => json!({"waiting": {"reason": "ContainerCreating"}}),
-            CState::Waiting { reason, message } => {
-                json!({"waiting": {"reason": reason, "message": message}})
-            }
-            CState::Running { since } => json!({"running": {"startedAt": since}}),
-            CState::Terminated {
-                code,
-                reason,
-                message,
-                started,
-                finished,
-            } => {
-                let mut t = json!({"exitCode": code, "reason": reason, "startedAt": started,
-                    "finishedAt": finished, "containerID": self.container_id(pod_uid)});
-                if let Some(m) = message {
-                    t["message"] = json!(m);
-                }
-                json!({ "terminated": t })
-            }
-        };
-        let mut s = json!({
-            "name": self.name, "image": self.image, "imageID": "", "ready": self.running(),
-            "restartCount": self.restarts, "started": self.running(), "state": state,
-            "lastState": self.last,
-        });
-        if self.ever_started {
-            s["imageID"] = json!(format!("docker.io/library/{}@sha256:0000", self.image));
-            s["containerID"] = json!(self.container_id(pod_uid));
-        }
-        s
-    }
-
-    fn container_id(&self, pod_uid: &str) -> String {
-        format!("containerd://{pod_uid}-{}-{}", self.name, self.restarts)
-    }
-}
-
-/// A pod as the kubelet runs it.
-pub struct PodRun {
-    key: Key,
-    attempt_base: u32,
-    policy: String,
-    containers: Vec<Ctr>,
-    /// The sandbox is up: containers may run.
-    sandbox: bool,
-    terminating: bool,
-    /// When SIGKILL comes for what still runs.
-    kill_at: Option<Instant>,
-    /// The end was confirmed to the API (grace period 0), or reported (an evicted pod).
-    ended: bool,
-    /// Stopped by the kubelet's own node-pressure eviction: ends `Failed` (`Evicted`), stays.
-    evicted: bool,
-}
-
-impl PodRun {
-    fn phase(&self) -> &'static str {
-        if !self.sandbox && !self.terminating {
-            return "Pending";
-        }
-        if self.containers.iter().all(|c| c.done(&self.policy)) {
-            if self.evicted {
-                return "Failed";
-            }
-            let all_ok = self
-                .containers
-                .iter()
-                .all(|c| matches!(c.state, CState::Terminated { code: 0, .. }));
-            return if all_ok { "Succeeded" } else { "Failed" };
-        }
-        let unstarted = self
-            .containers
-            .iter()
-            .any(|c| !c.ever_started && !matches!(c.state, CState::Terminated { .. }));
-        if unstarted { "Pending" } else { "Running" }
-    }
-}
 
 impl Sim {
     /// A new Pending pod: bind it to the node (or leave it unschedulable) and create its
@@ -289,7 +42,7 @@ impl Sim {
             .map(|c| Ctr {
                 name: c["name"].as_str().unwrap_or("").to_string(),
                 image: c["image"].as_str().unwrap_or("").to_string(),
-                fate: Fate::of_container(&c),
+                fate: Fate::of_container(&c, indexed::index_of(&pod)),
                 real: process::is_jobherd_image(c["image"].as_str().unwrap_or("")),
                 spec: c,
                 epoch: 0,
@@ -313,7 +66,7 @@ impl Sim {
             terminating: false,
             kill_at: None,
             ended: false,
-            evicted: false,
+            stopped_by: None,
         };
         let now = meta::now_time();
         if fate.unschedulable {
@@ -336,6 +89,7 @@ impl Sim {
             "startTime": now, "qosClass": "BestEffort",
         });
         pod["status"] = render(&run, &pod, shared.config.version);
+        let deadline = pod["spec"]["activeDeadlineSeconds"].as_u64();
         st.put(Kind::Pod, pod);
         drop(st);
         self.pods.insert(uid.to_string(), run);
@@ -345,6 +99,11 @@ impl Sim {
                 uid: uid.to_string(),
             },
         );
+        if let Some(secs) = deadline {
+            // From the pod's startTime, which is now; a user's duration, never scaled.
+            let uid = uid.to_string();
+            self.after(Duration::from_secs(secs), Timer::PodDeadline { uid });
+        }
     }
 
     pub(super) fn kubelet_start(&mut self, uid: &str) {
@@ -668,6 +427,16 @@ impl Sim {
     /// `DisruptionTarget` only with the terminal phase, so a process being stopped this way
     /// sees neither a deletionTimestamp nor the condition on its pod.
     pub(super) fn kubelet_evict(&mut self, uid: &str) {
+        self.kubelet_stop(uid, KubeletStop::Evicted);
+    }
+
+    /// The pod's `activeDeadlineSeconds` (counted from its `startTime`) passed: the kubelet
+    /// stops it the same way; it ends `Failed`, reason `DeadlineExceeded`.
+    pub(super) fn kubelet_deadline(&mut self, uid: &str) {
+        self.kubelet_stop(uid, KubeletStop::Deadline);
+    }
+
+    fn kubelet_stop(&mut self, uid: &str, why: KubeletStop) {
         let grace = {
             let st = lock(&self.shared.store);
             let Some(run) = self.pods.get(uid) else {
@@ -680,10 +449,10 @@ impl Sim {
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
-        if run.terminating || run.ended {
+        if run.terminating || run.ended || matches!(run.phase(), "Succeeded" | "Failed") {
             return;
         }
-        run.evicted = true;
+        run.stopped_by = Some(why);
         self.stop_pod(uid, grace);
     }
 
@@ -832,196 +601,6 @@ impl Sim {
             st.put(Kind::Pod, pod);
         }
     }
-}
-
-impl PodRun {
-    fn restarts_of(&self, i: usize) -> u32 {
-        self.containers[i].restarts
-    }
-}
-
-/// The pod's status from what runs: phase, conditions (keeping their transition times and
-/// conditions others wrote, such as `DisruptionTarget`), IPs and container statuses; for a pod
-/// the kubelet evicted, once it stopped, `Evicted` and its own `DisruptionTarget`.
-fn render(run: &PodRun, pod: &Value, v: Version) -> Value {
-    let ready_to_start = v.pod_ready_to_start();
-    let now = meta::now_time();
-    let old = &pod["status"];
-    let uid = meta::uid_of(pod);
-    let phase = run.phase();
-    let unready: Vec<&str> = run
-        .containers
-        .iter()
-        .filter(|c| !c.running())
-        .map(|c| c.name.as_str())
-        .collect();
-    let ready = phase == "Running" && unready.is_empty();
-    let terminal = matches!(phase, "Succeeded" | "Failed");
-    let mut conditions = Vec::new();
-    if ready_to_start {
-        let up = run.sandbox && !terminal;
-        conditions.push(cond("PodReadyToStartContainers", tf(up), &now));
-    }
-    conditions.push(cond("Initialized", "True", &now));
-    for ty in ["Ready", "ContainersReady"] {
-        let mut c = cond(ty, tf(ready), &now);
-        if !ready {
-            let (reason, message) = if terminal {
-                ("PodCompleted", String::new())
-            } else {
-                (
-                    "ContainersNotReady",
-                    format!("containers with unready status: [{}]", unready.join(" ")),
-                )
-            };
-            c["reason"] = json!(reason);
-            if !message.is_empty() {
-                c["message"] = json!(message);
-            }
-        }
-        conditions.push(c);
-    }
-    conditions.push(cond("PodScheduled", "True", &now));
-    let old_conditions = old["conditions"].as_array().cloned().unwrap_or_default();
-    for c in &mut conditions {
-        if let Some(o) = old_conditions
-            .iter()
-            .find(|o| o["type"] == c["type"] && o["status"] == c["status"])
-        {
-            c["lastTransitionTime"] = o["lastTransitionTime"].clone();
-        }
-    }
-    let ours = [
-        "PodReadyToStartContainers",
-        "Initialized",
-        "Ready",
-        "ContainersReady",
-        "PodScheduled",
-    ];
-    // Conditions others own come first, in their order, as the kubelet's status merge keeps
-    // them.
-    let theirs: Vec<Value> = old_conditions
-        .iter()
-        .filter(|o| !ours.iter().any(|t| o["type"] == *t))
-        .cloned()
-        .collect();
-    conditions.splice(0..0, theirs);
-    let evicted = run.evicted && terminal;
-    if evicted && v.disruption_target() {
-        let mut cond = disruption::condition(Disruption::NodePressure, disruption::NODE_PRESSURE);
-        if let Some(old) = old_conditions
-            .iter()
-            .find(|o| o["type"] == "DisruptionTarget" && o["status"] == "True")
-        {
-            cond["lastTransitionTime"] = old["lastTransitionTime"].clone();
-        }
-        conditions.retain(|c| c["type"] != "DisruptionTarget");
-        conditions.push(cond);
-    }
-    let mut status = json!({
-        "phase": phase, "conditions": conditions,
-        "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
-        "startTime": old["startTime"].clone(), "qosClass": "BestEffort",
-        "containerStatuses": run.containers.iter().map(|c| c.status(uid)).collect::<Vec<_>>(),
-    });
-    if evicted {
-        status["reason"] = json!("Evicted");
-        status["message"] = json!(disruption::NODE_PRESSURE);
-    }
-    if run.sandbox {
-        status["podIP"] = json!(pod_ip(uid));
-        status["podIPs"] = json!([{"ip": pod_ip(uid)}]);
-    }
-    status
-}
-
-fn tf(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
-}
-
-/// `10 s * 2^(n-1)` before the n-th restart (the first one is immediate), at most 5 minutes.
-fn crash_delay(restarts: u32) -> Duration {
-    if restarts == 0 {
-        return Duration::ZERO;
-    }
-    (CRASH_BASE * 2u32.pow(restarts.saturating_sub(1).min(16))).min(CRASH_MAX)
-}
-
-/// The termination message, read once the container has terminated: the end of the file (the
-/// kubelet reads at most its last 4096 bytes), else with `FallbackToLogsOnError` and a failure
-/// the log's tail, each line with its newline.
-fn termination_message(policy: &str, file: &str, lines: &[String], code: i32) -> Option<String> {
-    if !file.is_empty() {
-        return Some(last_bytes(file, MESSAGE_MAX).to_string());
-    }
-    if policy != "FallbackToLogsOnError" || code == 0 || lines.is_empty() {
-        return None;
-    }
-    let tail = &lines[lines.len().saturating_sub(FALLBACK_LINES)..];
-    let text: String = tail.iter().map(|l| format!("{l}\n")).collect();
-    Some(last_bytes(&text, FALLBACK_BYTES).to_string())
-}
-
-/// The last `max` bytes of `s` (fewer when a character would be cut: the kubelet cuts bytes).
-fn last_bytes(s: &str, max: usize) -> &str {
-    let mut start = s.len().saturating_sub(max);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// Why a container could not be configured: the fake serves no ConfigMaps or Secrets, so a
-/// required reference to one fails as it would with the object missing.
-fn config_error(c: &Value) -> Option<String> {
-    let refs = c["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["valueFrom"])
-        .flat_map(|v| {
-            [
-                (&v["configMapKeyRef"], "configmap"),
-                (&v["secretKeyRef"], "secret"),
-            ]
-        })
-        .chain(c["envFrom"].as_array().into_iter().flatten().flat_map(|e| {
-            [
-                (&e["configMapRef"], "configmap"),
-                (&e["secretRef"], "secret"),
-            ]
-        }));
-    for (r, what) in refs {
-        if r.is_object() && r["optional"].as_bool() != Some(true) {
-            return Some(format!(
-                "{what} \"{}\" not found",
-                r["name"].as_str().unwrap_or("")
-            ));
-        }
-    }
-    None
-}
-
-fn waiting(reason: &str, image: &str) -> CState {
-    let message = match reason {
-        "ErrImagePull" => format!(
-            "failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": not found"
-        ),
-        "ImagePullBackOff" => format!("Back-off pulling image \"{image}\""),
-        "CreateContainerConfigError" => "secret \"missing\" not found".to_string(),
-        other => format!("{other} (simulated)"),
-    };
-    CState::Waiting {
-        reason: reason.to_string(),
-        message,
-    }
-}
-
-pub(super) fn pod_ip(uid: &str) -> String {
-    let h = uid
-        .bytes()
-        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
-    format!("10.244.{}.{}", (h >> 8) % 250 + 1, h % 250 + 2)
 }
 
 /// A new attempt's log; returns its generation.

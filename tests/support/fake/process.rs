@@ -11,8 +11,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::kubelet::{NODE, append_log, pod_ip};
+use super::kubelet::{NODE, append_log};
 use super::meta;
+use super::pod_run::pod_ip;
 use super::sim::Control;
 use super::{Shared, lock};
 

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::jobs::JobTrack;
-use super::kubelet::PodRun;
 use super::meta::{self, Kind};
+use super::pod_run::PodRun;
 use super::store::{self, Change, Key, Propagation, Store};
 use super::{Shared, lock};
 
@@ -74,6 +74,10 @@ pub enum Timer {
     },
     /// The grace period of a pod being deleted is over: SIGKILL what still runs.
     Kill {
+        uid: String,
+    },
+    /// The pod's own `activeDeadlineSeconds` is over: the kubelet stops it.
+    PodDeadline {
         uid: String,
     },
     Reconcile(Key),
@@ -198,6 +202,7 @@ impl Sim {
                     epoch,
                 } => self.pull_flip(&uid, container, epoch),
                 Timer::Kill { uid } => self.kill_pod(&uid),
+                Timer::PodDeadline { uid } => self.kubelet_deadline(&uid),
                 Timer::Reconcile(key) => {
                     self.dirty.insert(key);
                 }
@@ -287,6 +292,7 @@ impl Sim {
         }
         if kind == Kind::Job {
             self.jobs.remove(&uid);
+            lock(&self.shared.cost).forget(&uid);
         }
         let mut st = lock(&self.shared.store);
         if let Some(job_key) = owning_job(&st, obj) {
@@ -316,7 +322,8 @@ impl Sim {
                 .filter_map(|(_, k)| st.get(Kind::Pod, k).cloned())
                 .filter(|p| meta::controller_uid(p) == Some(uid.as_str()))
                 .collect();
-            super::jobs::strip_tracking(&mut st, &pods);
+            let released = super::job_pods::strip_tracking(&mut st, &pods);
+            lock(&self.shared.cost).released_orphans(released);
         }
         // Foreground deletion of an owner waits for this dependent.
         let owners = meta::owner_uids(obj);
@@ -361,7 +368,8 @@ impl Sim {
             }
         }
         // The Job controller lets the pods of a Job being deleted go (see reconcile_job).
-        super::jobs::strip_tracking(&mut st, &pods);
+        let released = super::job_pods::strip_tracking(&mut st, &pods);
+        lock(&self.shared.cost).released_orphans(released);
     }
 
     fn reconcile_dirty(&mut self) {

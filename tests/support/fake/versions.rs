@@ -48,6 +48,18 @@ impl Version {
         self.0 >= 22
     }
 
+    /// An Indexed Job's pods carry their index as a label too, and `JOB_COMPLETION_INDEX`
+    /// reads it (PodIndexLabel, beta and on from 1.28).
+    pub fn pod_index_label(self) -> bool {
+        self.0 >= 28
+    }
+
+    /// `backoffLimitPerIndex`, `maxFailedIndexes` and the `FailIndex` action
+    /// (JobBackoffLimitPerIndex, alpha and off in 1.28, beta and on from 1.29).
+    pub fn backoff_limit_per_index(self) -> bool {
+        self.0 >= 29
+    }
+
     /// Job labels and selector under `batch.kubernetes.io/` besides the legacy ones (1.27).
     pub fn batch_labels(self) -> bool {
         self.0 >= 27
