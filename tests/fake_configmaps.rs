@@ -258,3 +258,154 @@ fn request_bodies_over_three_mebibytes_get_413_and_objects_over_etcds_limit_get_
         (500, json!("etcdserver: request is too large"))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// What a pod gets from a ConfigMap.
+
+/// A Job whose pod mounts ConfigMap `cm` (keys renamed by `items`, or all of them) at
+/// `/etc/cfg`, and runs by `env`.
+fn mounting(name: &str, cm: &str, items: Option<Value>, env: Value) -> Value {
+    let mut source = json!({"name": cm});
+    if let Some(items) = items {
+        source["items"] = items;
+    }
+    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "volumes": [{"name": "cfg", "configMap": source}],
+            "containers": [{"name": "main", "image": "busybox", "env": env,
+                "volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}]}}}})
+}
+
+fn job_done(cluster: &FakeCluster, name: &str) -> bool {
+    cluster
+        .job("default", name)
+        .and_then(|j| j.status)
+        .and_then(|s| s.conditions)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.type_ == "Complete" && c.status == "True")
+        })
+}
+
+fn failed_mount(cluster: &FakeCluster) -> Option<Value> {
+    cluster
+        .events("default")
+        .into_iter()
+        .find(|e| e["reason"] == "FailedMount")
+}
+
+#[test]
+fn a_pod_waits_in_container_creating_until_its_config_map_exists() {
+    let cluster = FakeCluster::start();
+    let items = json!([{"key": "0", "path": "item.json"}]);
+    let env = json!([{"name": "FAKE_RUN_MS", "value": "60000"}]);
+    cluster.create_raw(Kind::Job, mounting("waits", "items", Some(items), env));
+    assert!(cluster.wait_until(secs(10), |c| failed_mount(c).is_some()));
+    let event = failed_mount(&cluster).expect("FailedMount");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(
+        event["message"],
+        "MountVolume.SetUp failed for volume \"cfg\" : configmap \"items\" not found"
+    );
+    let pod = serde_json::to_value(&cluster.pods_of("default", "waits")[0]).expect("pod");
+    let name = pod["metadata"]["name"].as_str().expect("name").to_string();
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "ContainerCreating"
+    );
+    cluster.create_raw(
+        Kind::ConfigMap,
+        json!({"metadata": {"name": "items"}, "data": {"0": "{\"n\":0}", "1": "{\"n\":1}"}}),
+    );
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.pod("default", &name)
+            .and_then(|p| p.status)
+            .and_then(|s| s.phase)
+            .as_deref()
+            == Some("Running")
+    }));
+    // The volume shows the items it maps, under their paths, and nothing else.
+    let file = |path: &str| cluster.volume_file("default", &name, "main", path);
+    assert_eq!(file("/etc/cfg/item.json"), Some(b"{\"n\":0}".to_vec()));
+    assert_eq!(file("/etc/cfg/1"), None);
+    assert_eq!(file("/etc/other"), None);
+}
+
+#[test]
+fn a_whole_config_map_mounts_with_every_key_and_an_optional_one_is_not_waited_for() {
+    let cluster = FakeCluster::start();
+    cluster.create_raw(
+        Kind::ConfigMap,
+        json!({"metadata": {"name": "all"}, "data": {"plan.yaml": "steps: []"},
+            "binaryData": {"blob": "AAEC"}}),
+    );
+    let env = json!([{"name": "FAKE_HOLD", "value": "go"}]);
+    cluster.create_raw(Kind::Job, mounting("whole", "all", None, env));
+    let mut optional = mounting("optional", "absent", None, json!([]));
+    optional["spec"]["template"]["spec"]["volumes"][0]["configMap"]["optional"] = json!(true);
+    cluster.create_raw(Kind::Job, optional);
+    assert!(cluster.wait_until(secs(10), |c| job_done(c, "optional")));
+    let name = cluster.pods_of("default", "whole")[0]
+        .metadata
+        .name
+        .clone()
+        .expect("name");
+    assert!(cluster.wait_until(secs(10), |c| {
+        c.volume_file("default", &name, "main", "/etc/cfg/plan.yaml")
+            .is_some()
+    }));
+    let file = |path: &str| cluster.volume_file("default", &name, "main", path);
+    assert_eq!(file("/etc/cfg/plan.yaml"), Some(b"steps: []".to_vec()));
+    assert_eq!(file("/etc/cfg/blob"), Some(vec![0, 1, 2]));
+    cluster.release("go");
+    assert!(cluster.wait_until(secs(10), |c| job_done(c, "whole")));
+    assert!(failed_mount(&cluster).is_none());
+}
+
+#[test]
+fn config_map_key_refs_resolve_once_the_config_map_and_key_exist() {
+    let cluster = FakeCluster::start();
+    cluster.create_raw(
+        Kind::Job,
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "refs"},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox", "env": [
+                    {"name": "ROWS", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "rows"}}},
+                    {"name": "FAKE_MESSAGE", "value": "rows=${ROWS} mode=${MODE}"}],
+                    "envFrom": [{"configMapRef": {"name": "settings"}}]}]}}}}),
+    );
+    let waiting = |c: &FakeCluster| -> Option<(String, String)> {
+        let pod = serde_json::to_value(c.pods_of("default", "refs").first()?).ok()?;
+        let w = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+        Some((
+            w["reason"].as_str()?.to_string(),
+            w["message"].as_str()?.to_string(),
+        ))
+    };
+    let config_error = |m: &str| Some(("CreateContainerConfigError".to_string(), m.to_string()));
+    assert!(cluster.wait_until(secs(10), |c| waiting(c)
+        == config_error("configmap \"settings\" not found")));
+    cluster.create_raw(
+        Kind::ConfigMap,
+        json!({"metadata": {"name": "settings"}, "data": {"MODE": "fast"}}),
+    );
+    assert!(cluster.wait_until(secs(10), |c| waiting(c)
+        == config_error("couldn't find key rows in ConfigMap default/settings")));
+    cluster.with_client(|client| async move {
+        let cms: Api<ConfigMap> = Api::default_namespaced(client);
+        cms.patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"rows": "12"}})),
+        )
+        .await
+        .expect("patch");
+    });
+    assert!(cluster.wait_until(secs(10), |c| job_done(c, "refs")));
+    let pod = serde_json::to_value(&cluster.pods_of("default", "refs")[0]).expect("pod");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"],
+        "rows=12 mode=fast"
+    );
+}

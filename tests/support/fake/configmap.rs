@@ -93,6 +93,79 @@ pub fn value_of(cm: &Value, key: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// Why the kubelet cannot build a container's environment (`CreateContainerConfigError`): a
+/// `configMapKeyRef`/`envFrom` ConfigMap (or key) that is missing and not `optional`, or any
+/// required Secret (the fake serves none).
+pub fn env_problem(st: &Store, pod: &Value, c: &Value) -> Option<String> {
+    let ns = meta::namespace_of(pod);
+    for e in c["env"].as_array().into_iter().flatten() {
+        let from = &e["valueFrom"];
+        let (cm, secret) = (&from["configMapKeyRef"], &from["secretKeyRef"]);
+        if secret.is_object() && secret["optional"].as_bool() != Some(true) {
+            return Some(format!(
+                "secret \"{}\" not found",
+                secret["name"].as_str().unwrap_or("")
+            ));
+        }
+        if !cm.is_object() || cm["optional"].as_bool() == Some(true) {
+            continue;
+        }
+        let name = cm["name"].as_str().unwrap_or("");
+        let key = cm["key"].as_str().unwrap_or("");
+        match lookup(st, pod, name) {
+            None => return Some(format!("configmap \"{name}\" not found")),
+            Some(found) if value_of(found, key).is_none() => {
+                return Some(format!("couldn't find key {key} in ConfigMap {ns}/{name}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for e in c["envFrom"].as_array().into_iter().flatten() {
+        for (r, what) in [
+            (&e["configMapRef"], "configmap"),
+            (&e["secretRef"], "secret"),
+        ] {
+            let name = r["name"].as_str().unwrap_or("");
+            let missing = what == "secret" || lookup(st, pod, name).is_none();
+            if r.is_object() && r["optional"].as_bool() != Some(true) && missing {
+                return Some(format!("{what} \"{name}\" not found"));
+            }
+        }
+    }
+    None
+}
+
+/// The value of a `configMapKeyRef` (none when an optional one is missing).
+pub fn key_ref(st: &Store, pod: &Value, r: &Value) -> Option<String> {
+    let cm = lookup(st, pod, r["name"].as_str()?)?;
+    let bytes = value_of(cm, r["key"].as_str()?)?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The variables an `envFrom` `configMapRef` gives: every key (after `prefix`) that is a valid
+/// variable name, as the kubelet takes them.
+pub fn env_from(st: &Store, pod: &Value, e: &Value) -> Vec<(String, String)> {
+    let Some(cm) = e["configMapRef"]["name"]
+        .as_str()
+        .and_then(|n| lookup(st, pod, n))
+    else {
+        return Vec::new();
+    };
+    let prefix = e["prefix"].as_str().unwrap_or("");
+    cm["data"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (format!("{prefix}{k}"), v.as_str().unwrap_or("").to_string()))
+        .filter(|(k, _)| {
+            !k.is_empty()
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        })
+        .collect()
+}
+
 /// A ConfigMap of the pod's namespace.
 pub fn lookup<'a>(st: &'a Store, pod: &Value, name: &str) -> Option<&'a Value> {
     st.get(Kind::ConfigMap, &store::key(meta::namespace_of(pod), name))

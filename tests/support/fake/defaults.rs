@@ -329,40 +329,47 @@ fn pod_spec_defaults(spec: &mut Value, path: &str, causes: &mut Vec<(String, Str
             spec[field] = default;
         }
     }
-    let Some(containers) = spec["containers"].as_array_mut().filter(|c| !c.is_empty()) else {
+    if spec["containers"].as_array().is_none_or(|c| c.is_empty()) {
         causes.push((format!("{path}.containers"), "Required value".into()));
         return;
-    };
-    for (i, c) in containers.iter_mut().enumerate() {
-        let name = c["name"].as_str().unwrap_or("");
-        if !meta::is_dns1123_label(name) {
-            causes.push((format!("{path}.containers[{i}].name"), format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")));
-        }
-        let image = c["image"].as_str().unwrap_or("").to_string();
-        if image.is_empty() {
-            causes.push((
-                format!("{path}.containers[{i}].image"),
-                "Required value".into(),
-            ));
-        }
-        let tagged = image
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains(':') || last.contains('@'));
-        let pull = if !tagged || image.ends_with(":latest") {
-            "Always"
-        } else {
-            "IfNotPresent"
+    }
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
         };
-        for (field, default) in [
-            ("terminationMessagePath", json!("/dev/termination-log")),
-            ("terminationMessagePolicy", json!("File")),
-            ("imagePullPolicy", json!(pull)),
-            ("resources", json!({})),
-        ] {
-            if c[field].is_null() {
-                c[field] = default;
-            }
+        for (i, c) in containers.iter_mut().enumerate() {
+            container_defaults(c, &format!("{path}.{list}[{i}]"), causes);
+        }
+    }
+}
+
+/// A container's defaults (init containers' too), and the rules on its name and image.
+fn container_defaults(c: &mut Value, path: &str, causes: &mut Vec<(String, String)>) {
+    let name = c["name"].as_str().unwrap_or("");
+    if !meta::is_dns1123_label(name) {
+        causes.push((format!("{path}.name"), format!("Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'")));
+    }
+    let image = c["image"].as_str().unwrap_or("").to_string();
+    if image.is_empty() {
+        causes.push((format!("{path}.image"), "Required value".into()));
+    }
+    let tagged = image
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':') || last.contains('@'));
+    let pull = if !tagged || image.ends_with(":latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
+    for (field, default) in [
+        ("terminationMessagePath", json!("/dev/termination-log")),
+        ("terminationMessagePolicy", json!("File")),
+        ("imagePullPolicy", json!(pull)),
+        ("resources", json!({})),
+    ] {
+        if c[field].is_null() {
+            c[field] = default;
         }
     }
 }

@@ -773,34 +773,43 @@ fn logs(
     let pod = st
         .get(Kind::Pod, &store::key(ns, name))
         .ok_or_else(|| ApiError::not_found(Kind::Pod, name))?;
-    let names: Vec<String> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names_of = |list: &str| -> Vec<String> {
+        pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (names, inits) = (names_of("containers"), names_of("initContainers"));
     let container = match query.get("container") {
-        Some(c) if !names.contains(c) => {
+        Some(c) if !names.contains(c) && !inits.contains(c) => {
             return Err(ApiError::bad_request(format!(
                 "container {c} is not valid for pod {name}"
             )));
         }
         Some(c) => c.clone(),
         None if names.len() > 1 => {
-            return Err(ApiError::bad_request(format!(
+            let mut message = format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
                 names.join(" ")
-            )));
+            );
+            if !inits.is_empty() {
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    inits.join(" ")
+                ));
+            }
+            return Err(ApiError::bad_request(message));
         }
         None => names.first().cloned().unwrap_or_default(),
     };
     let uid = meta::uid_of(pod).to_string();
     let Some(logs) = st.logs.get(&uid).and_then(|l| l.get(&container)) else {
-        let reason = pod["status"]["containerStatuses"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()))
+        let reason = ["containerStatuses", "initContainerStatuses"]
+            .iter()
+            .flat_map(|list| pod["status"][*list].as_array().into_iter().flatten())
+            .find(|c| c["name"] == container.as_str())
             .and_then(|c| c["state"]["waiting"]["reason"].as_str())
             .unwrap_or("ContainerCreating");
         let why = match reason {

@@ -10,13 +10,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::configmap;
 use super::fate::Fate;
 use super::indexed;
 use super::lock;
 use super::meta::{self, Kind};
 use super::pod_run::{
-    CState, Ctr, KubeletStop, PodRun, config_error, crash_delay, render, termination_message,
-    waiting,
+    CState, Ctr, KubeletStop, PodRun, crash_delay, render, termination_message, waiting,
 };
 use super::process;
 use super::sim::{Sim, Timer, UNMANAGED};
@@ -34,40 +34,8 @@ impl Sim {
             return;
         };
         let fate = Fate::of(&pod);
-        let containers = pod["spec"]["containers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| Ctr {
-                name: c["name"].as_str().unwrap_or("").to_string(),
-                image: c["image"].as_str().unwrap_or("").to_string(),
-                fate: Fate::of_container(&c, indexed::index_of(&pod)),
-                real: process::is_jobherd_image(c["image"].as_str().unwrap_or("")),
-                spec: c,
-                epoch: 0,
-                restarts: 0,
-                state: CState::Creating,
-                last: json!({}),
-                pid: None,
-                ever_started: false,
-                stopped: false,
-            })
-            .collect();
-        let run = PodRun {
-            key: key.clone(),
-            attempt_base: self.attempt_base.get(uid).copied().unwrap_or(0),
-            policy: pod["spec"]["restartPolicy"]
-                .as_str()
-                .unwrap_or("Always")
-                .to_string(),
-            containers,
-            sandbox: false,
-            terminating: false,
-            kill_at: None,
-            ended: false,
-            stopped_by: None,
-        };
+        let base = self.attempt_base.get(uid).copied().unwrap_or(0);
+        let run = new_run(key, &pod, base);
         let now = meta::now_time();
         if fate.unschedulable {
             pod["status"] = json!({
@@ -106,18 +74,82 @@ impl Sim {
         }
     }
 
+    /// The sandbox is due: once the pod's `configMap` volumes can be mounted (else it waits,
+    /// `ContainerCreating`, with a `FailedMount` Event), the first init container starts, or
+    /// every container when there is none.
     pub(super) fn kubelet_start(&mut self, uid: &str) {
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
-        if run.terminating {
+        if run.terminating || run.sandbox {
             return;
         }
+        let key = run.key.clone();
+        if let Some(problem) = self.mount_problem(uid, &key) {
+            if self.blocked.insert(uid.to_string()) {
+                let mut st = lock(&self.shared.store);
+                kubelet_event(&mut st, &key, "FailedMount", &problem);
+            }
+            return;
+        }
+        self.blocked.remove(uid);
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
         run.sandbox = true;
-        for i in 0..run.containers.len() {
-            self.start_container(uid, i);
+        let inits = run.inits;
+        if inits == 0 {
+            for i in 0..run.containers.len() {
+                self.start_container(uid, i);
+            }
+        } else {
+            for c in &mut run.containers[1..] {
+                c.state = CState::Waiting {
+                    reason: "PodInitializing".into(),
+                    message: String::new(),
+                };
+            }
+            self.start_container(uid, 0);
         }
         self.write_status(uid);
+    }
+
+    fn mount_problem(&self, uid: &str, key: &Key) -> Option<String> {
+        let st = lock(&self.shared.store);
+        let pod = st.get(Kind::Pod, key).filter(|p| meta::uid_of(p) == uid)?;
+        configmap::mount_problem(&st, pod)
+    }
+
+    /// A ConfigMap of `ns` changed: pods waiting for it to mount, and containers whose
+    /// environment could not be built, try again (the real kubelet does within seconds).
+    pub(super) fn config_map_changed(&mut self, ns: &str) {
+        let waiting: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, run)| run.key.0 == ns)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in waiting {
+            if self.blocked.contains(&uid) {
+                self.kubelet_start(&uid);
+                continue;
+            }
+            let Some(run) = self.pods.get(&uid) else {
+                continue;
+            };
+            let stuck: Vec<usize> = (0..run.containers.len())
+                .filter(|i| {
+                    matches!(&run.containers[*i].state,
+                        CState::Waiting { reason, .. } if reason == "CreateContainerConfigError")
+                })
+                .collect();
+            for i in &stuck {
+                self.start_container(&uid, *i);
+            }
+            if !stuck.is_empty() {
+                self.write_status(&uid);
+            }
+        }
     }
 
     /// Starts one attempt of a container (the caller writes the status).
@@ -133,85 +165,106 @@ impl Sim {
         }
         c.epoch += 1;
         let epoch = c.epoch;
-        let timer = |delay: Duration| {
-            let t = Timer::Exit {
-                uid: uid.to_string(),
-                container: i,
-                epoch,
-            };
-            (delay, t)
+        let st = lock(&shared.store);
+        let Some(pod) = st.get(Kind::Pod, &key).cloned() else {
+            return;
         };
-        let mut next: Option<(Duration, Timer)> = None;
-        let mut ended = false;
-        if let Some(message) = config_error(&c.spec) {
+        if let Some(message) = configmap::env_problem(&st, &pod, &c.spec) {
             c.state = CState::Waiting {
                 reason: "CreateContainerConfigError".into(),
                 message,
             };
-        } else if let Some(reason) = c.fate.waiting.clone().filter(|_| !c.real) {
+            return;
+        }
+        if let Some(reason) = c.fate.waiting.clone().filter(|_| !c.real) {
             c.state = waiting(&reason, &c.image);
             if reason == "ErrImagePull" || reason == "ImagePullBackOff" {
+                let (uid, container) = (uid.to_string(), i);
                 let flip = Timer::PullFlip {
-                    uid: uid.to_string(),
-                    container: i,
+                    uid,
+                    container,
                     epoch,
                 };
-                next = Some((Duration::from_millis(300), flip));
+                self.after(Duration::from_millis(300), flip);
             }
+            return;
+        }
+        c.ever_started = true;
+        let real = c.real;
+        drop(st);
+        if real {
+            self.spawn_real(uid, i, &pod);
         } else {
-            let now = meta::now_time();
-            let mut st = lock(&shared.store);
-            let Some(pod) = st.get(Kind::Pod, &key).cloned() else {
-                return;
-            };
-            c.ever_started = true;
-            if c.real {
-                let log_gen = start_logs(&mut st, uid, &c.name, Vec::new());
-                drop(st);
-                match process::spawn(&shared, &pod, &c.spec, i, epoch, log_gen) {
-                    Ok(pid) => {
-                        c.pid = Some(pid);
-                        c.state = CState::Running { since: now };
-                    }
-                    Err(message) => {
-                        // As containerd does when the command is not in the image.
-                        stop_logs(&mut lock(&shared.store), uid, &c.name);
-                        c.state = CState::Terminated {
-                            code: 128,
-                            reason: "StartError".into(),
-                            message: Some(message),
-                            started: now.clone(),
-                            finished: now,
-                        };
-                        c.epoch += 1;
-                        ended = true;
-                    }
-                }
-            } else {
-                let lines = c
-                    .fate
-                    .log
-                    .clone()
-                    .unwrap_or_else(|| vec![format!("hello from {}", meta::name_of(&pod))]);
-                start_logs(&mut st, uid, &c.name, lines);
-                drop(st);
-                c.state = CState::Running { since: now };
-                match c.fate.hold.clone() {
-                    Some(name) if !self.released.contains(&name) => {
-                        self.holds
-                            .entry(name)
-                            .or_default()
-                            .push((uid.to_string(), i, epoch));
-                    }
-                    _ => next = Some(timer(c.fate.run)),
-                }
+            self.run_simulated(uid, i, &pod);
+        }
+    }
+
+    /// A simulated container runs: its log, then its exit when its time is up (or released).
+    fn run_simulated(&mut self, uid: &str, i: usize, pod: &Value) {
+        let shared = self.shared.clone();
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let c = &mut run.containers[i];
+        let lines = c
+            .fate
+            .log
+            .clone()
+            .unwrap_or_else(|| vec![format!("hello from {}", meta::name_of(pod))]);
+        start_logs(&mut lock(&shared.store), uid, &c.name, lines);
+        c.state = CState::Running {
+            since: meta::now_time(),
+        };
+        let epoch = c.epoch;
+        match c.fate.hold.clone() {
+            Some(name) if !self.released.contains(&name) => {
+                let held = (uid.to_string(), i, epoch);
+                self.holds.entry(name).or_default().push(held);
+            }
+            _ => {
+                let (after, uid, container) = (c.fate.run, uid.to_string(), i);
+                self.after(
+                    after,
+                    Timer::Exit {
+                        uid,
+                        container,
+                        epoch,
+                    },
+                );
             }
         }
-        if let Some((delay, t)) = next {
-            self.after(delay, t);
-        }
-        if ended {
-            self.after_end(uid, i);
+    }
+
+    /// A container of jobherd's image runs the real binary (`process.rs`).
+    fn spawn_real(&mut self, uid: &str, i: usize, pod: &Value) {
+        let shared = self.shared.clone();
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let c = &mut run.containers[i];
+        let now = meta::now_time();
+        let mut st = lock(&shared.store);
+        let env = process::container_env(&st, pod, &c.spec);
+        let log_gen = start_logs(&mut st, uid, &c.name, Vec::new());
+        drop(st);
+        match process::spawn(&shared, pod, &c.spec, env, (i, c.epoch, log_gen)) {
+            Ok(pid) => {
+                c.pid = Some(pid);
+                c.state = CState::Running { since: now };
+            }
+            Err(message) => {
+                // As containerd does when the command is not in the image.
+                stop_logs(&mut lock(&shared.store), uid, &c.name);
+                c.state = CState::Terminated {
+                    code: 128,
+                    reason: "StartError".into(),
+                    message: Some(message),
+                    started: now.clone(),
+                    finished: now,
+                };
+                c.epoch += 1;
+                self.after_end(uid, i);
+            }
         }
     }
 
@@ -264,7 +317,7 @@ impl Sim {
         let lines = stop_logs(&mut st, uid, &c.name);
         let env = st
             .get(Kind::Pod, &run.key)
-            .map(|pod| process::container_env(pod, &c.spec))
+            .map(|pod| process::container_env(&st, pod, &c.spec))
             .unwrap_or_default();
         drop(st);
         let file = if c.real {
@@ -294,7 +347,6 @@ impl Sim {
     /// After a container terminated: restart it, or write the pod's status (and end a pod
     /// being deleted once nothing runs).
     fn after_end(&mut self, uid: &str, i: usize) {
-        let scale = self.shared.config.time_scale;
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
@@ -305,19 +357,30 @@ impl Sim {
         let CState::Terminated { code, .. } = c.state else {
             return;
         };
+        let init = c.init;
+        // An init container runs again only after a failure, and never in a `Never` pod.
         let restart = !terminating
             && match policy.as_str() {
                 "Never" => false,
                 "OnFailure" => code != 0,
-                _ => true,
+                _ => !init || code != 0,
             };
         if !restart {
+            if init && code == 0 && !terminating {
+                self.after_init(uid, i);
+            }
             self.write_status(uid);
             self.maybe_finish(uid);
             return;
         }
         // The terminated state is reported before the kubelet acts on it.
         self.write_status(uid);
+        self.crash_loop(uid, i, &key);
+    }
+
+    /// A failed container starts again: at once the first time, then after CrashLoopBackOff.
+    fn crash_loop(&mut self, uid: &str, i: usize, key: &Key) {
+        let scale = self.shared.config.time_scale;
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
@@ -350,6 +413,21 @@ impl Sim {
                 epoch,
             },
         );
+    }
+
+    /// Init container `i` completed: the next one starts, or after the last, the others.
+    fn after_init(&mut self, uid: &str, i: usize) {
+        let Some(run) = self.pods.get(uid) else {
+            return;
+        };
+        let next = if i + 1 < run.inits {
+            i + 1..i + 2
+        } else {
+            run.inits..run.containers.len()
+        };
+        for j in next {
+            self.start_container(uid, j);
+        }
     }
 
     pub(super) fn restart_container(&mut self, uid: &str, i: usize, epoch: u64) {
@@ -644,4 +722,68 @@ fn stop_logs(st: &mut Store, uid: &str, container: &str) -> Vec<String> {
         .last()
         .map(|a| a.iter().map(|(_, l)| l.clone()).collect())
         .unwrap_or_default()
+}
+
+/// What the kubelet runs of a new pod: its init containers (simulated, whatever their image),
+/// then the others.
+fn new_run(key: &Key, pod: &Value, attempt_base: u32) -> PodRun {
+    let index = indexed::index_of(pod);
+    let spec = &pod["spec"];
+    let ctr = |c: &Value, init: bool| Ctr {
+        name: c["name"].as_str().unwrap_or("").to_string(),
+        image: c["image"].as_str().unwrap_or("").to_string(),
+        fate: Fate::of_container(c, index),
+        real: !init && process::is_jobherd_image(c["image"].as_str().unwrap_or("")),
+        init,
+        spec: c.clone(),
+        epoch: 0,
+        restarts: 0,
+        state: CState::Creating,
+        last: json!({}),
+        pid: None,
+        ever_started: false,
+        stopped: false,
+    };
+    let inits = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mains = spec["containers"].as_array().cloned().unwrap_or_default();
+    let containers: Vec<Ctr> = (inits.iter().map(|c| ctr(c, true)))
+        .chain(mains.iter().map(|c| ctr(c, false)))
+        .collect();
+    PodRun {
+        key: key.clone(),
+        attempt_base,
+        policy: spec["restartPolicy"]
+            .as_str()
+            .unwrap_or("Always")
+            .to_string(),
+        containers,
+        inits: inits.len(),
+        sandbox: false,
+        terminating: false,
+        kill_at: None,
+        ended: false,
+        stopped_by: None,
+    }
+}
+
+/// An Event the kubelet records about a pod (core/v1, as client-go's recorder).
+fn kubelet_event(st: &mut Store, key: &Key, reason: &str, message: &str) {
+    let Some(pod) = st.get(Kind::Pod, key) else {
+        return;
+    };
+    let now = meta::now_time();
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{}.{:x}", key.1, fastrand::u64(..)), "namespace": key.0},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": key.1, "namespace": key.0,
+            "uid": meta::uid_of(pod), "resourceVersion": pod["metadata"]["resourceVersion"]},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": NODE},
+        "firstTimestamp": now, "lastTimestamp": now, "reportingComponent": "kubelet",
+        "reportingInstance": NODE,
+    });
+    let _ = st.create(Kind::CoreEvent, event);
 }

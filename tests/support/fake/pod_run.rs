@@ -73,8 +73,10 @@ pub struct Ctr {
     pub(super) image: String,
     pub(super) spec: Value,
     pub(super) fate: Fate,
-    /// jobherd's image: the real binary runs.
+    /// jobherd's image: the real binary runs (never for an init container).
     pub(super) real: bool,
+    /// An init container: it runs before the others, one after the other.
+    pub(super) init: bool,
     /// Bumped on every change of attempt or state, so stale timers are ignored.
     pub(super) epoch: u64,
     pub(super) restarts: u32,
@@ -95,16 +97,26 @@ impl Ctr {
     pub(super) fn done(&self, policy: &str) -> bool {
         match &self.state {
             CState::Terminated { code, .. } => {
-                self.stopped || policy == "Never" || (policy == "OnFailure" && *code == 0)
+                self.stopped
+                    || policy == "Never"
+                    || (*code == 0 && (self.init || policy == "OnFailure"))
             }
             CState::Running { .. } => false,
             _ => self.stopped,
         }
     }
 
+    /// An init container that completed (exit 0).
+    pub(super) fn completed(&self) -> bool {
+        matches!(self.state, CState::Terminated { code: 0, .. })
+    }
+
     pub(super) fn status(&self, pod_uid: &str) -> Value {
         let state = match &self.state {
             CState::Creating => json!({"waiting": {"reason": "ContainerCreating"}}),
+            CState::Waiting { reason, message } if message.is_empty() => {
+                json!({"waiting": {"reason": reason}})
+            }
             CState::Waiting { reason, message } => {
                 json!({"waiting": {"reason": reason, "message": message}})
             }
@@ -146,7 +158,9 @@ pub struct PodRun {
     pub(super) key: Key,
     pub(super) attempt_base: u32,
     pub(super) policy: String,
+    /// Init containers first (`inits` of them), then the others.
     pub(super) containers: Vec<Ctr>,
+    pub(super) inits: usize,
     /// The sandbox is up: containers may run.
     pub(super) sandbox: bool,
     pub(super) terminating: bool,
@@ -164,21 +178,30 @@ impl PodRun {
         if !self.sandbox && !self.terminating {
             return "Pending";
         }
+        let mains = &self.containers[self.inits..];
         if self.containers.iter().all(|c| c.done(&self.policy)) {
             if self.stopped_by.is_some() {
                 return "Failed";
             }
-            let all_ok = self
-                .containers
-                .iter()
-                .all(|c| matches!(c.state, CState::Terminated { code: 0, .. }));
+            let all_ok = self.containers.iter().all(Ctr::completed);
             return if all_ok { "Succeeded" } else { "Failed" };
         }
-        let unstarted = self
-            .containers
+        if !self.initialized() {
+            // A `Never` pod whose init container failed has failed: the others never run.
+            let failed = self.containers[..self.inits]
+                .iter()
+                .any(|c| c.done(&self.policy) && !c.completed());
+            return if failed { "Failed" } else { "Pending" };
+        }
+        let unstarted = mains
             .iter()
             .any(|c| !c.ever_started && !matches!(c.state, CState::Terminated { .. }));
         if unstarted { "Pending" } else { "Running" }
+    }
+
+    /// Every init container completed.
+    pub(super) fn initialized(&self) -> bool {
+        self.containers[..self.inits].iter().all(Ctr::completed)
     }
 }
 
@@ -188,49 +211,42 @@ impl PodRun {
     }
 }
 
-/// The pod's status from what runs: phase, conditions (keeping their transition times and
-/// conditions others wrote, such as `DisruptionTarget`), IPs and container statuses; for a pod
-/// the kubelet stopped, once it stopped, the reason (and for an eviction its own
-/// `DisruptionTarget`).
+/// The pod's status from what runs: phase, conditions, IPs and the statuses of its init and
+/// other containers; for a pod the kubelet stopped, once it stopped, the reason.
 pub(super) fn render(run: &PodRun, pod: &Value, v: Version) -> Value {
-    let ready_to_start = v.pod_ready_to_start();
-    let now = meta::now_time();
     let old = &pod["status"];
     let uid = meta::uid_of(pod);
     let phase = run.phase();
-    let unready: Vec<&str> = run
-        .containers
-        .iter()
-        .filter(|c| !c.running())
-        .map(|c| c.name.as_str())
-        .collect();
-    let ready = phase == "Running" && unready.is_empty();
     let terminal = matches!(phase, "Succeeded" | "Failed");
-    let mut conditions = Vec::new();
-    if ready_to_start {
-        let up = run.sandbox && !terminal;
-        conditions.push(cond("PodReadyToStartContainers", tf(up), &now));
+    let statuses = |list: &[Ctr]| list.iter().map(|c| c.status(uid)).collect::<Vec<_>>();
+    let mut status = json!({
+        "phase": phase, "conditions": conditions(run, old, phase, v),
+        "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
+        "startTime": old["startTime"].clone(), "qosClass": "BestEffort",
+        "containerStatuses": statuses(&run.containers[run.inits..]),
+    });
+    if run.inits > 0 {
+        status["initContainerStatuses"] = json!(statuses(&run.containers[..run.inits]));
     }
-    conditions.push(cond("Initialized", "True", &now));
-    for ty in ["Ready", "ContainersReady"] {
-        let mut c = cond(ty, tf(ready), &now);
-        if !ready {
-            let (reason, message) = if terminal {
-                ("PodCompleted", String::new())
-            } else {
-                (
-                    "ContainersNotReady",
-                    format!("containers with unready status: [{}]", unready.join(" ")),
-                )
-            };
-            c["reason"] = json!(reason);
-            if !message.is_empty() {
-                c["message"] = json!(message);
-            }
-        }
-        conditions.push(c);
+    if let Some(why) = run.stopped_by.filter(|_| terminal) {
+        let (reason, message) = why.reason();
+        status["reason"] = json!(reason);
+        status["message"] = json!(message);
     }
-    conditions.push(cond("PodScheduled", "True", &now));
+    if run.sandbox {
+        status["podIP"] = json!(pod_ip(uid));
+        status["podIPs"] = json!([{"ip": pod_ip(uid)}]);
+    }
+    status
+}
+
+/// The pod's conditions: the kubelet's own (keeping their transition times), after those
+/// others wrote, such as `DisruptionTarget`, in their order, as the kubelet's status merge
+/// keeps them; for a pod the kubelet evicted, once it stopped, its own `DisruptionTarget`.
+fn conditions(run: &PodRun, old: &Value, phase: &str, v: Version) -> Vec<Value> {
+    let now = meta::now_time();
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    let mut conditions = kubelet_conditions(run, phase, v, &now);
     let old_conditions = old["conditions"].as_array().cloned().unwrap_or_default();
     for c in &mut conditions {
         if let Some(o) = old_conditions
@@ -240,23 +256,14 @@ pub(super) fn render(run: &PodRun, pod: &Value, v: Version) -> Value {
             c["lastTransitionTime"] = o["lastTransitionTime"].clone();
         }
     }
-    let ours = [
-        "PodReadyToStartContainers",
-        "Initialized",
-        "Ready",
-        "ContainersReady",
-        "PodScheduled",
-    ];
-    // Conditions others own come first, in their order, as the kubelet's status merge keeps
-    // them.
+    let ours: Vec<Value> = conditions.iter().map(|c| c["type"].clone()).collect();
     let theirs: Vec<Value> = old_conditions
         .iter()
-        .filter(|o| !ours.iter().any(|t| o["type"] == *t))
+        .filter(|o| !ours.contains(&o["type"]))
         .cloned()
         .collect();
     conditions.splice(0..0, theirs);
-    let stopped = run.stopped_by.filter(|_| terminal);
-    let evicted = stopped == Some(KubeletStop::Evicted);
+    let evicted = terminal && run.stopped_by == Some(KubeletStop::Evicted);
     if evicted && v.disruption_target() {
         let mut cond = disruption::condition(Disruption::NodePressure, disruption::NODE_PRESSURE);
         if let Some(old) = old_conditions
@@ -268,22 +275,49 @@ pub(super) fn render(run: &PodRun, pod: &Value, v: Version) -> Value {
         conditions.retain(|c| c["type"] != "DisruptionTarget");
         conditions.push(cond);
     }
-    let mut status = json!({
-        "phase": phase, "conditions": conditions,
-        "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
-        "startTime": old["startTime"].clone(), "qosClass": "BestEffort",
-        "containerStatuses": run.containers.iter().map(|c| c.status(uid)).collect::<Vec<_>>(),
-    });
-    if let Some(why) = stopped {
-        let (reason, message) = why.reason();
-        status["reason"] = json!(reason);
-        status["message"] = json!(message);
+    conditions
+}
+
+/// `PodReadyToStartContainers` (1.29+), `Initialized`, `Ready`, `ContainersReady` and
+/// `PodScheduled`, as they are now.
+fn kubelet_conditions(run: &PodRun, phase: &str, v: Version, now: &str) -> Vec<Value> {
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    let mut conditions = Vec::new();
+    if v.pod_ready_to_start() {
+        let up = run.sandbox && !terminal;
+        conditions.push(cond("PodReadyToStartContainers", tf(up), now));
     }
-    if run.sandbox {
-        status["podIP"] = json!(pod_ip(uid));
-        status["podIPs"] = json!([{"ip": pod_ip(uid)}]);
+    let mut initialized = cond("Initialized", tf(run.initialized()), now);
+    if !run.initialized() {
+        let pending = names(&run.containers[..run.inits], |c| !c.completed());
+        initialized["reason"] = json!("ContainersNotInitialized");
+        initialized["message"] = json!(format!("containers with incomplete status: [{pending}]"));
     }
-    status
+    conditions.push(initialized);
+    let unready = names(&run.containers[run.inits..], |c| !c.running());
+    let ready = phase == "Running" && unready.is_empty();
+    for ty in ["Ready", "ContainersReady"] {
+        let mut c = cond(ty, tf(ready), now);
+        if terminal {
+            c["reason"] = json!("PodCompleted");
+        } else if !ready {
+            c["reason"] = json!("ContainersNotReady");
+            c["message"] = json!(format!("containers with unready status: [{unready}]"));
+        }
+        conditions.push(c);
+    }
+    conditions.push(cond("PodScheduled", "True", now));
+    conditions
+}
+
+/// The names of the containers that `pick` picks, as the kubelet lists them in a message.
+fn names(list: &[Ctr], pick: impl Fn(&Ctr) -> bool) -> String {
+    let picked: Vec<&str> = list
+        .iter()
+        .filter(|c| pick(c))
+        .map(|c| c.name.as_str())
+        .collect();
+    picked.join(" ")
 }
 
 fn tf(b: bool) -> &'static str {
@@ -325,37 +359,6 @@ fn last_bytes(s: &str, max: usize) -> &str {
         start += 1;
     }
     &s[start..]
-}
-
-/// Why a container could not be configured: the fake serves no ConfigMaps or Secrets, so a
-/// required reference to one fails as it would with the object missing.
-pub(super) fn config_error(c: &Value) -> Option<String> {
-    let refs = c["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["valueFrom"])
-        .flat_map(|v| {
-            [
-                (&v["configMapKeyRef"], "configmap"),
-                (&v["secretKeyRef"], "secret"),
-            ]
-        })
-        .chain(c["envFrom"].as_array().into_iter().flatten().flat_map(|e| {
-            [
-                (&e["configMapRef"], "configmap"),
-                (&e["secretRef"], "secret"),
-            ]
-        }));
-    for (r, what) in refs {
-        if r.is_object() && r["optional"].as_bool() != Some(true) {
-            return Some(format!(
-                "{what} \"{}\" not found",
-                r["name"].as_str().unwrap_or("")
-            ));
-        }
-    }
-    None
 }
 
 pub(super) fn waiting(reason: &str, image: &str) -> CState {

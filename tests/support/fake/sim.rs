@@ -100,6 +100,8 @@ pub struct Sim {
     /// Hold name -> containers waiting for `release`.
     pub(super) holds: HashMap<String, Vec<(String, usize, u64)>>,
     pub(super) released: HashSet<String>,
+    /// Pods whose `configMap` volumes cannot be mounted yet.
+    pub(super) blocked: HashSet<String>,
     dirty: HashSet<Key>,
 }
 
@@ -115,6 +117,7 @@ impl Sim {
             pods: HashMap::new(),
             holds: HashMap::new(),
             released: HashSet::new(),
+            blocked: HashSet::new(),
             dirty: HashSet::new(),
         }
     }
@@ -276,6 +279,11 @@ impl Sim {
                     self.kubelet_admit(&key, &uid);
                 }
             }
+            Kind::ConfigMap => {
+                let ns = key.0.clone();
+                drop(st);
+                self.config_map_changed(&ns);
+            }
             _ => {}
         }
     }
@@ -284,6 +292,7 @@ impl Sim {
         let uid = meta::uid_of(obj).to_string();
         if kind == Kind::Pod {
             self.kubelet_forget(&uid);
+            self.blocked.remove(&uid);
             self.attempt_base.remove(&uid);
             if let Some(job_uid) = meta::controller_uid(obj) {
                 let job_uid = job_uid.to_string();
