@@ -621,3 +621,91 @@ fn one_indexed_job_of_a_thousand_costs_about_two_requests_per_pod() {
     assert!((4..=12).contains(&r.status_updates), "{r:?}");
     assert!((2029..=2037).contains(&r.total()), "{r:?}");
 }
+
+#[test]
+fn fail_job_and_ignore_rules_still_apply_to_an_indexed_job() {
+    let cluster = FakeCluster::builder()
+        .version(32)
+        .record_history(true)
+        .start();
+    let policy = json!({"rules": [
+        {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [5]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]});
+    // Ignore: an evicted index runs again after its back-off, not counted, and its new pod
+    // carries the ignored failure.
+    cluster.create_raw(
+        Kind::Job,
+        indexed(
+            "ig",
+            2,
+            &[("FAKE_HOLD_0", "idx0"), ("FAKE_TERM_MS", "20")],
+            json!({"backoffLimitPerIndex": 0, "podFailurePolicy": policy.clone()}),
+        ),
+    );
+    let running_0 = |c: &FakeCluster| {
+        c.pods_of("default", "ig").into_iter().find(|p| {
+            let v = serde_json::to_value(p).unwrap_or_default();
+            index(&v) == "0" && v["status"]["phase"] == "Running"
+        })
+    };
+    assert!(cluster.wait_until(secs(10), |c| running_0(c).is_some()));
+    let first = running_0(&cluster)
+        .and_then(|p| p.metadata.name)
+        .expect("pod");
+    assert!(cluster.evict("default", &first));
+    assert!(cluster.wait_until(secs(10), |c| {
+        running_0(c).is_some_and(|p| p.metadata.name.as_deref() != Some(first.as_str()))
+    }));
+    let second = serde_json::to_value(running_0(&cluster).expect("replacement")).expect("pod");
+    let annotations = &second["metadata"]["annotations"];
+    assert_eq!(
+        (
+            &annotations["batch.kubernetes.io/job-index-failure-count"],
+            &annotations["batch.kubernetes.io/job-index-ignored-failure-count"]
+        ),
+        (&json!("0"), &json!("1"))
+    );
+    cluster.release("idx0");
+    assert!(cluster.wait_until(secs(10), |c| done(c, "ig")));
+    let status = job_status(&cluster, "ig");
+    assert_eq!(
+        conditions(&status)[1],
+        pair("Complete", "CompletionsReached")
+    );
+    assert!(status["failed"].is_null(), "{status}");
+    assert_eq!(status["failedIndexes"], "");
+
+    // FailJob: the whole Job fails, whatever the index's own limit.
+    cluster.create_raw(
+        Kind::Job,
+        indexed(
+            "fj",
+            2,
+            // Index 0 is done before index 1 fails: no running pod to delete.
+            &[("FAKE_EXIT_1", "5"), ("FAKE_RUN_MS_1", "300")],
+            json!({"backoffLimitPerIndex": 1, "podFailurePolicy": policy}),
+        ),
+    );
+    assert!(cluster.wait_until(secs(10), |c| done(c, "fj")));
+    let status = job_status(&cluster, "fj");
+    assert_eq!(
+        conditions(&status),
+        [
+            pair("FailureTarget", "PodFailurePolicy"),
+            pair("Failed", "PodFailurePolicy")
+        ]
+    );
+    assert_eq!(
+        (
+            &status["failed"],
+            &status["failedIndexes"],
+            &status["completedIndexes"]
+        ),
+        (&json!(1), &json!(""), &json!("0"))
+    );
+    assert_eq!(
+        pods_ever(&cluster, "fj").len(),
+        2,
+        "index 1 did not run again"
+    );
+}

@@ -313,7 +313,9 @@ impl Pass {
             let Some(rule) = self.failure_of(p) else {
                 continue;
             };
-            if self.delayed(p, track) {
+            // A FailJob rule fails the Job at once (the real controller checks every failed
+            // pod for one), so its pod is not held for its index.
+            if !matches!(rule, Rule::FailJob(_)) && self.delayed(p, track) {
                 continue;
             }
             match rule {
