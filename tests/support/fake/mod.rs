@@ -7,9 +7,11 @@
 //! synchronous tests: the server and controllers run on their own tokio runtime.
 //!
 //! `http.rs` (the API) and `kubectl.rs` (apply) → `versions.rs` (what a version takes),
-//! `defaults.rs`, `store.rs` (objects, watches, history, logs) → `sim.rs` (event loop, GC,
-//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd);
-//! `disruption.rs` (evictions, preemption: `DisruptionTarget`), `kueue.rs` (queued Jobs).
+//! `defaults.rs`, `configmap.rs`, `store.rs` (objects, watches, history, logs, size limits) →
+//! `sim.rs` (event loop, GC, TTL) → `jobs.rs` (Job controller: `job_pods.rs`, `indexed.rs`;
+//! what it would have sent: `cost.rs`), `kubelet.rs` (pods: `pod_run.rs`, `fate.rs`),
+//! `process.rs` (real jobherd); `disruption.rs` (evictions, preemption: `DisruptionTarget`),
+//! `kueue.rs` (queued Jobs).
 
 mod configmap;
 mod cost;
