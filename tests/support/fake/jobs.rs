@@ -151,14 +151,12 @@ impl Sim {
             let arm = finished(&status)
                 && ttl.is_some()
                 && !std::mem::replace(&mut track.ttl_armed, true);
+            let pass = cost::Pass {
+                released,
+                ..Default::default()
+            };
+            self.record(&uid, &pass);
             drop(st);
-            self.record(
-                &uid,
-                cost::Pass {
-                    released,
-                    ..Default::default()
-                },
-            );
             if let (true, Some(ttl)) = (arm, ttl) {
                 let timer = Timer::Ttl {
                     key: key.clone(),
@@ -175,18 +173,20 @@ impl Sim {
         pass.report.immediate = immediate;
         let created = pass.run(&mut st, track);
         let failed = track.failed;
+        self.record(&uid, &pass.report);
         drop(st);
         for (uid, attempt) in created {
             self.attempt_base.insert(uid, attempt.unwrap_or(failed));
         }
-        self.record(&uid, pass.report);
         for d in pass.timers {
             self.after(d, Timer::Reconcile(key.clone()));
         }
     }
 
-    fn record(&self, uid: &str, pass: cost::Pass) {
-        lock(&self.shared.cost).record(uid, &pass);
+    /// Called with the store still locked, so that nobody sees what the pass wrote before the
+    /// model has it (the lock order is always store, then cost).
+    fn record(&self, uid: &str, pass: &cost::Pass) {
+        lock(&self.shared.cost).record(uid, pass);
     }
 
     /// A pod of a Job vanished: one that was never counted (deleted before the controller saw
