@@ -1,6 +1,7 @@
 //! Fan-out benchmark: the release binary against the fake cluster, printing figures (no
-//! pass/fail): wall time, create throughput, API requests per child, jobherd's peak memory
-//! and CPU time; how long a dependency chain takes to hand over from one step to the next;
+//! pass/fail): wall time, create throughput, API requests per child, the requests the cluster's
+//! Job controller would have sent for them (the fake's model), jobherd's peak memory and CPU
+//! time; how long a dependency chain takes to hand over from one step to the next;
 //! a fan-out over another step's result (`params_from`); and how fast a stopped run deletes
 //! thousands of active children.
 //!
@@ -136,12 +137,17 @@ fn fan_out(children: usize, qps: u32, outputs: Option<&Outputs>) {
         ),
         None => String::new(),
     };
+    // What the cluster's Job controller would have sent for the same children (a model).
+    let controller = cluster.controller_requests();
     println!(
-        "children={children:>5}  qps={qps:>3}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  peak_rss={:.1} MiB  cpu={:.2}s{with}",
+        "children={children:>5}  qps={qps:>3}  wall={:>7.2}s  creates/s={:>6.1}  requests={:>6} ({:.2}/child, {watches} watches)  job_controller={} ({:.2}/child, {:.0}s at 20/s)  peak_rss={:.1} MiB  cpu={:.2}s{with}",
         m.wall.as_secs_f64(),
         creates.len() as f64 / create_span.as_secs_f64().max(0.001),
         m.requests.len(),
         m.requests.len() as f64 / children as f64,
+        controller.total(),
+        controller.total() as f64 / children as f64,
+        controller.seconds_at(20.0),
         m.peak,
         m.cpu,
     );

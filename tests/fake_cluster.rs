@@ -2137,3 +2137,212 @@ fn indexed_jobs_run_one_pod_per_index_from_1_22() {
         assert_eq!(indexes, ["0", "1", "2"]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Init containers: one after the other, before the others, with the fates of any container.
+
+/// A Job whose pod has these init containers (name, env) before its `main`.
+fn with_inits(name: &str, restart: &str, inits: &[(&str, serde_json::Value)]) -> serde_json::Value {
+    let mut j = job_json(
+        name,
+        restart,
+        &[("FAKE_RUN_MS", "20")],
+        json!({"backoffLimit": 0}),
+    );
+    let inits: Vec<serde_json::Value> = inits
+        .iter()
+        .map(|(n, env)| json!({"name": n, "image": "busybox", "env": env}))
+        .collect();
+    j["spec"]["template"]["spec"]["initContainers"] = json!(inits);
+    j
+}
+
+fn state_of(statuses: &serde_json::Value, i: usize) -> String {
+    let s = &statuses[i]["state"];
+    for st in ["waiting", "running", "terminated"] {
+        if s[st].is_object() {
+            return format!("{st}:{}", s[st]["reason"].as_str().unwrap_or(""));
+        }
+    }
+    String::new()
+}
+
+#[test]
+fn init_containers_run_one_after_the_other_before_the_others() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    let slow = json!([{"name": "FAKE_RUN_MS", "value": "30"}]);
+    cluster.create_raw(
+        Kind::Job,
+        with_inits(
+            "boot",
+            "Never",
+            &[("fetch", slow.clone()), ("unpack", slow)],
+        ),
+    );
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "boot", "Complete")));
+    // (init 0, init 1, main, Initialized) as each version showed them.
+    let seen: Vec<(String, String, String, String)> = cluster
+        .history(Kind::Pod)
+        .iter()
+        .filter(|r| r.object["status"]["initContainerStatuses"].is_array())
+        .map(|r| {
+            let s = &r.object["status"];
+            let init = s["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Initialized"))
+                .map(|c| format!("{}{}", c["status"], c["message"]))
+                .unwrap_or_default();
+            let inits = &s["initContainerStatuses"];
+            (
+                state_of(inits, 0),
+                state_of(inits, 1),
+                state_of(&s["containerStatuses"], 0),
+                init,
+            )
+        })
+        .collect();
+    let waiting = "waiting:PodInitializing".to_string();
+    let expect = |a: &str, b: &str, main: &str, init: &str| {
+        (
+            a.to_string(),
+            b.to_string(),
+            main.to_string(),
+            init.to_string(),
+        )
+    };
+    let order = [
+        expect(
+            "running:",
+            &waiting,
+            &waiting,
+            "\"False\"\"containers with incomplete status: [fetch unpack]\"",
+        ),
+        expect(
+            "terminated:Completed",
+            "running:",
+            &waiting,
+            "\"False\"\"containers with incomplete status: [unpack]\"",
+        ),
+        expect(
+            "terminated:Completed",
+            "terminated:Completed",
+            "running:",
+            "\"True\"null",
+        ),
+        expect(
+            "terminated:Completed",
+            "terminated:Completed",
+            "terminated:Completed",
+            "\"True\"null",
+        ),
+    ];
+    let mut at = 0;
+    for step in &order {
+        at += seen[at..]
+            .iter()
+            .position(|s| s == step)
+            .unwrap_or_else(|| panic!("{step:?} after {at} in {seen:#?}"));
+    }
+    let pod = &cluster.pods_of("default", "boot")[0];
+    let name = pod.metadata.name.clone().expect("name");
+    assert_eq!(
+        cluster.container_log_lines("default", &name, "unpack"),
+        Some(vec![format!("hello from {name}")])
+    );
+    let (code, _, _) = cluster.raw_request(
+        "GET",
+        &format!("/api/v1/namespaces/default/pods/{name}/log?container=fetch"),
+        &json!(null),
+    );
+    assert_eq!(code, 200, "an init container's log is served too");
+}
+
+#[test]
+fn a_failing_init_container_fails_a_never_pod_and_the_job_by_its_policy() {
+    let cluster = FakeCluster::builder().version(32).start();
+    let mut j = with_inits(
+        "bad-init",
+        "Never",
+        &[("setup", json!([{"name": "FAKE_EXIT", "value": "2"}]))],
+    );
+    j["spec"]["podFailurePolicy"] = json!({"rules": [{"action": "FailJob",
+        "onExitCodes": {"containerName": "setup", "operator": "In", "values": [2]}}]});
+    cluster.create_raw(Kind::Job, j);
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "bad-init", "Failed")));
+    assert_eq!(
+        conditions(&cluster, "bad-init"),
+        [
+            ("FailureTarget".to_string(), "PodFailurePolicy".to_string()),
+            ("Failed".into(), "PodFailurePolicy".into())
+        ]
+    );
+    let pod = serde_json::to_value(&cluster.pods_of("default", "bad-init")[0]).expect("pod");
+    let s = &pod["status"];
+    assert_eq!(s["phase"], "Failed");
+    assert_eq!(state_of(&s["initContainerStatuses"], 0), "terminated:Error");
+    assert_eq!(
+        s["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        2
+    );
+    assert_eq!(
+        state_of(&s["containerStatuses"], 0),
+        "waiting:PodInitializing"
+    );
+    let warning = cluster
+        .events("default")
+        .into_iter()
+        .find(|e| e["reason"] == "PodFailurePolicy")
+        .expect("a Warning Event");
+    assert!(
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Container setup for pod default/bad-init-")),
+        "{warning}"
+    );
+}
+
+#[test]
+fn a_failing_init_container_restarts_with_back_off_in_an_on_failure_pod() {
+    let cluster = FakeCluster::builder()
+        .record_history(true)
+        .time_scale(0.02)
+        .start();
+    let mut j = with_inits(
+        "retry-init",
+        "OnFailure",
+        &[("setup", json!([{"name": "FAKE_EXIT", "value": "1,1,0"}]))],
+    );
+    j["spec"]["backoffLimit"] = json!(6);
+    cluster.create_raw(Kind::Job, j);
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "retry-init", "Complete")));
+    let history = cluster.history(Kind::Pod);
+    assert!(history.iter().any(|r| {
+        let init = &r.object["status"]["initContainerStatuses"][0];
+        init["state"]["waiting"]["reason"] == "CrashLoopBackOff" && init["restartCount"] == 1
+    }));
+    let last = &history.last().expect("history").object["status"];
+    assert_eq!(last["initContainerStatuses"][0]["restartCount"], 2);
+    assert_eq!(last["phase"], "Succeeded");
+}
+
+#[test]
+fn an_init_container_of_jobherds_image_does_not_run_jobherd() {
+    let cluster = FakeCluster::start();
+    let mut j = with_inits("copy", "Never", &[]);
+    j["spec"]["template"]["spec"]["initContainers"] = json!([{"name": "copy-entrypoint",
+        "image": "jobherd:test", "command": ["/jobherd", "--copy-to", "/shared"]}]);
+    cluster.create_raw(Kind::Job, j);
+    assert!(cluster.wait_until(secs(10), |c| has_condition(c, "copy", "Complete")));
+    let pod = serde_json::to_value(&cluster.pods_of("default", "copy")[0]).expect("pod");
+    assert_eq!(
+        pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    assert!(
+        cluster
+            .requests()
+            .iter()
+            .all(|r| !r.user.starts_with("system:serviceaccount:")),
+        "no jobherd process talked to the cluster"
+    );
+}

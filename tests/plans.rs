@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{FakeCluster, Output};
+use support::{FakeCluster, Kind, Output};
 
 const NS: &str = "default";
 
@@ -209,11 +209,27 @@ fn repository_model_runs_unchanged_at(version: u32) {
 
 const ETL_NS: &str = "nba-v2-production";
 
+/// The ConfigMaps the model's Jobs mount, as its cluster has them: without them the kubelet
+/// keeps their pods waiting to mount (`ContainerCreating`).
+fn etl_cluster() -> FakeCluster {
+    let cluster = FakeCluster::start();
+    for (name, key) in [
+        ("etl.nba.properties", "nba.properties"),
+        ("mc-config", "config.json"),
+    ] {
+        cluster.create_raw(
+            Kind::ConfigMap,
+            serde_json::json!({"metadata": {"name": name, "namespace": ETL_NS}, "data": {key: ""}}),
+        );
+    }
+    cluster
+}
+
 /// A real user's model: directories of `.yml` Jobs, dependencies on directory jobs,
 /// `parallelization: 5` and its own namespace.
 #[test]
 fn etl_model_runs_at_most_parallelization_jobs_at_once() {
-    let cluster = FakeCluster::start();
+    let cluster = etl_cluster();
     let out = cluster
         .jobherd()
         .env(
@@ -262,7 +278,7 @@ fn etl_model_runs_at_most_parallelization_jobs_at_once() {
 
 #[test]
 fn jobherd_parallelism_wins_over_the_models_parallelization() {
-    let cluster = FakeCluster::start();
+    let cluster = etl_cluster();
     let out = cluster
         .jobherd()
         .env(

@@ -14,12 +14,24 @@
 //! # The fake cluster
 //! kube-apiserver's HTTP/JSON API on `127.0.0.1:<random port>` (plain http; the kubeconfig
 //! from [`fake::FakeCluster::kubeconfig_path`] points at it) for batch/v1 Jobs and CronJobs,
-//! v1 Pods (with `log` and `eviction`), events.k8s.io/v1 and v1 Events, with create
-//! (generateName, dryRun, fieldValidation), get, list (selectors, limit/continue), watch
+//! v1 Pods (with `log` and `eviction`), v1 ConfigMaps, events.k8s.io/v1 and v1 Events, with
+//! create (generateName, dryRun, fieldValidation), get, list (selectors, limit/continue), watch
 //! (resourceVersion, bookmarks, timeoutSeconds, 410 Expired), update, merge/strategic/JSON/apply
 //! patch, delete (propagationPolicy, gracePeriodSeconds) and deletecollection. Behind it run a Job
-//! controller, a kubelet, the garbage collector and the TTL-after-finished controller, in real
-//! time; the control plane's own back-offs are scaled (below).
+//! controller, a kubelet, the garbage collector (any kind, through `ownerReferences`) and the
+//! TTL-after-finished controller, in real time; the control plane's own back-offs are scaled
+//! (below).
+//!
+//! Sizes are refused where the real API refuses them: a request body over 3 MiB gets 413
+//! `RequestEntityTooLarge` ("Request entity too large: limit is 3145728", kube-apiserver's
+//! `MaxRequestBodyBytes`); an object etcd would not take (over its default `--max-request-bytes`,
+//! 1.5 MiB) gets **500** with etcd's message and no reason, `etcdserver: request is too large`
+//! (past etcd's client send limit, 2 MiB: `rpc error: code = ResourceExhausted desc = trying to
+//! send message larger than max (N vs. 2097152)`), as kube-apiserver passes etcd's error on
+//! (`isTooLargeError` in `endpoints/handlers/rest.go` only retries without `managedFields`,
+//! then `responsewriters.ErrorToAPIStatus` makes any error that is not a `Status` a 500). A
+//! ConfigMap whose `data` and `binaryData` hold more than 1 MiB gets 422 first:
+//! `[]: Too long: may not be more than 1048576 bytes` (`must have at most` before 1.32).
 //!
 //! # Which Kubernetes: `FakeCluster::builder().version(minor)`
 //! 1.21 to 1.33, default 1.33 (what `/version` reports). As recorded in
@@ -33,8 +45,10 @@
 //! | 1.25 | server-side field validation: unknown fields warned about (`Warning: 299`) or, with `fieldValidation=Strict`, refused (400); before, pruned silently |
 //! | 1.26 | `batch.kubernetes.io/job-tracking` pod finalizer and `uncountedTerminatedPods`; `podFailurePolicy` (with `FailureTarget`); `DisruptionTarget` on evictions |
 //! | 1.27 | `batch.kubernetes.io/` Job labels and selector besides `controller-uid`/`job-name` |
-//! | 1.29 | Job `status.terminating`, `podReplacementPolicy` (`Failed` when a podFailurePolicy is set) |
+//! | 1.28 | an Indexed Job's pods carry their index as a label too, and `JOB_COMPLETION_INDEX` reads the label; its name must leave `<name>-<last index>` a DNS label; `backoffLimitPerIndex`/`maxFailedIndexes` known but alpha and off: dropped silently, `FailIndex` rules with them (before 1.28 the fields are unknown and `FailIndex` an unsupported action) |
+//! | 1.29 | `backoffLimitPerIndex`, `maxFailedIndexes`, `FailIndex` (below); Job `status.terminating`, `podReplacementPolicy` (`Failed` when a podFailurePolicy is set) |
 //! | 1.31 | `SuccessCriteriaMet`/`FailureTarget` in an update before `Complete`/`Failed`, which waits until no pod is terminating |
+//! | 1.32 | validation messages say `Too long: may not be more than N bytes` |
 //!
 //! Fields newer than the version (podFailurePolicy, successPolicy, managedBy, CronJob
 //! `timeZone`, PodSpec `os`/`schedulingGates`/`hostUsers`, Container `resizePolicy`/
@@ -73,6 +87,69 @@
 //! `Api::evict` sends its delete options as `delete_options`, a field the API does not know: a
 //! `Warning` from 1.25, and its grace period is not read (as on a real cluster).
 //!
+//! # Indexed Jobs
+//! As KUBERNETES.md records them at 1.32 ("Indexed Jobs that pack many children"). A pod per
+//! index, named `<job>-<index>-<5 chars>`, hostname `<job>-<index>`, with its index as the
+//! annotation and label `batch.kubernetes.io/job-completion-index`, and `JOB_COMPLETION_INDEX`
+//! (from the downward API) added to every container, init containers too, that does not set
+//! it. `completedIndexes`/`failedIndexes` are written as the Job controller prints them:
+//! `0-2,4`, two in a row as `0,1`.
+//!
+//! With `backoffLimitPerIndex` (the API defaults `backoffLimit` to 2147483647 then): each
+//! index is retried on its own after its own pod-failure back-off, its pods carry
+//! `batch.kubernetes.io/job-index-failure-count` (and `...-ignored-failure-count` for failures
+//! an `Ignore` rule ignored), and an index whose pod fails with as many failures before it as
+//! the limit allows, or by a `FailIndex` rule, is in `failedIndexes` and not retried. A failed
+//! pod whose index will run again keeps its finalizer and is not in `status.failed` until its
+//! replacement exists (the real controller holds it to carry the count over). The Job ends once
+//! every index succeeded or failed: `Failed` (`FailureTarget` first), reason `FailedIndexes`,
+//! if any failed. More failed indexes than `maxFailedIndexes`: `FailureTarget`
+//! (`MaxFailedIndexesExceeded`), the running indexes' pods deleted and counted as failed,
+//! `Failed` once they are gone. `FailJob` ends the Job at the first such failure; `Ignore` and
+//! `Count` work as for other Jobs. The API refuses what the real validation refuses (the field
+//! without `completionMode: Indexed`, `maxFailedIndexes` without it or above `completions`,
+//! above 100,000 completions without `maxFailedIndexes` ≤ 10,000 and `parallelism` ≤ 10,000,
+//! `FailIndex` without `backoffLimitPerIndex`, an Indexed Job without `completions`), with its
+//! messages. It does **not** refuse `restartPolicy: OnFailure`: the field's documentation asks
+//! for `Never`, the validation does not check it (and with `OnFailure` the per-index limit
+//! never applies: failed containers restart in place).
+//!
+//! A pod's own `spec.activeDeadlineSeconds` (from its `startTime`): the kubelet stops it
+//! (SIGTERM, the containers exit 143 by default) and reports it `Failed`, reason
+//! `DeadlineExceeded`, message `Pod was active on the node longer than the specified deadline`;
+//! the pod stays, without `DisruptionTarget`.
+//!
+//! # The Job controller's requests: [`fake::FakeCluster::controller_requests`]
+//! The fake's Job controller writes the store directly; a model beside it (`fake/cost.rs`)
+//! counts what the real one would have sent for the same work ([`fake::ControllerRequests`],
+//! also per Job with `controller_requests_of`, from zero again with
+//! `reset_controller_requests`). Exact, one request each: pod creates, pod deletes (when the
+//! Job fails, succeeds early or is suspended), and the patches removing the job-tracking
+//! finalizer (adding it is part of the create). Modelled: Events (`SuccessfulCreate` and
+//! `SuccessfulDelete` per pod, the finish and suspend Events), each a request until client-go's
+//! spam filter stops them (25 per Job, then one per 5 minutes); and `jobs/status` updates by
+//! the real controller's syncs: one at once when a Job is created or its spec changes and when
+//! a back-off it waited for is over, otherwise one per `syncJobBatchPeriod` (1 s, real time: it
+//! is compared with the pods' own durations) that sees changes, up to 500 pods counted or
+//! created each (`MaxUncountedPods`, `MaxPodCreateDeletePerSync`); and a final condition that
+//! waited for terminating pods in a sync of its own. A sync writes the status once if anything
+//! changed, and a second time when pods went through `uncountedTerminatedPods` (failed ones;
+//! succeeded ones of a NonIndexed Job) or the Job finished. Calibrated on KUBERNETES.md's audit
+//! at 1.32: a single-pod Job costs 7 (a create, a patch, 3 updates, 2 Events), KUBERNETES.md's
+//! four Indexed Jobs of 15 pods 15 creates, 15 patches, 17 updates, 22 Events (3 deletes
+//! besides), one Indexed Job of 1,000 completions 2,029 to 2,031 (the lab: 2,029). The
+//! controller's client limit (20/s by default) decides how long they take, not how many there
+//! are: `ControllerRequests::seconds_at(20.0)`.
+//!
+//! # ConfigMaps
+//! Served like the other kinds (validated: key names, 1 MiB, `immutable`). A pod's
+//! `configMap` volume (`items`, `optional`, `subPath`) that cannot be mounted (the ConfigMap or
+//! a key its `items` name is missing) keeps the pod `Pending`, its containers waiting
+//! `ContainerCreating`, with a `FailedMount` Warning Event, until the ConfigMap is there.
+//! `configMapKeyRef` and `envFrom` `configMapRef` give their values (a missing one:
+//! `CreateContainerConfigError` until it exists). [`fake::FakeCluster::volume_file`] (and in the
+//! fake `configmap::volume_file`) reads a file as a container sees it at a path under a mount.
+//!
 //! # Suspended Jobs and Kueue
 //! The Job controller treats `spec.suspend` as 1.32 does (KUBERNETES.md's table): a suspended
 //! Job has `Suspended=True` (`JobSuspended`) and no pods; resuming writes `Suspended=False`
@@ -85,7 +162,14 @@
 //!
 //! # A child's fate is written in the child
 //! The kubelet reads each container's environment (`value` only). Pod-wide settings
-//! (`FAKE_PENDING_MS`, `FAKE_UNSCHEDULABLE`) come from the first container.
+//! (`FAKE_PENDING_MS`, `FAKE_UNSCHEDULABLE`) come from the first container. In a pod of an
+//! Indexed Job, `FAKE_<NAME>_<index>` stands in for `FAKE_<NAME>` (`FAKE_EXIT_2=3`: index 2
+//! exits 3, the others 0). Init containers run one after the other before the others, each
+//! with its own fate (by default: exit 0 after 50 ms); the pod is `Pending` meanwhile
+//! (`initContainerStatuses`, the others waiting `PodInitializing`, `Initialized=False`,
+//! kubectl's `Init:N/M`); one that fails fails a `Never` pod, and restarts with
+//! CrashLoopBackOff otherwise. An init container of jobherd's image does not run jobherd: it is
+//! a plain container that succeeds.
 //!
 //! | variable | effect | default |
 //! |---|---|---|
@@ -103,8 +187,8 @@
 //!
 //! An image starting with `fake-missing/` behaves like `FAKE_WAITING=ErrImagePull`.
 //! ErrImagePull and ImagePullBackOff alternate every 300 ms, as a real kubelet's retries do.
-//! A required `configMapKeyRef`/`secretKeyRef`/`envFrom` gives `CreateContainerConfigError`
-//! (the fake serves no ConfigMaps or Secrets).
+//! A required `secretKeyRef`/`secretRef` gives `CreateContainerConfigError` (the fake serves no
+//! Secrets), as does a missing ConfigMap (above).
 //!
 //! A container's `state.terminated.message` appears once it has terminated, never before: the
 //! end of its termination-message file (the kubelet reads at most the last 4096 bytes), or, with
@@ -115,8 +199,9 @@
 //! `JOBHERD_ENV='{"FAKE_MESSAGE":"{\"rows\":${JOBHERD_CHILD_INDEX}}"}'`.
 //!
 //! An *attempt* is a pod with `restartPolicy: Never` (attempt N = the Job's N-th pod, counted by
-//! its failed pods when the pod was created), and a container restart with `OnFailure`
-//! (attempt N = restartCount N). A failing attempt logs a last line `exit code N`.
+//! its failed pods when the pod was created; with `backoffLimitPerIndex`, the index's N-th pod),
+//! and a container restart with `OnFailure` (attempt N = restartCount N). A failing attempt
+//! logs a last line `exit code N`.
 //! With jobherd, set these through `JOBHERD_ENV` (`{"FAKE_EXIT":"1,0"}`) or `JOBHERD_PARAMS`.
 //!
 //! A container whose image is jobherd's (`jobherd`, `jobherd:0.1.0`,
@@ -127,19 +212,35 @@
 //!
 //! # Where the fake still differs from a real cluster, and why
 //! - No CronJob controller: CronJobs are stored, never scheduled (jobherd never waits for one).
-//! - `successPolicy`, `backoffLimitPerIndex`/`maxFailedIndexes` and `managedBy` are stored,
-//!   not acted on (jobherd builds none; their Jobs would end on `backoffLimit`/completions).
-//!   Indexed Jobs get one pod per index (`JOB_COMPLETION_INDEX`, `completedIndexes`).
-//! - One node, no scheduler constraints, no probes, no init containers; a pod is Ready when all
-//!   its containers run; QoS is always BestEffort. jobherd reads none of it.
+//! - `successPolicy` and `managedBy` are stored, not acted on (jobherd builds neither).
+//! - The Job controller's pod-failure back-off doubles up to 6 minutes, as it did when the fake
+//!   was written; the current Job controller's `MaxJobPodFailureBackOff` is 10 minutes.
+//! - One node, no scheduler constraints, no probes; a pod is Ready when all its containers
+//!   run; QoS is always BestEffort. jobherd reads none of it. An init container with
+//!   `restartPolicy: Always` (a sidecar, 1.28+) is run as a plain init container.
+//! - No Secrets (references to one fail as if it were missing); no volumes but `configMap`
+//!   ones (the others are ignored). A `configMap` volume shows the ConfigMap as it is now
+//!   (a real kubelet updates mounted files within a minute or so, never under `subPath`); file
+//!   modes are ignored. The kubelet retries a pod waiting for a ConfigMap the moment one of its
+//!   namespace changes (the real one within seconds) and writes its `FailedMount` Event once
+//!   (the real one repeats it about every two minutes).
+//! - The size etcd sees is the object's compact JSON; etcd stores protobuf, a little smaller,
+//!   so an object just under the limit may be refused here and not on a real cluster.
+//! - The Job controller's requests are a model (above), not requests: the fake stores only the
+//!   finish and suspend Events (not `SuccessfulCreate`/`SuccessfulDelete`), even where the spam
+//!   filter would have dropped them; the model groups changes by time, so a machine slow enough to stretch
+//!   what a real sync would see in one batch period over two counts one update more; one Job's
+//!   syncs are not delayed by the others' (the real controller shares one client and five
+//!   workers between all Jobs).
 //! - Controllers see each write at once (no informer lag) and watchers get events of every kind
 //!   in one global order; real ones only order per resource. Both only make races rarer.
 //! - Before 1.27 a real kubelet could remove a deleted `OnFailure` pod without a terminal phase;
 //!   the fake always writes `Failed`/`Succeeded` first.
 //! - `compact()` moves the revision past every resourceVersion handed out, as a real cluster's
 //!   constant writes (leases, other namespaces) do before any compaction.
-//! - The only Events are the Job controller's: `Suspended`, `Resumed`, and on finish
-//!   (`Completed`, `BackoffLimitExceeded`, `DeadlineExceeded`, `PodFailurePolicy`); RBAC is
+//! - The only Events stored are the Job controller's `Suspended`, `Resumed`, and on finish
+//!   (`Completed`, `BackoffLimitExceeded`, `DeadlineExceeded`, `PodFailurePolicy`,
+//!   `FailedIndexes`, `MaxFailedIndexesExceeded`), and the kubelet's `FailedMount`; RBAC is
 //!   `forbid()`, no real authorization.
 //! - Kueue is only its webhook and the two spec updates: no queues, quotas, Workload objects
 //!   or admission order, no "ancestor already queued" rule, and on preemption none of the
@@ -152,7 +253,9 @@ pub mod debian;
 pub mod fake;
 pub mod jobherd;
 
-pub use fake::{FakeCluster, Kind, Parent, Propagation, Request, Revision, TRACKING, peak};
+pub use fake::{
+    ControllerRequests, FakeCluster, Kind, Parent, Propagation, Request, Revision, TRACKING, peak,
+};
 pub use jobherd::{Jobherd, Output, Running};
 
 use std::time::Duration;

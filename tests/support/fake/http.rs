@@ -142,7 +142,12 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
                 Ok(b) => b.to_bytes(),
                 Err(_) => Bytes::new(),
             };
-            match dispatch(&shared, &route, &path, &query, &content_type, body).await {
+            let answer = if body.len() > store::MAX_REQUEST_BODY {
+                Err(ApiError::too_large(store::MAX_REQUEST_BODY))
+            } else {
+                dispatch(&shared, &route, &path, &query, &content_type, body).await
+            };
+            match answer {
                 Ok(r) => r,
                 Err(e) => error(&e),
             }
@@ -492,6 +497,7 @@ pub fn create(
         obj["metadata"]["creationTimestamp"] = json!(meta::now_time());
         return Ok((obj, warnings));
     }
+    store::fits_in_etcd(&obj)?;
     st.create(kind, obj).map(|o| (o, warnings))
 }
 
@@ -562,7 +568,7 @@ pub fn write_existing(
     if !causes.is_empty() {
         return Err(ApiError::invalid(kind, &key.1, causes));
     }
-    defaults::check_update(kind, &old, &new)?;
+    defaults::check_update(kind, &old, &new, shared.config.version)?;
     if new["spec"] != old["spec"] {
         new["metadata"]["generation"] =
             json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
@@ -570,6 +576,7 @@ pub fn write_existing(
     if dry {
         return Ok((new, warnings));
     }
+    store::fits_in_etcd(&new)?;
     Ok((st.put(kind, new), warnings))
 }
 
@@ -766,34 +773,43 @@ fn logs(
     let pod = st
         .get(Kind::Pod, &store::key(ns, name))
         .ok_or_else(|| ApiError::not_found(Kind::Pod, name))?;
-    let names: Vec<String> = pod["spec"]["containers"]
-        .as_array()
-        .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let names_of = |list: &str| -> Vec<String> {
+        pod["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let (names, inits) = (names_of("containers"), names_of("initContainers"));
     let container = match query.get("container") {
-        Some(c) if !names.contains(c) => {
+        Some(c) if !names.contains(c) && !inits.contains(c) => {
             return Err(ApiError::bad_request(format!(
                 "container {c} is not valid for pod {name}"
             )));
         }
         Some(c) => c.clone(),
         None if names.len() > 1 => {
-            return Err(ApiError::bad_request(format!(
+            let mut message = format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
                 names.join(" ")
-            )));
+            );
+            if !inits.is_empty() {
+                message.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    inits.join(" ")
+                ));
+            }
+            return Err(ApiError::bad_request(message));
         }
         None => names.first().cloned().unwrap_or_default(),
     };
     let uid = meta::uid_of(pod).to_string();
     let Some(logs) = st.logs.get(&uid).and_then(|l| l.get(&container)) else {
-        let reason = pod["status"]["containerStatuses"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()))
+        let reason = ["containerStatuses", "initContainerStatuses"]
+            .iter()
+            .flat_map(|list| pod["status"][*list].as_array().into_iter().flatten())
+            .find(|c| c["name"] == container.as_str())
             .and_then(|c| c["state"]["waiting"]["reason"].as_str())
             .unwrap_or("ContainerCreating");
         let why = match reason {
@@ -984,6 +1000,7 @@ fn discovery(path: &str, version: versions::Version) -> Option<Response<Body>> {
                 ("pods", "Pod", true),
                 ("pods/log", "Pod", true),
                 ("events", "Event", true),
+                ("configmaps", "ConfigMap", true),
                 ("namespaces", "Namespace", false),
             ]);
             if let Some(l) = list.as_array_mut() {

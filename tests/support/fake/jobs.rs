@@ -1,36 +1,42 @@
 //! The Job controller: creates a Job's pods (one per index for an Indexed Job; failed ones
-//! replaced after the controller's back-off), counts the pods that ended, applies
-//! `podFailurePolicy`, deadlines and `backoffLimit`, and writes status and conditions as the
+//! replaced after the controller's back-off, per index with `backoffLimitPerIndex`), counts
+//! the pods that ended, applies `podFailurePolicy`, deadlines, `backoffLimit`,
+//! `backoffLimitPerIndex` and `maxFailedIndexes`, and writes status and conditions as the
 //! configured version does:
 //!
 //! - 1.31+: `SuccessCriteriaMet`/`FailureTarget` in one update, `Complete`/`Failed` in a later
 //!   one, once nothing is uncounted and no pod is terminating;
 //! - 1.26+: pods carry the `batch.kubernetes.io/job-tracking` finalizer; a pod that ended is
-//!   first listed in `uncountedTerminatedPods`, then its finalizer is removed, then it moves to
+//!   first listed in `uncountedTerminatedPods` (a succeeded pod of an Indexed Job only in
+//!   `completedIndexes`), then its finalizer is removed, then it moves to
 //!   `succeeded`/`failed` (three updates);
 //! - before: one status update with the counts and `Complete`/`Failed`.
 //!
 //! A suspended Job (1.22+) has no pods: those it had are released from job tracking, then
 //! deleted, and never counted; resuming it resets `startTime`, so `activeDeadlineSeconds`
 //! counts from there.
+//!
+//! With `backoffLimitPerIndex` (1.29+) a failed pod whose index will run again keeps its
+//! finalizer and is not counted until its replacement exists, as the real controller delays
+//! it to carry the failure count over (`indexed.rs`). Every pass tells the request model
+//! (`cost.rs`) what it did.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::cost;
+use super::indexed::{self, PerIndex, index_of};
+use super::job_pods::{
+    self, Rule, deleting, is_active, is_ready, is_terminating, owned_pods, phase,
+};
 use super::lock;
 use super::meta::{self, Kind};
 use super::sim::{Sim, Timer, UNMANAGED};
 use super::store::{self, Key, Propagation, Store};
 use super::versions::Version;
-
-/// The finalizer that keeps a Job's pod until the Job controller has counted it (1.26+).
-pub const TRACKING: &str = "batch.kubernetes.io/job-tracking";
-
-/// An Indexed Job's pod's index (annotation; also a label from 1.28).
-pub const INDEX: &str = "batch.kubernetes.io/job-completion-index";
 
 /// The Job controller's pod-failure back-off: 10 s, doubling, at most 6 minutes (real time).
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
@@ -44,14 +50,22 @@ pub struct JobTrack {
     /// Pods already counted (or ignored by a podFailurePolicy rule).
     counted: HashSet<String>,
     /// Indexed Jobs: the indexes that succeeded.
-    completed: std::collections::BTreeSet<u32>,
+    completed: BTreeSet<u32>,
+    /// backoffLimitPerIndex: the indexes that failed, when failed pods were seen.
+    per_index: PerIndex,
     failures_since_success: u32,
     last_failure: Option<Instant>,
     /// A pass is scheduled for when the back-off ends.
     backoff_until: Option<Instant>,
+    /// Creating pods waits for a back-off: the pass that creates them is a sync of its own.
+    deferred: bool,
+    /// The final condition waited for terminating pods.
+    waited: bool,
     /// When the pass that checks `activeDeadlineSeconds` is scheduled.
     deadline_pass: Option<Instant>,
     ttl_armed: bool,
+    /// `metadata.generation` as last seen: a new one is a change of the Job's spec.
+    generation: Option<i64>,
 }
 
 impl JobTrack {
@@ -64,17 +78,54 @@ impl JobTrack {
     }
 }
 
-/// What a podFailurePolicy says about a failed pod.
-enum Rule {
-    Count,
-    Ignore,
-    FailJob(String),
+/// A condition to write: type, reason, message.
+type Cond = (&'static str, String, String);
+
+/// A pod to create: its index, and with backoffLimitPerIndex its failure counts.
+struct NewPod {
+    index: Option<u32>,
+    counts: Option<(u32, u32)>,
+}
+
+/// One pass over one Job: what the controller found, decided and did.
+struct Pass {
+    v: Version,
+    key: Key,
+    job: Value,
+    spec: Value,
+    pods: Vec<Value>,
+    status: Value,
+    now: String,
+    clock: Instant,
+    scale: f64,
+    indexed: bool,
+    /// `backoffLimitPerIndex` (Indexed Jobs, 1.29+).
+    per_index: Option<u32>,
+    success_interim: Option<(String, String)>,
+    failure_interim: Option<(String, String)>,
+    replace_terminating: bool,
+    /// The counts before this pass.
+    before: (u32, u32),
+    new_s: Vec<String>,
+    new_f: Vec<String>,
+    policy_failure: Option<String>,
+    to_delete: Vec<Value>,
+    count_deleted: bool,
+    /// Released from job tracking before they are deleted (suspension).
+    release_first: bool,
+    interim: Option<Cond>,
+    fin: Option<Cond>,
+    /// A final condition that waits for an earlier interim one.
+    pending_fin: Option<Cond>,
+    create: Vec<NewPod>,
+    timers: Vec<Duration>,
+    events: Vec<(&'static str, String, String)>,
+    report: cost::Pass,
 }
 
 impl Sim {
     pub(super) fn reconcile_job(&mut self, key: &Key) {
         let shared = self.shared.clone();
-        let v = shared.config.version;
         let mut st = lock(&shared.store);
         let Some(job) = st.get(Kind::Job, key).cloned() else {
             return;
@@ -84,28 +135,29 @@ impl Sim {
         }
         let uid = meta::uid_of(&job).to_string();
         let pods = owned_pods(&st, &uid);
-        if !job["metadata"]["deletionTimestamp"].is_null() {
-            // Being deleted: nothing is counted any more; let the pods go.
-            strip_tracking(&mut st, &pods);
-            return;
-        }
-        let status0 = if job["status"].is_object() {
+        let status = if job["status"].is_object() {
             job["status"].clone()
         } else {
             json!({})
         };
-        let scale = shared.config.time_scale;
         let track = self
             .jobs
             .entry(uid.clone())
-            .or_insert_with(|| JobTrack::from_status(&status0));
-        if finished(&status0) {
-            strip_tracking(&mut st, &pods);
-            if let Some(ttl) = job["spec"]["ttlSecondsAfterFinished"].as_u64()
-                && !track.ttl_armed
-            {
-                track.ttl_armed = true;
-                drop(st);
+            .or_insert_with(|| JobTrack::from_status(&status));
+        if !job["metadata"]["deletionTimestamp"].is_null() || finished(&status) {
+            // Being deleted or done: nothing is counted any more; let the pods go.
+            let released = job_pods::strip_tracking(&mut st, &pods);
+            let ttl = job["spec"]["ttlSecondsAfterFinished"].as_u64();
+            let arm = finished(&status)
+                && ttl.is_some()
+                && !std::mem::replace(&mut track.ttl_armed, true);
+            let pass = cost::Pass {
+                released,
+                ..Default::default()
+            };
+            self.record(&uid, &pass);
+            drop(st);
+            if let (true, Some(ttl)) = (arm, ttl) {
                 let timer = Timer::Ttl {
                     key: key.clone(),
                     uid,
@@ -114,344 +166,27 @@ impl Sim {
             }
             return;
         }
-        let spec = job["spec"].clone();
-        let now = meta::now_time();
-        let success_interim = condition_true(&status0, "SuccessCriteriaMet");
-        let failure_interim = condition_true(&status0, "FailureTarget");
-        let replace_terminating = replaces_terminating(&spec, v);
-        let before = (track.succeeded, track.failed);
-
-        // Pods that ended since the last pass. A pod being deleted counts as failed at once
-        // when the Job replaces terminating pods (and when the Job is failing anyway).
-        let mut new_s: Vec<String> = Vec::new();
-        let mut new_f: Vec<String> = Vec::new();
-        let mut policy_failure = None;
-        let clock = Instant::now();
-        for p in &pods {
-            let puid = meta::uid_of(p).to_string();
-            if track.counted.contains(&puid) {
-                continue;
-            }
-            match phase(p) {
-                "Succeeded" => new_s.push(puid),
-                "Failed" => match pod_failure_policy(&spec, p) {
-                    Rule::Ignore => {
-                        // Not a failure of the Job, but a failed pod all the same: the
-                        // controller's back-off record counts it before the next pod.
-                        track.counted.insert(puid);
-                        track.failures_since_success += 1;
-                        track.last_failure = Some(clock);
-                    }
-                    Rule::FailJob(message) => {
-                        policy_failure.get_or_insert(message);
-                        new_f.push(puid);
-                    }
-                    Rule::Count => new_f.push(puid),
-                },
-                _ if deleting(p)
-                    && success_interim.is_none()
-                    && (replace_terminating || failure_interim.is_some()) =>
-                {
-                    new_f.push(puid)
-                }
-                _ => {}
-            }
-        }
-        let indexed = v.indexed_and_suspend() && spec["completionMode"] == "Indexed";
-        for puid in &new_s {
-            track.counted.insert(puid.clone());
-            track.succeeded += 1;
-            track.failures_since_success = 0;
-            if let Some(i) = pods
-                .iter()
-                .find(|p| meta::uid_of(p) == puid)
-                .and_then(index_of)
-            {
-                track.completed.insert(i);
-            }
-        }
-        for puid in &new_f {
-            track.counted.insert(puid.clone());
-            track.failed += 1;
-            track.failures_since_success += 1;
-            track.last_failure = Some(clock);
-        }
-
-        let active: Vec<Value> = pods.iter().filter(|p| is_active(p)).cloned().collect();
-        let terminating_before = pods.iter().filter(|p| is_terminating(p)).count();
-        let mut to_delete: Vec<Value> = Vec::new();
-        let mut count_deleted = false;
-        let mut interim: Option<(&str, String, String)> = None;
-        let mut fin: Option<(&str, String, String)> = None;
-        // A final condition that waits for an earlier interim one.
-        let mut pending_fin: Option<(&str, String, String)> = None;
-        let mut create = 0usize;
-        let mut status = status0.clone();
-        let mut timers: Vec<Duration> = Vec::new();
-        let mut events: Vec<(&str, &str, String)> = Vec::new();
-        // Released from job tracking before they are deleted (suspension).
-        let mut release_first = false;
-
-        if let Some((reason, message)) = failure_interim {
-            to_delete = active.clone();
-            count_deleted = true;
-            pending_fin = Some(("Failed", reason, message));
-        } else if let Some((reason, message)) = success_interim {
-            to_delete = active.clone();
-            pending_fin = Some(("Complete", reason, message));
-        } else if v.indexed_and_suspend() && spec["suspend"].as_bool() == Some(true) {
-            // Pods deleted because the Job is suspended are no failures: the controller lets
-            // them go from job tracking before it deletes them, so they are never counted.
-            // `startTime` stays (resuming resets it).
-            to_delete = active.clone();
-            release_first = true;
-            for p in &to_delete {
-                track.counted.insert(meta::uid_of(p).to_string());
-            }
-            if condition_true(&status, "Suspended").is_none() {
-                set_condition(
-                    &mut status,
-                    "Suspended",
-                    "True",
-                    "JobSuspended",
-                    "Job suspended",
-                    &now,
-                );
-                events.push(("Normal", "Suspended", "Job suspended".to_string()));
-            }
-        } else {
-            if condition_true(&status, "Suspended").is_some() {
-                set_condition(
-                    &mut status,
-                    "Suspended",
-                    "False",
-                    "JobResumed",
-                    "Job resumed",
-                    &now,
-                );
-                events.push(("Normal", "Resumed", "Job resumed".to_string()));
-                // activeDeadlineSeconds counts the time a Job is continuously active.
-                status["startTime"] = json!(now);
-            }
-            if status["startTime"].is_null() {
-                status["startTime"] = json!(now);
-            }
-            let limit = spec["backoffLimit"].as_u64().unwrap_or(6) as u32;
-            let deadline_exceeded = match (
-                spec["activeDeadlineSeconds"].as_u64(),
-                parse_time(&status["startTime"]),
-            ) {
-                (Some(secs), Some(start)) => {
-                    let left = start.as_millisecond() + secs as i64 * 1000
-                        - jiff::Timestamp::now().as_millisecond();
-                    if left <= 0 {
-                        true
-                    } else {
-                        // A pass when the deadline comes, unless one is due by then: the
-                        // deadline moves with a changed activeDeadlineSeconds or startTime,
-                        // and a pass that came a little early schedules the next.
-                        let due = clock + Duration::from_millis(left as u64);
-                        if track.deadline_pass.is_none_or(|t| t <= clock || t > due) {
-                            track.deadline_pass = Some(due);
-                            timers.push(due - clock);
-                        }
-                        false
-                    }
-                }
-                _ => false,
-            };
-            let failure = if let Some(message) = policy_failure {
-                Some(("PodFailurePolicy", message))
-            } else if deadline_exceeded {
-                Some((
-                    "DeadlineExceeded",
-                    "Job was active longer than specified deadline".to_string(),
-                ))
-            } else if track.failed > limit || past_backoff_limit_on_failure(&spec, &active, limit) {
-                Some((
-                    "BackoffLimitExceeded",
-                    "Job has reached the specified backoff limit".to_string(),
-                ))
-            } else {
-                None
-            };
-            let completions = spec["completions"].as_u64().map(|c| c as u32);
-            let parallelism = spec["parallelism"].as_u64().unwrap_or(1) as u32;
-            // An Indexed Job counts distinct indexes, not pods.
-            let succeeded = if indexed {
-                track.completed.len() as u32
-            } else {
-                track.succeeded
-            };
-            let complete = match completions {
-                Some(c) => succeeded >= c,
-                None => succeeded >= 1 && active.is_empty(),
-            };
-            if let Some((reason, message)) = failure {
-                to_delete = active.clone();
-                count_deleted = true;
-                let condition = ("FailureTarget", reason.to_string(), message.clone());
-                if v.interim_conditions()
-                    || (reason == "PodFailurePolicy" && v.pod_failure_policy())
-                {
-                    interim = Some(condition);
-                } else {
-                    fin = Some(("Failed", reason.to_string(), message));
-                }
-            } else if complete {
-                to_delete = active.clone();
-                if v.interim_conditions() {
-                    interim = Some((
-                        "SuccessCriteriaMet",
-                        "CompletionsReached".into(),
-                        "Reached expected number of succeeded pods".into(),
-                    ));
-                } else {
-                    fin = Some(("Complete", String::new(), String::new()));
-                }
-            } else {
-                let want = match completions {
-                    Some(c) => parallelism.min(c.saturating_sub(succeeded)),
-                    None if succeeded > 0 => 0,
-                    None => parallelism,
-                } as usize;
-                let have = active.len()
-                    + if replace_terminating {
-                        0
-                    } else {
-                        terminating_before
-                    };
-                if have < want {
-                    let until = track
-                        .last_failure
-                        .filter(|_| track.failures_since_success > 0)
-                        .map(|last| last + backoff(track.failures_since_success).mul_f64(scale));
-                    match until {
-                        Some(until) if clock < until => {
-                            if track.backoff_until != Some(until) {
-                                track.backoff_until = Some(until);
-                                timers.push(until - clock);
-                            }
-                        }
-                        _ => create = want - have,
-                    }
-                }
-            }
-        }
-        if count_deleted {
-            for p in &to_delete {
-                let puid = meta::uid_of(p).to_string();
-                if track.counted.insert(puid.clone()) {
-                    track.failed += 1;
-                    new_f.push(puid);
-                }
-            }
-        }
-        let counts = (track.succeeded, track.failed);
-        let any_new = !new_s.is_empty() || !new_f.is_empty();
-
-        // Write 1 (job tracking): what ended is listed as uncounted, with the interim condition,
-        // before any pod is deleted or loses its finalizer.
-        if v.tracking_finalizers() && (any_new || interim.is_some()) {
-            if let Some((ty, reason, message)) = &interim {
-                add_condition(&mut status, ty, reason, message, &now);
-            }
-            let mut uncounted = status["uncountedTerminatedPods"].clone();
-            for (list, uids) in [("succeeded", &new_s), ("failed", &new_f)] {
-                let mut all: Vec<Value> = uncounted[list].as_array().cloned().unwrap_or_default();
-                all.extend(uids.iter().map(|u| json!(u)));
-                if !all.is_empty() {
-                    uncounted[list] = json!(all);
-                }
-            }
-            status["uncountedTerminatedPods"] = uncounted;
-            render_counts(&mut status, v, before, &pods);
-            put_status(&mut st, key, status.clone());
-        } else if let Some((ty, reason, message)) = &interim {
-            add_condition(&mut status, ty, reason, message, &now);
-        }
-
-        if release_first {
-            strip_tracking(&mut st, &to_delete);
-        }
-        for p in &to_delete {
-            st.delete(
-                Kind::Pod,
-                &store::key(meta::namespace_of(p), meta::name_of(p)),
-                Propagation::Background,
-                None,
-            );
-        }
-        // Indexed: the lowest indexes that neither succeeded nor run.
-        let mut free = (0..spec["completions"].as_u64().unwrap_or(0) as u32).filter(|i| {
-            let track = &self.jobs[&uid];
-            !track.completed.contains(i) && !active.iter().any(|p| index_of(p) == Some(*i))
-        });
-        let indexes: Vec<Option<u32>> = (0..create)
-            .map(|_| if indexed { free.next() } else { None })
-            .collect();
-        for index in indexes {
-            if indexed && index.is_none() {
-                break;
-            }
-            let pod = pod_from_template(&st, &job, v, index);
-            if let Ok(created) = st.create(Kind::Pod, pod) {
-                self.attempt_base
-                    .insert(meta::uid_of(&created).to_string(), counts.1);
-            }
-        }
-        let pods = owned_pods(&st, &uid);
-        let finishing = interim.is_some() || pending_fin.is_some() || fin.is_some();
-        let track = self.jobs.get(&uid);
-        let releasable: Vec<Value> = pods
-            .iter()
-            .filter(|p| finishing || track.is_some_and(|t| t.counted.contains(meta::uid_of(p))))
-            .cloned()
-            .collect();
-        strip_tracking(&mut st, &releasable);
-
-        // The last write: counts, and a final condition.
-        let pods = owned_pods(&st, &uid);
-        let terminating = pods.iter().filter(|p| is_terminating(p)).count();
-        if let Some(pending) = pending_fin
-            && !any_new
-            && (!v.interim_conditions() || terminating == 0)
-        {
-            fin = Some(pending);
-        }
-        if v.tracking_finalizers() {
-            status["uncountedTerminatedPods"] = json!({});
-        }
-        if let Some((ty, reason, message)) = &fin {
-            add_condition(&mut status, ty, reason, message, &now);
-            if *ty == "Complete" {
-                status["completionTime"] = json!(now);
-                events.push(("Normal", "Completed", "Job completed".to_string()));
-            } else {
-                events.push(("Warning", reason.as_str(), message.clone()));
-            }
-        }
-        render_counts(&mut status, v, counts, &pods);
-        if indexed && let Some(track) = self.jobs.get(&uid) {
-            let ranges = index_ranges(&track.completed);
-            if !ranges.is_empty() {
-                status["completedIndexes"] = json!(ranges);
-            }
-        }
-        if status
-            != st
-                .get(Kind::Job, key)
-                .map_or(Value::Null, |j| j["status"].clone())
-        {
-            put_status(&mut st, key, status);
-        }
-        for (ty, reason, message) in events {
-            job_event(&mut st, &job, ty, reason, &message);
-        }
+        let generation = job["metadata"]["generation"].as_i64();
+        let immediate = track.generation != generation;
+        track.generation = generation;
+        let mut pass = Pass::new(&shared.config, key, job, pods, status);
+        pass.report.immediate = immediate;
+        let created = pass.run(&mut st, track);
+        let failed = track.failed;
+        self.record(&uid, &pass.report);
         drop(st);
-        for d in timers {
+        for (uid, attempt) in created {
+            self.attempt_base.insert(uid, attempt.unwrap_or(failed));
+        }
+        for d in pass.timers {
             self.after(d, Timer::Reconcile(key.clone()));
         }
+    }
+
+    /// Called with the store still locked, so that nobody sees what the pass wrote before the
+    /// model has it (the lock order is always store, then cost).
+    fn record(&self, uid: &str, pass: &cost::Pass) {
+        lock(&self.shared.cost).record(uid, pass);
     }
 
     /// A pod of a Job vanished: one that was never counted (deleted before the controller saw
@@ -476,6 +211,635 @@ impl Sim {
                 track.failures_since_success += 1;
                 track.last_failure = Some(Instant::now());
             }
+        }
+    }
+}
+
+impl Pass {
+    fn new(config: &super::Config, key: &Key, job: Value, pods: Vec<Value>, status: Value) -> Self {
+        let v = config.version;
+        let spec = job["spec"].clone();
+        let indexed = v.indexed_and_suspend() && spec["completionMode"] == "Indexed";
+        let per_index = spec["backoffLimitPerIndex"]
+            .as_u64()
+            .filter(|_| indexed && v.backoff_limit_per_index())
+            .map(|l| l as u32);
+        Pass {
+            v,
+            key: key.clone(),
+            success_interim: condition_true(&status, "SuccessCriteriaMet"),
+            failure_interim: condition_true(&status, "FailureTarget"),
+            replace_terminating: replaces_terminating(&spec, v),
+            job,
+            spec,
+            pods,
+            status,
+            now: meta::now_time(),
+            clock: Instant::now(),
+            scale: config.time_scale,
+            indexed,
+            per_index,
+            before: (0, 0),
+            new_s: Vec::new(),
+            new_f: Vec::new(),
+            policy_failure: None,
+            to_delete: Vec::new(),
+            count_deleted: false,
+            release_first: false,
+            interim: None,
+            fin: None,
+            pending_fin: None,
+            create: Vec::new(),
+            timers: Vec::new(),
+            events: Vec::new(),
+            report: cost::Pass::default(),
+        }
+    }
+
+    /// The whole pass; returns the pods it created, with the attempt each is of its index
+    /// (backoffLimitPerIndex; else the Job's failed pods so far stand for it).
+    fn run(&mut self, st: &mut Store, track: &mut JobTrack) -> Vec<(String, Option<u32>)> {
+        self.before = (track.succeeded, track.failed);
+        self.count_ended(track);
+        self.decide(track);
+        self.count_deleted(track);
+        self.write_tracking(st, track);
+        let created = self.act(st);
+        self.release(st, track);
+        self.finish(st, track);
+        created
+    }
+
+    fn active(&self) -> Vec<Value> {
+        self.pods.iter().filter(|p| is_active(p)).cloned().collect()
+    }
+
+    fn finishing(&self) -> bool {
+        self.failure_interim.is_some() || self.success_interim.is_some()
+    }
+
+    /// Whether a pod that did not succeed failed, and what its failure means. A pod being
+    /// deleted counts as failed at once when the Job replaces terminating pods (and when the
+    /// Job is failing anyway).
+    fn failure_of(&self, p: &Value) -> Option<Rule> {
+        match phase(p) {
+            "Failed" => Some(job_pods::pod_failure_policy(&self.spec, p)),
+            "Succeeded" => None,
+            _ if deleting(p)
+                && self.success_interim.is_none()
+                && (self.replace_terminating || self.failure_interim.is_some()) =>
+            {
+                Some(Rule::Count)
+            }
+            _ => None,
+        }
+    }
+
+    /// Pods that ended since the last pass, counted (or left for later, see [`Pass::delayed`]).
+    fn count_ended(&mut self, track: &mut JobTrack) {
+        if let Some(limit) = self.per_index {
+            self.fail_indexes(track, limit);
+        }
+        let (mut new_s, mut new_f, mut ignored) = (Vec::new(), Vec::new(), Vec::new());
+        for p in &self.pods {
+            let puid = meta::uid_of(p).to_string();
+            if track.counted.contains(&puid) {
+                continue;
+            }
+            if phase(p) == "Succeeded" {
+                new_s.push(puid);
+                continue;
+            }
+            let Some(rule) = self.failure_of(p) else {
+                continue;
+            };
+            // A FailJob rule fails the Job at once (the real controller checks every failed
+            // pod for one), so its pod is not held for its index.
+            if !matches!(rule, Rule::FailJob(_)) && self.delayed(p, track) {
+                continue;
+            }
+            match rule {
+                Rule::Ignore => ignored.push(puid),
+                Rule::FailJob(message) => {
+                    self.policy_failure.get_or_insert(message);
+                    new_f.push(puid);
+                }
+                Rule::Count | Rule::FailIndex => new_f.push(puid),
+            }
+        }
+        for puid in ignored {
+            // Not a failure of the Job, but a failed pod all the same: the controller's
+            // back-off record counts it before the next pod.
+            track.counted.insert(puid);
+            track.failures_since_success += 1;
+            track.last_failure = Some(self.clock);
+        }
+        (self.new_s, self.new_f) = (new_s, new_f);
+        self.apply_counts(track);
+    }
+
+    fn apply_counts(&mut self, track: &mut JobTrack) {
+        for puid in &self.new_s {
+            track.counted.insert(puid.clone());
+            track.succeeded += 1;
+            track.failures_since_success = 0;
+            if let Some(i) = self
+                .pods
+                .iter()
+                .find(|p| meta::uid_of(p) == puid)
+                .and_then(index_of)
+            {
+                track.completed.insert(i);
+            }
+        }
+        for puid in &self.new_f {
+            track.counted.insert(puid.clone());
+            track.failed += 1;
+            track.failures_since_success += 1;
+            track.last_failure = Some(self.clock);
+        }
+    }
+
+    /// backoffLimitPerIndex: the indexes whose pod failed for the last time, by a `FailIndex`
+    /// rule or with as many failures before it as the limit allows.
+    fn fail_indexes(&self, track: &mut JobTrack, limit: u32) {
+        for p in &self.pods {
+            let puid = meta::uid_of(p);
+            if track.counted.contains(puid) {
+                continue;
+            }
+            let (Some(rule), Some(i)) = (self.failure_of(p), index_of(p)) else {
+                continue;
+            };
+            track.per_index.saw_failed(puid, self.clock);
+            let last = matches!(rule, Rule::FailIndex)
+                || (rule.counts() && indexed::failure_counts(p).0 >= limit);
+            if last && !track.completed.contains(&i) {
+                track.per_index.failed.insert(i);
+            }
+        }
+    }
+
+    /// A failed pod of an index that will run again stays uncounted, with its finalizer, until
+    /// the index has a new pod (or is over, or the Job is).
+    fn delayed(&self, p: &Value, track: &JobTrack) -> bool {
+        let (Some(_), Some(i)) = (self.per_index, index_of(p)) else {
+            return false;
+        };
+        !self.finishing()
+            && !track.completed.contains(&i)
+            && !track.per_index.failed.contains(&i)
+            && !self
+                .pods
+                .iter()
+                .any(|q| is_active(q) && index_of(q) == Some(i))
+    }
+
+    fn decide(&mut self, track: &mut JobTrack) {
+        let active = self.active();
+        if let Some((reason, message)) = self.failure_interim.clone() {
+            self.to_delete = active;
+            self.count_deleted = true;
+            self.pending_fin = Some(("Failed", reason, message));
+        } else if let Some((reason, message)) = self.success_interim.clone() {
+            self.to_delete = active;
+            self.pending_fin = Some(("Complete", reason, message));
+        } else if self.v.indexed_and_suspend() && self.spec["suspend"].as_bool() == Some(true) {
+            self.suspend(track, active);
+        } else {
+            self.resume();
+            self.run_job(track, active);
+        }
+    }
+
+    /// Pods deleted because the Job is suspended are no failures: the controller lets them go
+    /// from job tracking before it deletes them, so they are never counted. `startTime` stays
+    /// (resuming resets it).
+    fn suspend(&mut self, track: &mut JobTrack, active: Vec<Value>) {
+        for p in &active {
+            track.counted.insert(meta::uid_of(p).to_string());
+        }
+        self.to_delete = active;
+        self.release_first = true;
+        if condition_true(&self.status, "Suspended").is_none() {
+            let now = self.now.clone();
+            let status = &mut self.status;
+            set_condition(
+                status,
+                "Suspended",
+                "True",
+                "JobSuspended",
+                "Job suspended",
+                &now,
+            );
+            self.events
+                .push(("Normal", "Suspended".into(), "Job suspended".into()));
+        }
+    }
+
+    fn resume(&mut self) {
+        let now = self.now.clone();
+        if condition_true(&self.status, "Suspended").is_some() {
+            set_condition(
+                &mut self.status,
+                "Suspended",
+                "False",
+                "JobResumed",
+                "Job resumed",
+                &now,
+            );
+            self.events
+                .push(("Normal", "Resumed".into(), "Job resumed".into()));
+            // activeDeadlineSeconds counts the time a Job is continuously active.
+            self.status["startTime"] = json!(now);
+        }
+        if self.status["startTime"].is_null() {
+            self.status["startTime"] = json!(now);
+        }
+    }
+
+    fn run_job(&mut self, track: &mut JobTrack, active: Vec<Value>) {
+        let failure = self.failure(track, &active);
+        let completions = self.spec["completions"].as_u64().map(|c| c as u32);
+        let succeeded = self.succeeded(track);
+        let complete = match completions {
+            Some(c) => succeeded >= c,
+            None => succeeded >= 1 && active.is_empty(),
+        };
+        if let Some((reason, message)) = failure {
+            self.to_delete = active;
+            self.count_deleted = true;
+            if self.v.interim_conditions()
+                || (reason == "PodFailurePolicy" && self.v.pod_failure_policy())
+            {
+                self.interim = Some(("FailureTarget", reason.to_string(), message));
+            } else {
+                self.fin = Some(("Failed", reason.to_string(), message));
+            }
+        } else if complete {
+            self.to_delete = active;
+            self.interim = if self.v.interim_conditions() {
+                Some((
+                    "SuccessCriteriaMet",
+                    "CompletionsReached".into(),
+                    "Reached expected number of succeeded pods".into(),
+                ))
+            } else {
+                self.fin = Some(("Complete", String::new(), String::new()));
+                None
+            };
+        } else {
+            self.plan_creates(track, &active, completions);
+        }
+    }
+
+    /// An Indexed Job counts distinct indexes, not pods.
+    fn succeeded(&self, track: &JobTrack) -> u32 {
+        if self.indexed {
+            track.completed.len() as u32
+        } else {
+            track.succeeded
+        }
+    }
+
+    /// Why the Job fails now, in the order the real controller checks.
+    fn failure(
+        &mut self,
+        track: &mut JobTrack,
+        active: &[Value],
+    ) -> Option<(&'static str, String)> {
+        let limit = self.spec["backoffLimit"].as_u64().unwrap_or(6) as u32;
+        let deadline = self.deadline_exceeded(track);
+        if let Some(message) = self.policy_failure.clone() {
+            return Some(("PodFailurePolicy", message));
+        }
+        if track.failed > limit || past_backoff_limit_on_failure(&self.spec, active, limit) {
+            let message = "Job has reached the specified backoff limit";
+            return Some(("BackoffLimitExceeded", message.into()));
+        }
+        if deadline {
+            let message = "Job was active longer than specified deadline";
+            return Some(("DeadlineExceeded", message.into()));
+        }
+        self.per_index?;
+        let failed = track.per_index.failed.len() as u64;
+        if self.spec["maxFailedIndexes"]
+            .as_u64()
+            .is_some_and(|max| failed > max)
+        {
+            let message = "Job has exceeded the specified maximal number of failed indexes";
+            return Some(("MaxFailedIndexesExceeded", message.into()));
+        }
+        let completions = self.spec["completions"].as_u64().unwrap_or(0);
+        let done = failed + track.completed.len() as u64;
+        (failed > 0 && done >= completions)
+            .then(|| ("FailedIndexes", "Job has failed indexes".to_string()))
+    }
+
+    /// Whether `activeDeadlineSeconds` has passed; if not, a pass when it will.
+    fn deadline_exceeded(&mut self, track: &mut JobTrack) -> bool {
+        let (Some(secs), Some(start)) = (
+            self.spec["activeDeadlineSeconds"].as_u64(),
+            parse_time(&self.status["startTime"]),
+        ) else {
+            return false;
+        };
+        let left =
+            start.as_millisecond() + secs as i64 * 1000 - jiff::Timestamp::now().as_millisecond();
+        if left <= 0 {
+            return true;
+        }
+        // A pass when the deadline comes, unless one is due by then: the deadline moves with
+        // a changed activeDeadlineSeconds or startTime, and a pass that came a little early
+        // schedules the next.
+        let due = self.clock + Duration::from_millis(left as u64);
+        if track
+            .deadline_pass
+            .is_none_or(|t| t <= self.clock || t > due)
+        {
+            self.timers.push(due - self.clock);
+            track.deadline_pass = Some(due);
+        }
+        false
+    }
+
+    /// The pods to create now: up to `parallelism` active (completions left), after the
+    /// back-off that follows failures (per index with backoffLimitPerIndex).
+    fn plan_creates(&mut self, track: &mut JobTrack, active: &[Value], completions: Option<u32>) {
+        let parallelism = self.spec["parallelism"].as_u64().unwrap_or(1) as u32;
+        let succeeded = self.succeeded(track);
+        let want = match completions {
+            Some(c) => parallelism.min(c.saturating_sub(succeeded)),
+            None if succeeded > 0 => 0,
+            None => parallelism,
+        } as usize;
+        let terminating = self.pods.iter().filter(|p| is_terminating(p)).count();
+        let have = active.len()
+            + if self.replace_terminating {
+                0
+            } else {
+                terminating
+            };
+        if have >= want {
+            return;
+        }
+        let n = want - have;
+        if self.per_index.is_some() {
+            let free = self.free_indexes(track, n);
+            return self.create_per_index(track, free);
+        }
+        let until = track
+            .last_failure
+            .filter(|_| track.failures_since_success > 0)
+            .map(|last| last + backoff(track.failures_since_success).mul_f64(self.scale));
+        if let Some(until) = until.filter(|u| self.clock < *u) {
+            if track.backoff_until != Some(until) {
+                track.backoff_until = Some(until);
+                self.timers.push(until - self.clock);
+            }
+            track.deferred = true;
+            return;
+        }
+        self.report.after_backoff = std::mem::take(&mut track.deferred);
+        let indexes: Vec<Option<u32>> = if self.indexed {
+            self.free_indexes(track, n).into_iter().map(Some).collect()
+        } else {
+            vec![None; n]
+        };
+        self.create.extend(indexes.into_iter().map(|index| NewPod {
+            index,
+            counts: None,
+        }));
+    }
+
+    /// Indexed: the lowest indexes that neither succeeded nor failed nor run (nor, when only
+    /// failed pods are replaced, are still terminating).
+    fn free_indexes(&self, track: &JobTrack, n: usize) -> Vec<u32> {
+        let completions = self.spec["completions"].as_u64().unwrap_or(0) as u32;
+        let busy: BTreeSet<u32> = self
+            .pods
+            .iter()
+            .filter(|p| is_active(p) || (!self.replace_terminating && is_terminating(p)))
+            .filter_map(index_of)
+            .collect();
+        (0..completions)
+            .filter(|i| {
+                !track.completed.contains(i)
+                    && !track.per_index.failed.contains(i)
+                    && !busy.contains(i)
+            })
+            .take(n)
+            .collect()
+    }
+
+    /// backoffLimitPerIndex: each index waits for its own back-off; those ready get a pod
+    /// now, carrying the failures of the pod it replaces.
+    fn create_per_index(&mut self, track: &mut JobTrack, free: Vec<u32>) {
+        let (base, max) = (
+            BACKOFF_BASE.mul_f64(self.scale),
+            BACKOFF_MAX.mul_f64(self.scale),
+        );
+        let mut waits = Vec::new();
+        for i in free {
+            let last = self.last_failed(track, i);
+            let wait = track.per_index.wait(last, self.clock, base, max);
+            if !wait.is_zero() {
+                waits.push(wait);
+                continue;
+            }
+            let counted = last.is_some_and(|p| self.failure_of(p).is_none_or(|r| r.counts()));
+            let counts = indexed::next_counts(last, counted);
+            self.create.push(NewPod {
+                index: Some(i),
+                counts: Some(counts),
+            });
+        }
+        if !self.create.is_empty() {
+            self.report.after_backoff = std::mem::take(&mut track.deferred);
+        }
+        if let Some(soonest) = waits.into_iter().min() {
+            self.timers.push(soonest);
+            track.deferred = true;
+        }
+    }
+
+    /// The index's failed pod the controller still holds (with the most failures before it).
+    fn last_failed(&self, track: &JobTrack, i: u32) -> Option<&Value> {
+        self.pods
+            .iter()
+            .filter(|p| index_of(p) == Some(i) && !track.counted.contains(meta::uid_of(p)))
+            .filter(|p| self.failure_of(p).is_some())
+            .max_by_key(|p| {
+                let (c, ig) = indexed::failure_counts(p);
+                c + ig
+            })
+    }
+
+    /// A failing Job counts the pods it deletes as failed, and lets go of the failed pods it
+    /// held for their index.
+    fn count_deleted(&mut self, track: &mut JobTrack) {
+        if !self.count_deleted {
+            return;
+        }
+        let held = self
+            .pods
+            .iter()
+            .filter(|p| !is_active(p) && self.failure_of(p).is_some_and(|r| r.counts()));
+        let newly: Vec<String> = self
+            .to_delete
+            .iter()
+            .chain(held)
+            .map(|p| meta::uid_of(p).to_string())
+            .filter(|u| track.counted.insert(u.clone()))
+            .collect();
+        track.failed += newly.len() as u32;
+        self.new_f.extend(newly);
+    }
+
+    /// Write 1 (job tracking): what ended is listed as uncounted, with the interim condition,
+    /// before any pod is deleted or loses its finalizer. A succeeded pod of an Indexed Job is
+    /// in `completedIndexes` instead.
+    fn write_tracking(&mut self, st: &mut Store, track: &JobTrack) {
+        let now = self.now.clone();
+        if let Some((ty, reason, message)) = &self.interim {
+            add_condition(&mut self.status, ty, reason, message, &now);
+        }
+        let any_new = !self.new_s.is_empty() || !self.new_f.is_empty();
+        self.report.counted = (self.new_s.len() + self.new_f.len()) as u32;
+        let succeeded_uncounted = if self.indexed {
+            &[][..]
+        } else {
+            &self.new_s[..]
+        };
+        self.report.uncounted = !self.new_f.is_empty() || !succeeded_uncounted.is_empty();
+        if !self.v.tracking_finalizers() || !(any_new || self.interim.is_some()) {
+            return;
+        }
+        let mut uncounted = self.status["uncountedTerminatedPods"].clone();
+        for (list, uids) in [
+            ("succeeded", succeeded_uncounted),
+            ("failed", &self.new_f[..]),
+        ] {
+            let mut all: Vec<Value> = uncounted[list].as_array().cloned().unwrap_or_default();
+            all.extend(uids.iter().map(|u| json!(u)));
+            if !all.is_empty() {
+                uncounted[list] = json!(all);
+            }
+        }
+        self.status["uncountedTerminatedPods"] = uncounted;
+        let succeeded = if self.indexed {
+            self.succeeded(track)
+        } else {
+            self.before.0
+        };
+        render_counts(
+            &mut self.status,
+            self.v,
+            (succeeded, self.before.1),
+            &self.pods,
+        );
+        self.render_indexes(track);
+        put_status(st, &self.key, self.status.clone());
+        self.report.changed = true;
+    }
+
+    /// Deletes and creates pods; returns those created (see [`Pass::run`]).
+    fn act(&mut self, st: &mut Store) -> Vec<(String, Option<u32>)> {
+        if self.release_first {
+            self.report.released += job_pods::strip_tracking(st, &self.to_delete);
+        }
+        for p in &self.to_delete {
+            let key = store::key(meta::namespace_of(p), meta::name_of(p));
+            st.delete(Kind::Pod, &key, Propagation::Background, None);
+        }
+        let deleted = self.to_delete.len() as u32;
+        let mut created = Vec::new();
+        for new in &self.create {
+            let mut pod = job_pods::pod_from_template(st, &self.job, self.v, new.index);
+            if let Some(counts) = new.counts {
+                job_pods::add_failure_counts(&mut pod, counts);
+            }
+            if let Ok(made) = st.create(Kind::Pod, pod) {
+                let attempt = new.counts.map(|(counted, ignored)| counted + ignored);
+                created.push((meta::uid_of(&made).to_string(), attempt));
+            }
+        }
+        self.report.deleted = deleted;
+        self.report.created = created.len() as u32;
+        // SuccessfulDelete and SuccessfulCreate, one Event per pod.
+        self.report.events += deleted + self.report.created;
+        created
+    }
+
+    /// Pods counted (all of them once the Job is finishing) lose the job-tracking finalizer.
+    fn release(&mut self, st: &mut Store, track: &JobTrack) {
+        let pods = owned_pods(st, meta::uid_of(&self.job));
+        let finishing = self.interim.is_some() || self.pending_fin.is_some() || self.fin.is_some();
+        let releasable: Vec<Value> = pods
+            .into_iter()
+            .filter(|p| finishing || track.counted.contains(meta::uid_of(p)))
+            .collect();
+        self.report.released += job_pods::strip_tracking(st, &releasable);
+    }
+
+    /// The last write: counts, indexes and a final condition, and the Events of the pass.
+    fn finish(&mut self, st: &mut Store, track: &mut JobTrack) {
+        let pods = owned_pods(st, meta::uid_of(&self.job));
+        let terminating = pods.iter().filter(|p| is_terminating(p)).count();
+        let any_new = !self.new_s.is_empty() || !self.new_f.is_empty();
+        if let Some(pending) = self.pending_fin.take() {
+            if !any_new && (!self.v.interim_conditions() || terminating == 0) {
+                self.fin = Some(pending);
+                self.report.waited = track.waited;
+            } else if terminating > 0 {
+                track.waited = true;
+            }
+        }
+        if self.v.tracking_finalizers() {
+            self.status["uncountedTerminatedPods"] = json!({});
+        }
+        if let Some((ty, reason, message)) = self.fin.clone() {
+            add_condition(&mut self.status, ty, &reason, &message, &self.now.clone());
+            if ty == "Complete" {
+                self.status["completionTime"] = json!(self.now);
+                self.events
+                    .push(("Normal", "Completed".into(), "Job completed".into()));
+            } else {
+                self.events.push(("Warning", reason, message));
+            }
+            self.report.finished = true;
+        }
+        let counts = (self.succeeded(track), track.failed);
+        let counts = if self.indexed {
+            counts
+        } else {
+            (track.succeeded, track.failed)
+        };
+        render_counts(&mut self.status, self.v, counts, &pods);
+        self.render_indexes(track);
+        let stored = st.get(Kind::Job, &self.key).map(|j| &j["status"]);
+        if stored != Some(&self.status) {
+            put_status(st, &self.key, self.status.clone());
+            self.report.changed = true;
+        }
+        for (ty, reason, message) in &self.events {
+            job_event(st, &self.job, ty, reason, message);
+        }
+        self.report.events += self.events.len() as u32;
+    }
+
+    /// `completedIndexes` (once there is one) and, with backoffLimitPerIndex, `failedIndexes`
+    /// (`""` while none failed).
+    fn render_indexes(&mut self, track: &JobTrack) {
+        if !self.indexed {
+            return;
+        }
+        let completed = indexed::ranges(&track.completed);
+        if !completed.is_empty() {
+            self.status["completedIndexes"] = json!(completed);
+        }
+        if self.per_index.is_some() {
+            self.status["failedIndexes"] = json!(indexed::ranges(&track.per_index.failed));
         }
     }
 }
@@ -511,69 +875,6 @@ fn past_backoff_limit_on_failure(spec: &Value, active: &[Value], limit: u32) -> 
     } else {
         restarts >= limit
     }
-}
-
-/// The first podFailurePolicy rule that matches a failed pod decides what its failure means.
-fn pod_failure_policy(spec: &Value, pod: &Value) -> Rule {
-    let Some(rules) = spec["podFailurePolicy"]["rules"].as_array() else {
-        return Rule::Count;
-    };
-    let ns = meta::namespace_of(pod);
-    let name = meta::name_of(pod);
-    for (i, rule) in rules.iter().enumerate() {
-        let action = rule["action"].as_str().unwrap_or("");
-        let matched = if rule["onExitCodes"].is_object() {
-            let req = &rule["onExitCodes"];
-            let values: Vec<i64> = req["values"]
-                .as_array()
-                .map(|v| v.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_default();
-            let only = req["containerName"].as_str();
-            ["initContainerStatuses", "containerStatuses"]
-                .iter()
-                .flat_map(|list| pod["status"][*list].as_array().into_iter().flatten())
-                .filter(|c| only.is_none_or(|n| c["name"] == n))
-                .find_map(|c| {
-                    let code = c["state"]["terminated"]["exitCode"].as_i64()?;
-                    let hit = match req["operator"].as_str() {
-                        Some("NotIn") => code != 0 && !values.contains(&code),
-                        _ => values.contains(&code),
-                    };
-                    hit.then(|| {
-                        format!(
-                            "Container {} for pod {ns}/{name} failed with exit code {code} matching {action} rule at index {i}",
-                            c["name"].as_str().unwrap_or("")
-                        )
-                    })
-                })
-        } else {
-            rule["onPodConditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find_map(|pattern| {
-                    let ty = pattern["type"].as_str()?;
-                    let want = pattern["status"].as_str().unwrap_or("True");
-                    pod["status"]["conditions"]
-                        .as_array()?
-                        .iter()
-                        .any(|c| c["type"] == ty && c["status"] == want)
-                        .then(|| {
-                            format!(
-                                "Pod {ns}/{name} has condition {ty} matching {action} rule at index {i}"
-                            )
-                        })
-                })
-        };
-        if let Some(message) = matched {
-            return match action {
-                "Ignore" => Rule::Ignore,
-                "FailJob" => Rule::FailJob(message),
-                _ => Rule::Count,
-            };
-        }
-    }
-    Rule::Count
 }
 
 /// The Job's counters as the configured version writes them.
@@ -627,68 +928,6 @@ fn job_event(st: &mut Store, job: &Value, ty: &str, reason: &str, message: &str)
     let _ = st.create(Kind::CoreEvent, event);
 }
 
-/// Removes the job-tracking finalizer from these pods (a pod being deleted whose grace period
-/// is over goes with it).
-pub(super) fn strip_tracking(st: &mut Store, pods: &[Value]) {
-    for p in pods {
-        let key = store::key(meta::namespace_of(p), meta::name_of(p));
-        let Some(mut pod) = st.get(Kind::Pod, &key).cloned() else {
-            continue;
-        };
-        let Some(fins) = pod["metadata"]["finalizers"].as_array_mut() else {
-            continue;
-        };
-        let before = fins.len();
-        fins.retain(|f| f != TRACKING);
-        if fins.len() == before {
-            continue;
-        }
-        if fins.is_empty()
-            && let Some(m) = pod["metadata"].as_object_mut()
-        {
-            m.remove("finalizers");
-        }
-        st.put(Kind::Pod, pod);
-    }
-}
-
-fn owned_pods(st: &Store, job_uid: &str) -> Vec<Value> {
-    st.dependents(job_uid)
-        .into_iter()
-        .filter(|(k, _)| *k == Kind::Pod)
-        .filter_map(|(_, k)| st.get(Kind::Pod, &k).cloned())
-        .filter(|p| meta::controller_uid(p) == Some(job_uid))
-        .collect()
-}
-
-fn phase(p: &Value) -> &str {
-    p["status"]["phase"].as_str().unwrap_or("Pending")
-}
-
-fn deleting(p: &Value) -> bool {
-    !p["metadata"]["deletionTimestamp"].is_null()
-}
-
-fn is_terminal(p: &Value) -> bool {
-    matches!(phase(p), "Succeeded" | "Failed")
-}
-
-fn is_active(p: &Value) -> bool {
-    !is_terminal(p) && !deleting(p)
-}
-
-fn is_terminating(p: &Value) -> bool {
-    !is_terminal(p) && deleting(p)
-}
-
-fn is_ready(p: &Value) -> bool {
-    phase(p) == "Running"
-        && p["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
 pub(super) fn finished(status: &Value) -> bool {
     condition_true(status, "Complete").is_some() || condition_true(status, "Failed").is_some()
 }
@@ -737,100 +976,4 @@ fn set_condition(
 
 fn parse_time(v: &Value) -> Option<jiff::Timestamp> {
     v.as_str()?.parse().ok()
-}
-
-/// The labels the Job controller puts on a Job's pods (and the API on its template).
-pub fn job_labels(v: Version, uid: &str, name: &str) -> Vec<(&'static str, String)> {
-    let mut labels = vec![
-        ("controller-uid", uid.to_string()),
-        ("job-name", name.to_string()),
-    ];
-    if v.batch_labels() {
-        labels.push(("batch.kubernetes.io/controller-uid", uid.to_string()));
-        labels.push(("batch.kubernetes.io/job-name", name.to_string()));
-    }
-    labels
-}
-
-/// The index of an Indexed Job's pod.
-fn index_of(pod: &Value) -> Option<u32> {
-    meta::annotation(pod, INDEX)?.parse().ok()
-}
-
-/// `0-2,5`: completed indexes as `status.completedIndexes` writes them.
-fn index_ranges(indexes: &std::collections::BTreeSet<u32>) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut iter = indexes.iter().copied().peekable();
-    while let Some(start) = iter.next() {
-        let mut end = start;
-        while iter.peek() == Some(&(end + 1)) {
-            end = iter.next().unwrap_or(end);
-        }
-        out.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-    }
-    out.join(",")
-}
-
-/// A pod as the Job controller creates it: `<job>-<5 chars>` (`<job>-<index>-<5 chars>` for an
-/// Indexed Job, with its index as annotation, label, hostname and `JOB_COMPLETION_INDEX`),
-/// template labels (which include the controller labels added on Job create), a controller
-/// ownerReference, and from 1.26 the job-tracking finalizer.
-pub fn pod_from_template(st: &Store, job: &Value, v: Version, index: Option<u32>) -> Value {
-    let ns = meta::namespace_of(job);
-    let job_name = meta::name_of(job);
-    let tmpl = &job["spec"]["template"];
-    let base = match index {
-        Some(i) => format!("{job_name}-{i}"),
-        None => job_name.to_string(),
-    };
-    let mut name = format!("{base}-{}", meta::random_suffix(5));
-    while st.get(Kind::Pod, &store::key(ns, &name)).is_some() {
-        name = format!("{base}-{}", meta::random_suffix(5));
-    }
-    let mut labels = tmpl["metadata"]["labels"].clone();
-    if !labels.is_object() {
-        labels = json!({});
-    }
-    for (k, val) in job_labels(v, meta::uid_of(job), job_name) {
-        labels[k] = json!(val);
-    }
-    let mut metadata = json!({
-        "name": name, "generateName": format!("{job_name}-"), "namespace": ns, "labels": labels,
-        "ownerReferences": [meta::owner_ref(Kind::Job, job, true)],
-    });
-    if tmpl["metadata"]["annotations"].is_object() {
-        metadata["annotations"] = tmpl["metadata"]["annotations"].clone();
-    }
-    if v.tracking_finalizers() {
-        metadata["finalizers"] = json!([TRACKING]);
-    }
-    let mut spec = tmpl["spec"].clone();
-    if let Some(i) = index {
-        if !metadata["annotations"].is_object() {
-            metadata["annotations"] = json!({});
-        }
-        metadata["annotations"][INDEX] = json!(i.to_string());
-        if v.0 >= 28 {
-            metadata["labels"][INDEX] = json!(i.to_string());
-        }
-        spec["hostname"] = json!(format!("{job_name}-{i}"));
-        let env = json!({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef":
-            {"fieldPath": format!("metadata.annotations['{INDEX}']")}}});
-        for c in spec["containers"].as_array_mut().into_iter().flatten() {
-            if !c["env"].is_array() {
-                c["env"] = json!([]);
-            }
-            if let Some(e) = c["env"].as_array_mut() {
-                e.push(env.clone());
-            }
-        }
-    }
-    json!({
-        "apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec,
-        "status": {"phase": "Pending", "qosClass": "BestEffort"},
-    })
 }

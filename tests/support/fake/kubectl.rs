@@ -5,7 +5,7 @@
 //! kubectl before 1.25 validates every document against the server's OpenAPI schema and
 //! applies nothing when a field is unknown (`error validating data: ValidationError(...)`);
 //! from 1.25 it sends `fieldValidation=Strict` and the server refuses an object with an unknown
-//! field. ServiceAccount, Role, RoleBinding, NetworkPolicy and ConfigMap, which the fake does
+//! field. ServiceAccount, Role, RoleBinding and NetworkPolicy, which the fake does
 //! not serve, are validated and pruned the same way and returned, never stored.
 
 use serde_json::{Value, json};

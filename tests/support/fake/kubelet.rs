@@ -10,266 +10,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::disruption::{self, Disruption};
+use super::configmap;
+use super::fate::Fate;
+use super::indexed;
 use super::lock;
 use super::meta::{self, Kind};
+use super::pod_run::{
+    CState, Ctr, KubeletStop, PodRun, crash_delay, render, termination_message, waiting,
+};
 use super::process;
-use super::sim::{Sim, Timer, UNMANAGED, cond};
+use super::sim::{Sim, Timer, UNMANAGED};
 use super::store::{Key, Propagation, Store};
-use super::versions::Version;
 
 pub const NODE: &str = "fake-node-1";
-
-/// The kubelet's restart back-off: the first restart is immediate, then 10 s, doubling, at
-/// most 5 minutes (real time; scaled by the cluster's time scale).
-const CRASH_BASE: Duration = Duration::from_secs(10);
-const CRASH_MAX: Duration = Duration::from_secs(300);
-
-/// A termination message is at most this long (the kubelet's limit per container).
-const MESSAGE_MAX: usize = 4096;
-/// `FallbackToLogsOnError`: the log's last 80 lines, at most 2048 bytes.
-const FALLBACK_LINES: usize = 80;
-const FALLBACK_BYTES: usize = 2048;
-
-/// How a container behaves; read from its env and image (see the support module doc).
-#[derive(Debug, Clone)]
-pub struct Fate {
-    pub pending: Duration,
-    pub run: Duration,
-    pub exits: Vec<i32>,
-    pub log: Option<Vec<String>>,
-    pub waiting: Option<String>,
-    pub unschedulable: bool,
-    /// How long it takes to exit after SIGTERM, and with which code.
-    pub term: Duration,
-    pub term_exit: i32,
-    /// Runs until `FakeCluster::release(name)`.
-    pub hold: Option<String>,
-    /// What it writes to its termination-message file: a template whose `${NAME}` are the
-    /// container's variables, written `message_repeat` times.
-    pub message: Option<String>,
-    pub message_repeat: usize,
-}
-
-impl Fate {
-    /// The fate of one container (a container spec).
-    pub fn of_container(c: &Value) -> Fate {
-        let env: HashMap<&str, &str> = c["env"]
-            .as_array()
-            .map(|e| {
-                e.iter()
-                    .filter_map(|v| Some((v["name"].as_str()?, v["value"].as_str().unwrap_or(""))))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let ms = |name: &str, default: u64| {
-            Duration::from_millis(
-                env.get(name)
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(default),
-            )
-        };
-        let text = |name: &str| {
-            env.get(name)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.to_string())
-        };
-        let exits: Vec<i32> = env
-            .get("FAKE_EXIT")
-            .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
-            .unwrap_or_default();
-        let image = c["image"].as_str().unwrap_or("");
-        let waiting = text("FAKE_WAITING").or_else(|| {
-            image
-                .starts_with("fake-missing/")
-                .then(|| "ErrImagePull".to_string())
-        });
-        Fate {
-            pending: ms("FAKE_PENDING_MS", 10),
-            run: ms("FAKE_RUN_MS", 50),
-            exits: if exits.is_empty() { vec![0] } else { exits },
-            log: env.get("FAKE_LOG").map(|l| {
-                l.replace("\\n", "\n")
-                    .split('\n')
-                    .map(str::to_string)
-                    .collect()
-            }),
-            waiting,
-            unschedulable: env
-                .get("FAKE_UNSCHEDULABLE")
-                .is_some_and(|v| !v.is_empty() && *v != "0" && *v != "false"),
-            term: ms("FAKE_TERM_MS", 100),
-            term_exit: env
-                .get("FAKE_TERM_EXIT")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(143),
-            hold: text("FAKE_HOLD"),
-            message: text("FAKE_MESSAGE"),
-            message_repeat: env
-                .get("FAKE_MESSAGE_REPEAT")
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(1),
-        }
-    }
-
-    /// The fate of a pod's first container (pod-wide settings live there).
-    pub fn of(pod: &Value) -> Fate {
-        Self::of_container(&pod["spec"]["containers"][0])
-    }
-
-    /// The termination-message file as the container leaves it, with `env` its environment
-    /// (where `FAKE_MESSAGE` itself has had the kubelet's `$(VAR)` expansion).
-    pub fn message_file(&self, env: &[(String, String)]) -> String {
-        let Some(raw) = &self.message else {
-            return String::new();
-        };
-        let template = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "FAKE_MESSAGE")
-            .map_or(raw.as_str(), |(_, v)| v.as_str());
-        process::expand_braces(template, env).repeat(self.message_repeat)
-    }
-
-    pub fn exit_code(&self, attempt: u32) -> i32 {
-        let i = (attempt as usize).min(self.exits.len() - 1);
-        self.exits[i]
-    }
-}
-
-#[derive(Debug, Clone)]
-enum CState {
-    /// The sandbox is being created.
-    Creating,
-    Waiting {
-        reason: String,
-        message: String,
-    },
-    Running {
-        since: String,
-    },
-    Terminated {
-        code: i32,
-        reason: String,
-        message: Option<String>,
-        started: String,
-        finished: String,
-    },
-}
-
-/// One container as the kubelet runs it.
-pub struct Ctr {
-    name: String,
-    image: String,
-    spec: Value,
-    fate: Fate,
-    /// jobherd's image: the real binary runs.
-    real: bool,
-    /// Bumped on every change of attempt or state, so stale timers are ignored.
-    epoch: u64,
-    restarts: u32,
-    state: CState,
-    last: Value,
-    pid: Option<u32>,
-    ever_started: bool,
-    /// The pod is being deleted: this container will not (re)start.
-    stopped: bool,
-}
-
-impl Ctr {
-    fn running(&self) -> bool {
-        matches!(self.state, CState::Running { .. })
-    }
-
-    /// Will not run again: terminated for good, or stopped before it could run.
-    fn done(&self, policy: &str) -> bool {
-        match &self.state {
-            CState::Terminated { code, .. } => {
-                self.stopped || policy == "Never" || (policy == "OnFailure" && *code == 0)
-            }
-            CState::Running { .. } => false,
-            _ => self.stopped,
-        }
-    }
-
-    fn status(&self, pod_uid: &str) -> Value {
-        let state = match &self.state {
-            CState::Creating => json!({"waiting": {"reason": "ContainerCreating"}}),
-            CState::Waiting { reason, message } => {
-                json!({"waiting": {"reason": reason, "message": message}})
-            }
-            CState::Running { since } => json!({"running": {"startedAt": since}}),
-            CState::Terminated {
-                code,
-                reason,
-                message,
-                started,
-                finished,
-            } => {
-                let mut t = json!({"exitCode": code, "reason": reason, "startedAt": started,
-                    "finishedAt": finished, "containerID": self.container_id(pod_uid)});
-                if let Some(m) = message {
-                    t["message"] = json!(m);
-                }
-                json!({ "terminated": t })
-            }
-        };
-        let mut s = json!({
-            "name": self.name, "image": self.image, "imageID": "", "ready": self.running(),
-            "restartCount": self.restarts, "started": self.running(), "state": state,
-            "lastState": self.last,
-        });
-        if self.ever_started {
-            s["imageID"] = json!(format!("docker.io/library/{}@sha256:0000", self.image));
-            s["containerID"] = json!(self.container_id(pod_uid));
-        }
-        s
-    }
-
-    fn container_id(&self, pod_uid: &str) -> String {
-        format!("containerd://{pod_uid}-{}-{}", self.name, self.restarts)
-    }
-}
-
-/// A pod as the kubelet runs it.
-pub struct PodRun {
-    key: Key,
-    attempt_base: u32,
-    policy: String,
-    containers: Vec<Ctr>,
-    /// The sandbox is up: containers may run.
-    sandbox: bool,
-    terminating: bool,
-    /// When SIGKILL comes for what still runs.
-    kill_at: Option<Instant>,
-    /// The end was confirmed to the API (grace period 0), or reported (an evicted pod).
-    ended: bool,
-    /// Stopped by the kubelet's own node-pressure eviction: ends `Failed` (`Evicted`), stays.
-    evicted: bool,
-}
-
-impl PodRun {
-    fn phase(&self) -> &'static str {
-        if !self.sandbox && !self.terminating {
-            return "Pending";
-        }
-        if self.containers.iter().all(|c| c.done(&self.policy)) {
-            if self.evicted {
-                return "Failed";
-            }
-            let all_ok = self
-                .containers
-                .iter()
-                .all(|c| matches!(c.state, CState::Terminated { code: 0, .. }));
-            return if all_ok { "Succeeded" } else { "Failed" };
-        }
-        let unstarted = self
-            .containers
-            .iter()
-            .any(|c| !c.ever_started && !matches!(c.state, CState::Terminated { .. }));
-        if unstarted { "Pending" } else { "Running" }
-    }
-}
 
 impl Sim {
     /// A new Pending pod: bind it to the node (or leave it unschedulable) and create its
@@ -281,40 +34,8 @@ impl Sim {
             return;
         };
         let fate = Fate::of(&pod);
-        let containers = pod["spec"]["containers"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| Ctr {
-                name: c["name"].as_str().unwrap_or("").to_string(),
-                image: c["image"].as_str().unwrap_or("").to_string(),
-                fate: Fate::of_container(&c),
-                real: process::is_jobherd_image(c["image"].as_str().unwrap_or("")),
-                spec: c,
-                epoch: 0,
-                restarts: 0,
-                state: CState::Creating,
-                last: json!({}),
-                pid: None,
-                ever_started: false,
-                stopped: false,
-            })
-            .collect();
-        let run = PodRun {
-            key: key.clone(),
-            attempt_base: self.attempt_base.get(uid).copied().unwrap_or(0),
-            policy: pod["spec"]["restartPolicy"]
-                .as_str()
-                .unwrap_or("Always")
-                .to_string(),
-            containers,
-            sandbox: false,
-            terminating: false,
-            kill_at: None,
-            ended: false,
-            evicted: false,
-        };
+        let base = self.attempt_base.get(uid).copied().unwrap_or(0);
+        let run = new_run(key, &pod, base);
         let now = meta::now_time();
         if fate.unschedulable {
             pod["status"] = json!({
@@ -336,6 +57,7 @@ impl Sim {
             "startTime": now, "qosClass": "BestEffort",
         });
         pod["status"] = render(&run, &pod, shared.config.version);
+        let deadline = pod["spec"]["activeDeadlineSeconds"].as_u64();
         st.put(Kind::Pod, pod);
         drop(st);
         self.pods.insert(uid.to_string(), run);
@@ -345,20 +67,89 @@ impl Sim {
                 uid: uid.to_string(),
             },
         );
+        if let Some(secs) = deadline {
+            // From the pod's startTime, which is now; a user's duration, never scaled.
+            let uid = uid.to_string();
+            self.after(Duration::from_secs(secs), Timer::PodDeadline { uid });
+        }
     }
 
+    /// The sandbox is due: once the pod's `configMap` volumes can be mounted (else it waits,
+    /// `ContainerCreating`, with a `FailedMount` Event), the first init container starts, or
+    /// every container when there is none.
     pub(super) fn kubelet_start(&mut self, uid: &str) {
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
-        if run.terminating {
+        if run.terminating || run.sandbox {
             return;
         }
+        let key = run.key.clone();
+        if let Some(problem) = self.mount_problem(uid, &key) {
+            if self.blocked.insert(uid.to_string()) {
+                let mut st = lock(&self.shared.store);
+                kubelet_event(&mut st, &key, "FailedMount", &problem);
+            }
+            return;
+        }
+        self.blocked.remove(uid);
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
         run.sandbox = true;
-        for i in 0..run.containers.len() {
-            self.start_container(uid, i);
+        let inits = run.inits;
+        if inits == 0 {
+            for i in 0..run.containers.len() {
+                self.start_container(uid, i);
+            }
+        } else {
+            for c in &mut run.containers[1..] {
+                c.state = CState::Waiting {
+                    reason: "PodInitializing".into(),
+                    message: String::new(),
+                };
+            }
+            self.start_container(uid, 0);
         }
         self.write_status(uid);
+    }
+
+    fn mount_problem(&self, uid: &str, key: &Key) -> Option<String> {
+        let st = lock(&self.shared.store);
+        let pod = st.get(Kind::Pod, key).filter(|p| meta::uid_of(p) == uid)?;
+        configmap::mount_problem(&st, pod)
+    }
+
+    /// A ConfigMap of `ns` changed: pods waiting for it to mount, and containers whose
+    /// environment could not be built, try again (the real kubelet does within seconds).
+    pub(super) fn config_map_changed(&mut self, ns: &str) {
+        let waiting: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, run)| run.key.0 == ns)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in waiting {
+            if self.blocked.contains(&uid) {
+                self.kubelet_start(&uid);
+                continue;
+            }
+            let Some(run) = self.pods.get(&uid) else {
+                continue;
+            };
+            let stuck: Vec<usize> = (0..run.containers.len())
+                .filter(|i| {
+                    matches!(&run.containers[*i].state,
+                        CState::Waiting { reason, .. } if reason == "CreateContainerConfigError")
+                })
+                .collect();
+            for i in &stuck {
+                self.start_container(&uid, *i);
+            }
+            if !stuck.is_empty() {
+                self.write_status(&uid);
+            }
+        }
     }
 
     /// Starts one attempt of a container (the caller writes the status).
@@ -374,85 +165,106 @@ impl Sim {
         }
         c.epoch += 1;
         let epoch = c.epoch;
-        let timer = |delay: Duration| {
-            let t = Timer::Exit {
-                uid: uid.to_string(),
-                container: i,
-                epoch,
-            };
-            (delay, t)
+        let st = lock(&shared.store);
+        let Some(pod) = st.get(Kind::Pod, &key).cloned() else {
+            return;
         };
-        let mut next: Option<(Duration, Timer)> = None;
-        let mut ended = false;
-        if let Some(message) = config_error(&c.spec) {
+        if let Some(message) = configmap::env_problem(&st, &pod, &c.spec) {
             c.state = CState::Waiting {
                 reason: "CreateContainerConfigError".into(),
                 message,
             };
-        } else if let Some(reason) = c.fate.waiting.clone().filter(|_| !c.real) {
+            return;
+        }
+        if let Some(reason) = c.fate.waiting.clone().filter(|_| !c.real) {
             c.state = waiting(&reason, &c.image);
             if reason == "ErrImagePull" || reason == "ImagePullBackOff" {
+                let (uid, container) = (uid.to_string(), i);
                 let flip = Timer::PullFlip {
-                    uid: uid.to_string(),
-                    container: i,
+                    uid,
+                    container,
                     epoch,
                 };
-                next = Some((Duration::from_millis(300), flip));
+                self.after(Duration::from_millis(300), flip);
             }
+            return;
+        }
+        c.ever_started = true;
+        let real = c.real;
+        drop(st);
+        if real {
+            self.spawn_real(uid, i, &pod);
         } else {
-            let now = meta::now_time();
-            let mut st = lock(&shared.store);
-            let Some(pod) = st.get(Kind::Pod, &key).cloned() else {
-                return;
-            };
-            c.ever_started = true;
-            if c.real {
-                let log_gen = start_logs(&mut st, uid, &c.name, Vec::new());
-                drop(st);
-                match process::spawn(&shared, &pod, &c.spec, i, epoch, log_gen) {
-                    Ok(pid) => {
-                        c.pid = Some(pid);
-                        c.state = CState::Running { since: now };
-                    }
-                    Err(message) => {
-                        // As containerd does when the command is not in the image.
-                        stop_logs(&mut lock(&shared.store), uid, &c.name);
-                        c.state = CState::Terminated {
-                            code: 128,
-                            reason: "StartError".into(),
-                            message: Some(message),
-                            started: now.clone(),
-                            finished: now,
-                        };
-                        c.epoch += 1;
-                        ended = true;
-                    }
-                }
-            } else {
-                let lines = c
-                    .fate
-                    .log
-                    .clone()
-                    .unwrap_or_else(|| vec![format!("hello from {}", meta::name_of(&pod))]);
-                start_logs(&mut st, uid, &c.name, lines);
-                drop(st);
-                c.state = CState::Running { since: now };
-                match c.fate.hold.clone() {
-                    Some(name) if !self.released.contains(&name) => {
-                        self.holds
-                            .entry(name)
-                            .or_default()
-                            .push((uid.to_string(), i, epoch));
-                    }
-                    _ => next = Some(timer(c.fate.run)),
-                }
+            self.run_simulated(uid, i, &pod);
+        }
+    }
+
+    /// A simulated container runs: its log, then its exit when its time is up (or released).
+    fn run_simulated(&mut self, uid: &str, i: usize, pod: &Value) {
+        let shared = self.shared.clone();
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let c = &mut run.containers[i];
+        let lines = c
+            .fate
+            .log
+            .clone()
+            .unwrap_or_else(|| vec![format!("hello from {}", meta::name_of(pod))]);
+        start_logs(&mut lock(&shared.store), uid, &c.name, lines);
+        c.state = CState::Running {
+            since: meta::now_time(),
+        };
+        let epoch = c.epoch;
+        match c.fate.hold.clone() {
+            Some(name) if !self.released.contains(&name) => {
+                let held = (uid.to_string(), i, epoch);
+                self.holds.entry(name).or_default().push(held);
+            }
+            _ => {
+                let (after, uid, container) = (c.fate.run, uid.to_string(), i);
+                self.after(
+                    after,
+                    Timer::Exit {
+                        uid,
+                        container,
+                        epoch,
+                    },
+                );
             }
         }
-        if let Some((delay, t)) = next {
-            self.after(delay, t);
-        }
-        if ended {
-            self.after_end(uid, i);
+    }
+
+    /// A container of jobherd's image runs the real binary (`process.rs`).
+    fn spawn_real(&mut self, uid: &str, i: usize, pod: &Value) {
+        let shared = self.shared.clone();
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let c = &mut run.containers[i];
+        let now = meta::now_time();
+        let mut st = lock(&shared.store);
+        let env = process::container_env(&st, pod, &c.spec);
+        let log_gen = start_logs(&mut st, uid, &c.name, Vec::new());
+        drop(st);
+        match process::spawn(&shared, pod, &c.spec, env, (i, c.epoch, log_gen)) {
+            Ok(pid) => {
+                c.pid = Some(pid);
+                c.state = CState::Running { since: now };
+            }
+            Err(message) => {
+                // As containerd does when the command is not in the image.
+                stop_logs(&mut lock(&shared.store), uid, &c.name);
+                c.state = CState::Terminated {
+                    code: 128,
+                    reason: "StartError".into(),
+                    message: Some(message),
+                    started: now.clone(),
+                    finished: now,
+                };
+                c.epoch += 1;
+                self.after_end(uid, i);
+            }
         }
     }
 
@@ -505,7 +317,7 @@ impl Sim {
         let lines = stop_logs(&mut st, uid, &c.name);
         let env = st
             .get(Kind::Pod, &run.key)
-            .map(|pod| process::container_env(pod, &c.spec))
+            .map(|pod| process::container_env(&st, pod, &c.spec))
             .unwrap_or_default();
         drop(st);
         let file = if c.real {
@@ -535,7 +347,6 @@ impl Sim {
     /// After a container terminated: restart it, or write the pod's status (and end a pod
     /// being deleted once nothing runs).
     fn after_end(&mut self, uid: &str, i: usize) {
-        let scale = self.shared.config.time_scale;
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
@@ -546,19 +357,30 @@ impl Sim {
         let CState::Terminated { code, .. } = c.state else {
             return;
         };
+        let init = c.init;
+        // An init container runs again only after a failure, and never in a `Never` pod.
         let restart = !terminating
             && match policy.as_str() {
                 "Never" => false,
                 "OnFailure" => code != 0,
-                _ => true,
+                _ => !init || code != 0,
             };
         if !restart {
+            if init && code == 0 && !terminating {
+                self.after_init(uid, i);
+            }
             self.write_status(uid);
             self.maybe_finish(uid);
             return;
         }
         // The terminated state is reported before the kubelet acts on it.
         self.write_status(uid);
+        self.crash_loop(uid, i, &key);
+    }
+
+    /// A failed container starts again: at once the first time, then after CrashLoopBackOff.
+    fn crash_loop(&mut self, uid: &str, i: usize, key: &Key) {
+        let scale = self.shared.config.time_scale;
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
@@ -591,6 +413,21 @@ impl Sim {
                 epoch,
             },
         );
+    }
+
+    /// Init container `i` completed: the next one starts, or after the last, the others.
+    fn after_init(&mut self, uid: &str, i: usize) {
+        let Some(run) = self.pods.get(uid) else {
+            return;
+        };
+        let next = if i + 1 < run.inits {
+            i + 1..i + 2
+        } else {
+            run.inits..run.containers.len()
+        };
+        for j in next {
+            self.start_container(uid, j);
+        }
     }
 
     pub(super) fn restart_container(&mut self, uid: &str, i: usize, epoch: u64) {
@@ -668,6 +505,16 @@ impl Sim {
     /// `DisruptionTarget` only with the terminal phase, so a process being stopped this way
     /// sees neither a deletionTimestamp nor the condition on its pod.
     pub(super) fn kubelet_evict(&mut self, uid: &str) {
+        self.kubelet_stop(uid, KubeletStop::Evicted);
+    }
+
+    /// The pod's `activeDeadlineSeconds` (counted from its `startTime`) passed: the kubelet
+    /// stops it the same way; it ends `Failed`, reason `DeadlineExceeded`.
+    pub(super) fn kubelet_deadline(&mut self, uid: &str) {
+        self.kubelet_stop(uid, KubeletStop::Deadline);
+    }
+
+    fn kubelet_stop(&mut self, uid: &str, why: KubeletStop) {
         let grace = {
             let st = lock(&self.shared.store);
             let Some(run) = self.pods.get(uid) else {
@@ -680,10 +527,10 @@ impl Sim {
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
-        if run.terminating || run.ended {
+        if run.terminating || run.ended || matches!(run.phase(), "Succeeded" | "Failed") {
             return;
         }
-        run.evicted = true;
+        run.stopped_by = Some(why);
         self.stop_pod(uid, grace);
     }
 
@@ -834,196 +681,6 @@ impl Sim {
     }
 }
 
-impl PodRun {
-    fn restarts_of(&self, i: usize) -> u32 {
-        self.containers[i].restarts
-    }
-}
-
-/// The pod's status from what runs: phase, conditions (keeping their transition times and
-/// conditions others wrote, such as `DisruptionTarget`), IPs and container statuses; for a pod
-/// the kubelet evicted, once it stopped, `Evicted` and its own `DisruptionTarget`.
-fn render(run: &PodRun, pod: &Value, v: Version) -> Value {
-    let ready_to_start = v.pod_ready_to_start();
-    let now = meta::now_time();
-    let old = &pod["status"];
-    let uid = meta::uid_of(pod);
-    let phase = run.phase();
-    let unready: Vec<&str> = run
-        .containers
-        .iter()
-        .filter(|c| !c.running())
-        .map(|c| c.name.as_str())
-        .collect();
-    let ready = phase == "Running" && unready.is_empty();
-    let terminal = matches!(phase, "Succeeded" | "Failed");
-    let mut conditions = Vec::new();
-    if ready_to_start {
-        let up = run.sandbox && !terminal;
-        conditions.push(cond("PodReadyToStartContainers", tf(up), &now));
-    }
-    conditions.push(cond("Initialized", "True", &now));
-    for ty in ["Ready", "ContainersReady"] {
-        let mut c = cond(ty, tf(ready), &now);
-        if !ready {
-            let (reason, message) = if terminal {
-                ("PodCompleted", String::new())
-            } else {
-                (
-                    "ContainersNotReady",
-                    format!("containers with unready status: [{}]", unready.join(" ")),
-                )
-            };
-            c["reason"] = json!(reason);
-            if !message.is_empty() {
-                c["message"] = json!(message);
-            }
-        }
-        conditions.push(c);
-    }
-    conditions.push(cond("PodScheduled", "True", &now));
-    let old_conditions = old["conditions"].as_array().cloned().unwrap_or_default();
-    for c in &mut conditions {
-        if let Some(o) = old_conditions
-            .iter()
-            .find(|o| o["type"] == c["type"] && o["status"] == c["status"])
-        {
-            c["lastTransitionTime"] = o["lastTransitionTime"].clone();
-        }
-    }
-    let ours = [
-        "PodReadyToStartContainers",
-        "Initialized",
-        "Ready",
-        "ContainersReady",
-        "PodScheduled",
-    ];
-    // Conditions others own come first, in their order, as the kubelet's status merge keeps
-    // them.
-    let theirs: Vec<Value> = old_conditions
-        .iter()
-        .filter(|o| !ours.iter().any(|t| o["type"] == *t))
-        .cloned()
-        .collect();
-    conditions.splice(0..0, theirs);
-    let evicted = run.evicted && terminal;
-    if evicted && v.disruption_target() {
-        let mut cond = disruption::condition(Disruption::NodePressure, disruption::NODE_PRESSURE);
-        if let Some(old) = old_conditions
-            .iter()
-            .find(|o| o["type"] == "DisruptionTarget" && o["status"] == "True")
-        {
-            cond["lastTransitionTime"] = old["lastTransitionTime"].clone();
-        }
-        conditions.retain(|c| c["type"] != "DisruptionTarget");
-        conditions.push(cond);
-    }
-    let mut status = json!({
-        "phase": phase, "conditions": conditions,
-        "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}],
-        "startTime": old["startTime"].clone(), "qosClass": "BestEffort",
-        "containerStatuses": run.containers.iter().map(|c| c.status(uid)).collect::<Vec<_>>(),
-    });
-    if evicted {
-        status["reason"] = json!("Evicted");
-        status["message"] = json!(disruption::NODE_PRESSURE);
-    }
-    if run.sandbox {
-        status["podIP"] = json!(pod_ip(uid));
-        status["podIPs"] = json!([{"ip": pod_ip(uid)}]);
-    }
-    status
-}
-
-fn tf(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
-}
-
-/// `10 s * 2^(n-1)` before the n-th restart (the first one is immediate), at most 5 minutes.
-fn crash_delay(restarts: u32) -> Duration {
-    if restarts == 0 {
-        return Duration::ZERO;
-    }
-    (CRASH_BASE * 2u32.pow(restarts.saturating_sub(1).min(16))).min(CRASH_MAX)
-}
-
-/// The termination message, read once the container has terminated: the end of the file (the
-/// kubelet reads at most its last 4096 bytes), else with `FallbackToLogsOnError` and a failure
-/// the log's tail, each line with its newline.
-fn termination_message(policy: &str, file: &str, lines: &[String], code: i32) -> Option<String> {
-    if !file.is_empty() {
-        return Some(last_bytes(file, MESSAGE_MAX).to_string());
-    }
-    if policy != "FallbackToLogsOnError" || code == 0 || lines.is_empty() {
-        return None;
-    }
-    let tail = &lines[lines.len().saturating_sub(FALLBACK_LINES)..];
-    let text: String = tail.iter().map(|l| format!("{l}\n")).collect();
-    Some(last_bytes(&text, FALLBACK_BYTES).to_string())
-}
-
-/// The last `max` bytes of `s` (fewer when a character would be cut: the kubelet cuts bytes).
-fn last_bytes(s: &str, max: usize) -> &str {
-    let mut start = s.len().saturating_sub(max);
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
-}
-
-/// Why a container could not be configured: the fake serves no ConfigMaps or Secrets, so a
-/// required reference to one fails as it would with the object missing.
-fn config_error(c: &Value) -> Option<String> {
-    let refs = c["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| &e["valueFrom"])
-        .flat_map(|v| {
-            [
-                (&v["configMapKeyRef"], "configmap"),
-                (&v["secretKeyRef"], "secret"),
-            ]
-        })
-        .chain(c["envFrom"].as_array().into_iter().flatten().flat_map(|e| {
-            [
-                (&e["configMapRef"], "configmap"),
-                (&e["secretRef"], "secret"),
-            ]
-        }));
-    for (r, what) in refs {
-        if r.is_object() && r["optional"].as_bool() != Some(true) {
-            return Some(format!(
-                "{what} \"{}\" not found",
-                r["name"].as_str().unwrap_or("")
-            ));
-        }
-    }
-    None
-}
-
-fn waiting(reason: &str, image: &str) -> CState {
-    let message = match reason {
-        "ErrImagePull" => format!(
-            "failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": not found"
-        ),
-        "ImagePullBackOff" => format!("Back-off pulling image \"{image}\""),
-        "CreateContainerConfigError" => "secret \"missing\" not found".to_string(),
-        other => format!("{other} (simulated)"),
-    };
-    CState::Waiting {
-        reason: reason.to_string(),
-        message,
-    }
-}
-
-pub(super) fn pod_ip(uid: &str) -> String {
-    let h = uid
-        .bytes()
-        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
-    format!("10.244.{}.{}", (h >> 8) % 250 + 1, h % 250 + 2)
-}
-
 /// A new attempt's log; returns its generation.
 fn start_logs(st: &mut Store, uid: &str, container: &str, lines: Vec<String>) -> usize {
     let ts = meta::now_nanos();
@@ -1065,4 +722,68 @@ fn stop_logs(st: &mut Store, uid: &str, container: &str) -> Vec<String> {
         .last()
         .map(|a| a.iter().map(|(_, l)| l.clone()).collect())
         .unwrap_or_default()
+}
+
+/// What the kubelet runs of a new pod: its init containers (simulated, whatever their image),
+/// then the others.
+fn new_run(key: &Key, pod: &Value, attempt_base: u32) -> PodRun {
+    let index = indexed::index_of(pod);
+    let spec = &pod["spec"];
+    let ctr = |c: &Value, init: bool| Ctr {
+        name: c["name"].as_str().unwrap_or("").to_string(),
+        image: c["image"].as_str().unwrap_or("").to_string(),
+        fate: Fate::of_container(c, index),
+        real: !init && process::is_jobherd_image(c["image"].as_str().unwrap_or("")),
+        init,
+        spec: c.clone(),
+        epoch: 0,
+        restarts: 0,
+        state: CState::Creating,
+        last: json!({}),
+        pid: None,
+        ever_started: false,
+        stopped: false,
+    };
+    let inits = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mains = spec["containers"].as_array().cloned().unwrap_or_default();
+    let containers: Vec<Ctr> = (inits.iter().map(|c| ctr(c, true)))
+        .chain(mains.iter().map(|c| ctr(c, false)))
+        .collect();
+    PodRun {
+        key: key.clone(),
+        attempt_base,
+        policy: spec["restartPolicy"]
+            .as_str()
+            .unwrap_or("Always")
+            .to_string(),
+        containers,
+        inits: inits.len(),
+        sandbox: false,
+        terminating: false,
+        kill_at: None,
+        ended: false,
+        stopped_by: None,
+    }
+}
+
+/// An Event the kubelet records about a pod (core/v1, as client-go's recorder).
+fn kubelet_event(st: &mut Store, key: &Key, reason: &str, message: &str) {
+    let Some(pod) = st.get(Kind::Pod, key) else {
+        return;
+    };
+    let now = meta::now_time();
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{}.{:x}", key.1, fastrand::u64(..)), "namespace": key.0},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": key.1, "namespace": key.0,
+            "uid": meta::uid_of(pod), "resourceVersion": pod["metadata"]["resourceVersion"]},
+        "reason": reason, "message": message, "type": "Warning", "count": 1,
+        "source": {"component": "kubelet", "host": NODE},
+        "firstTimestamp": now, "lastTimestamp": now, "reportingComponent": "kubelet",
+        "reportingInstance": NODE,
+    });
+    let _ = st.create(Kind::CoreEvent, event);
 }

@@ -13,15 +13,17 @@ pub enum Kind {
     Pod,
     Event,
     CoreEvent,
+    ConfigMap,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Job,
         Kind::CronJob,
         Kind::Pod,
         Kind::Event,
         Kind::CoreEvent,
+        Kind::ConfigMap,
     ];
 
     pub fn index(self) -> usize {
@@ -35,6 +37,7 @@ impl Kind {
             ("", "v1", "pods") => Kind::Pod,
             ("events.k8s.io", "v1", "events") => Kind::Event,
             ("", "v1", "events") => Kind::CoreEvent,
+            ("", "v1", "configmaps") => Kind::ConfigMap,
             _ => return None,
         })
     }
@@ -42,7 +45,7 @@ impl Kind {
     pub fn group(self) -> &'static str {
         match self {
             Kind::Job | Kind::CronJob => "batch",
-            Kind::Pod | Kind::CoreEvent => "",
+            Kind::Pod | Kind::CoreEvent | Kind::ConfigMap => "",
             Kind::Event => "events.k8s.io",
         }
     }
@@ -53,6 +56,7 @@ impl Kind {
             Kind::CronJob => "cronjobs",
             Kind::Pod => "pods",
             Kind::Event | Kind::CoreEvent => "events",
+            Kind::ConfigMap => "configmaps",
         }
     }
 
@@ -62,13 +66,14 @@ impl Kind {
             Kind::CronJob => "CronJob",
             Kind::Pod => "Pod",
             Kind::Event | Kind::CoreEvent => "Event",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Job | Kind::CronJob => "batch/v1",
-            Kind::Pod | Kind::CoreEvent => "v1",
+            Kind::Pod | Kind::CoreEvent | Kind::ConfigMap => "v1",
             Kind::Event => "events.k8s.io/v1",
         }
     }
@@ -176,7 +181,7 @@ impl ApiError {
         };
         let causes: Vec<Value> = causes
             .into_iter()
-            .map(|(field, message)| json!({"reason": "FieldValueInvalid", "message": message, "field": field}))
+            .map(|(field, message)| json!({"reason": cause_type(&message), "message": message, "field": field}))
             .collect();
         let mut details = json!({"name": name, "kind": kind.kind(), "causes": causes});
         if !kind.group().is_empty() {
@@ -189,6 +194,15 @@ impl ApiError {
             details: Some(details),
             retry_after: None,
         }
+    }
+
+    /// 413, as kube-apiserver answers a request body over its limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     pub fn expired(message: impl Into<String>) -> Self {
@@ -227,6 +241,12 @@ impl ApiError {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": self.message, "reason": self.reason, "code": self.code,
         });
+        if self.reason.is_empty()
+            && let Some(o) = s.as_object_mut()
+        {
+            // StatusReasonUnknown is the empty string, which the Status omits.
+            o.remove("reason");
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
@@ -238,6 +258,20 @@ impl ApiError {
         }
         s
     }
+}
+
+/// A validation cause's type, from the words `field.Error` starts its message with.
+fn cause_type(message: &str) -> &'static str {
+    [
+        ("Required value", "FieldValueRequired"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Too long", "FieldValueTooLong"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Duplicate value", "FieldValueDuplicate"),
+    ]
+    .iter()
+    .find(|(words, _)| message.starts_with(words))
+    .map_or("FieldValueInvalid", |(_, ty)| ty)
 }
 
 /// Seconds-precision RFC 3339, as `metav1.Time` serialises.

@@ -7,18 +7,26 @@
 //! synchronous tests: the server and controllers run on their own tokio runtime.
 //!
 //! `http.rs` (the API) and `kubectl.rs` (apply) → `versions.rs` (what a version takes),
-//! `defaults.rs`, `store.rs` (objects, watches, history, logs) → `sim.rs` (event loop, GC,
-//! TTL) → `jobs.rs` (Job controller), `kubelet.rs` (pods), `process.rs` (real jobherd);
-//! `disruption.rs` (evictions, preemption: `DisruptionTarget`), `kueue.rs` (queued Jobs).
+//! `defaults.rs`, `configmap.rs`, `store.rs` (objects, watches, history, logs, size limits) →
+//! `sim.rs` (event loop, GC, TTL) → `jobs.rs` (Job controller: `job_pods.rs`, `indexed.rs`;
+//! what it would have sent: `cost.rs`), `kubelet.rs` (pods: `pod_run.rs`, `fate.rs`),
+//! `process.rs` (real jobherd); `disruption.rs` (evictions, preemption: `DisruptionTarget`),
+//! `kueue.rs` (queued Jobs).
 
+mod configmap;
+mod cost;
 mod defaults;
 mod disruption;
+mod fate;
 mod http;
+mod indexed;
+mod job_pods;
 mod jobs;
 mod kubectl;
 mod kubelet;
 mod kueue;
 mod meta;
+mod pod_run;
 mod process;
 mod sim;
 mod store;
@@ -35,8 +43,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-pub use jobs::TRACKING;
-pub use kubelet::Fate;
+pub use cost::ControllerRequests;
+pub use fate::Fate;
+pub use job_pods::TRACKING;
 use meta::ApiError;
 pub use meta::Kind;
 use sim::Control;
@@ -188,6 +197,8 @@ pub(crate) struct Shared {
     pub control: mpsc::UnboundedSender<Control>,
     /// Pids of the processes containers run, killed when the cluster is dropped.
     pub processes: Mutex<HashSet<u32>>,
+    /// What the real Job controller would have sent for what the fake's did.
+    pub cost: Mutex<cost::Model>,
 }
 
 /// One committed version of an object, from the history the cluster records when built with
@@ -377,6 +388,7 @@ impl FakeCluster {
             },
             control,
             processes: Mutex::new(HashSet::new()),
+            cost: Mutex::new(cost::Model::new(Version(b.version).tracking_finalizers())),
         });
         rt.spawn(sim::Sim::new(shared.clone()).run(rx, control_rx));
         let listener = bind(&rt, SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -680,6 +692,36 @@ impl FakeCluster {
         names
     }
 
+    /// The requests the real Job controller would have sent for what the fake's did so far
+    /// (a model, calibrated on real control planes: see the support module's doc).
+    pub fn controller_requests(&self) -> ControllerRequests {
+        lock(&self.shared.cost).total()
+    }
+
+    /// As [`FakeCluster::controller_requests`], for one Job that exists.
+    pub fn controller_requests_of(&self, ns: &str, job: &str) -> ControllerRequests {
+        let Some(uid) = self
+            .object(Kind::Job, ns, job)
+            .map(|j| meta::uid_of(&j).to_string())
+        else {
+            return ControllerRequests::default();
+        };
+        lock(&self.shared.cost).of(&uid)
+    }
+
+    /// Counts the Job controller's requests from zero again.
+    pub fn reset_controller_requests(&self) {
+        lock(&self.shared.cost).reset();
+    }
+
+    /// The contents of a file in a container of a pod, as its `configMap` volumes show it (the
+    /// ConfigMap as it is now); `None` when no such file is there.
+    pub fn volume_file(&self, ns: &str, pod: &str, container: &str, path: &str) -> Option<Vec<u8>> {
+        let st = lock(&self.shared.store);
+        let pod = st.get(Kind::Pod, &store::key(ns, pod))?;
+        configmap::volume_file(&st, pod, container, path)
+    }
+
     /// How many Jobs were created through the API (successful creates).
     pub fn jobs_created(&self) -> usize {
         lock(&self.shared.requests)
@@ -894,7 +936,7 @@ impl FakeCluster {
             }),
         );
         let mut st = lock(&self.shared.store);
-        let mut pod = jobs::pod_from_template(&st, &job, self.shared.config.version, None);
+        let mut pod = job_pods::pod_from_template(&st, &job, self.shared.config.version, None);
         if let Some(m) = pod["metadata"].as_object_mut() {
             m.remove("finalizers");
         }

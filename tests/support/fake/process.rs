@@ -11,9 +11,12 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
-use super::kubelet::{NODE, append_log, pod_ip};
+use super::configmap;
+use super::kubelet::{NODE, append_log};
 use super::meta;
+use super::pod_run::pod_ip;
 use super::sim::Control;
+use super::store::Store;
 use super::{Shared, lock};
 
 /// The path of jobherd's entrypoint in its image.
@@ -50,13 +53,11 @@ pub fn spawn(
     shared: &Arc<Shared>,
     pod: &Value,
     container: &Value,
-    index: usize,
-    epoch: u64,
-    log_gen: usize,
+    env: Vec<(String, String)>,
+    (index, epoch, log_gen): (usize, u64, usize),
 ) -> Result<u32, String> {
     let uid = meta::uid_of(pod).to_string();
     let name = container["name"].as_str().unwrap_or("").to_string();
-    let env = container_env(pod, container);
     let expand = |s: &Value| expand(s.as_str().unwrap_or(""), &env);
     let mut argv: Vec<String> = container["command"]
         .as_array()
@@ -164,9 +165,10 @@ async fn pipe_to_log(
 }
 
 /// What a container's process finds in its environment: the container's variables as the
-/// kubelet resolves them, and `HOSTNAME` (the pod's `spec.hostname`, else its name).
-pub fn container_env(pod: &Value, container: &Value) -> Vec<(String, String)> {
-    let mut env = environment(pod, container);
+/// kubelet resolves them (ConfigMaps from `st`), and `HOSTNAME` (the pod's `spec.hostname`,
+/// else its name).
+pub fn container_env(st: &Store, pod: &Value, container: &Value) -> Vec<(String, String)> {
+    let mut env = environment(st, pod, container);
     let hostname = pod["spec"]["hostname"]
         .as_str()
         .filter(|h| !h.is_empty())
@@ -176,25 +178,37 @@ pub fn container_env(pod: &Value, container: &Value) -> Vec<(String, String)> {
     env
 }
 
-/// The container's environment as the kubelet builds it: `value` (with `$(VAR)` references to
-/// earlier variables expanded) and `valueFrom.fieldRef` (the downward API).
-fn environment(pod: &Value, container: &Value) -> Vec<(String, String)> {
+/// The container's environment as the kubelet builds it: `envFrom` ConfigMaps first, then
+/// `env`: `value` (with `$(VAR)` references to earlier variables expanded),
+/// `valueFrom.fieldRef` (the downward API) and `configMapKeyRef`.
+fn environment(st: &Store, pod: &Value, container: &Value) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
+    let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    };
+    for e in container["envFrom"].as_array().into_iter().flatten() {
+        for (name, value) in configmap::env_from(st, pod, e) {
+            set(&mut env, name, value);
+        }
+    }
     for e in container["env"].as_array().into_iter().flatten() {
         let Some(name) = e["name"].as_str() else {
             continue;
         };
+        let from = &e["valueFrom"];
         let value = if let Some(v) = e["value"].as_str() {
             expand(v, &env)
-        } else if let Some(path) = e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+        } else if let Some(path) = from["fieldRef"]["fieldPath"].as_str() {
             field_ref(pod, path)
+        } else if let Some(v) = configmap::key_ref(st, pod, &from["configMapKeyRef"]) {
+            v
         } else {
-            // configMapKeyRef/secretKeyRef were refused before start (CreateContainerConfigError)
-            // unless optional: an optional missing key leaves the variable out.
+            // A missing reference was refused before start (CreateContainerConfigError) unless
+            // optional: an optional missing key leaves the variable out.
             continue;
         };
-        env.retain(|(k, _)| k != name);
-        env.push((name.to_string(), value));
+        set(&mut env, name.to_string(), value);
     }
     env
 }

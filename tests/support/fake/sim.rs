@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::jobs::JobTrack;
-use super::kubelet::PodRun;
 use super::meta::{self, Kind};
+use super::pod_run::PodRun;
 use super::store::{self, Change, Key, Propagation, Store};
 use super::{Shared, lock};
 
@@ -76,6 +76,10 @@ pub enum Timer {
     Kill {
         uid: String,
     },
+    /// The pod's own `activeDeadlineSeconds` is over: the kubelet stops it.
+    PodDeadline {
+        uid: String,
+    },
     Reconcile(Key),
     Ttl {
         key: Key,
@@ -96,6 +100,8 @@ pub struct Sim {
     /// Hold name -> containers waiting for `release`.
     pub(super) holds: HashMap<String, Vec<(String, usize, u64)>>,
     pub(super) released: HashSet<String>,
+    /// Pods whose `configMap` volumes cannot be mounted yet.
+    pub(super) blocked: HashSet<String>,
     dirty: HashSet<Key>,
 }
 
@@ -111,6 +117,7 @@ impl Sim {
             pods: HashMap::new(),
             holds: HashMap::new(),
             released: HashSet::new(),
+            blocked: HashSet::new(),
             dirty: HashSet::new(),
         }
     }
@@ -198,6 +205,7 @@ impl Sim {
                     epoch,
                 } => self.pull_flip(&uid, container, epoch),
                 Timer::Kill { uid } => self.kill_pod(&uid),
+                Timer::PodDeadline { uid } => self.kubelet_deadline(&uid),
                 Timer::Reconcile(key) => {
                     self.dirty.insert(key);
                 }
@@ -271,6 +279,11 @@ impl Sim {
                     self.kubelet_admit(&key, &uid);
                 }
             }
+            Kind::ConfigMap => {
+                let ns = key.0.clone();
+                drop(st);
+                self.config_map_changed(&ns);
+            }
             _ => {}
         }
     }
@@ -279,6 +292,7 @@ impl Sim {
         let uid = meta::uid_of(obj).to_string();
         if kind == Kind::Pod {
             self.kubelet_forget(&uid);
+            self.blocked.remove(&uid);
             self.attempt_base.remove(&uid);
             if let Some(job_uid) = meta::controller_uid(obj) {
                 let job_uid = job_uid.to_string();
@@ -287,6 +301,7 @@ impl Sim {
         }
         if kind == Kind::Job {
             self.jobs.remove(&uid);
+            lock(&self.shared.cost).forget(&uid);
         }
         let mut st = lock(&self.shared.store);
         if let Some(job_key) = owning_job(&st, obj) {
@@ -316,7 +331,8 @@ impl Sim {
                 .filter_map(|(_, k)| st.get(Kind::Pod, k).cloned())
                 .filter(|p| meta::controller_uid(p) == Some(uid.as_str()))
                 .collect();
-            super::jobs::strip_tracking(&mut st, &pods);
+            let released = super::job_pods::strip_tracking(&mut st, &pods);
+            lock(&self.shared.cost).released_orphans(released);
         }
         // Foreground deletion of an owner waits for this dependent.
         let owners = meta::owner_uids(obj);
@@ -361,7 +377,8 @@ impl Sim {
             }
         }
         // The Job controller lets the pods of a Job being deleted go (see reconcile_job).
-        super::jobs::strip_tracking(&mut st, &pods);
+        let released = super::job_pods::strip_tracking(&mut st, &pods);
+        lock(&self.shared.cost).released_orphans(released);
     }
 
     fn reconcile_dirty(&mut self) {

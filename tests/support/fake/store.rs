@@ -124,12 +124,38 @@ pub struct PodLogs {
 
 pub const FOREGROUND: &str = "foregroundDeletion";
 
+/// kube-apiserver's own limit on a request body (`MaxRequestBodyBytes`, 3 MiB): past it, 413.
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
+/// etcd's default `--max-request-bytes` (1.5 MiB).
+const ETCD_MAX_REQUEST: usize = 1536 * 1024;
+/// etcd's Go client's default `MaxCallSendMsgSize` (2 MiB), which kube-apiserver keeps.
+const ETCD_CLIENT_MAX_SEND: usize = 2 * 1024 * 1024;
+
+/// Whether etcd takes the object. kube-apiserver does not map etcd's refusal to a status of
+/// its own (`isTooLargeError` in `endpoints/handlers/rest.go` only retries without
+/// `managedFields`), so the client gets a 500 whose message is etcd's, without a reason. The
+/// object's compact JSON stands for its protobuf encoding, which is a little smaller.
+pub fn fits_in_etcd(obj: &Value) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(obj).map_or(0, |v| v.len());
+    let message = if size > ETCD_CLIENT_MAX_SEND {
+        format!(
+            "rpc error: code = ResourceExhausted desc = trying to send message larger than max \
+             ({size} vs. {ETCD_CLIENT_MAX_SEND})"
+        )
+    } else if size > ETCD_MAX_REQUEST {
+        "etcdserver: request is too large".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::new(500, "", message))
+}
+
 /// pod uid -> container name -> logs.
 pub type LogMap = HashMap<String, BTreeMap<String, PodLogs>>;
 
 pub struct Store {
     rv: u64,
-    objects: [BTreeMap<Key, Value>; 5],
+    objects: [BTreeMap<Key, Value>; Kind::ALL.len()],
     uids: HashMap<String, (Kind, Key)>,
     /// owner uid -> objects naming it in `ownerReferences` (kept even after the owner is gone,
     /// which is exactly what the garbage collector needs).

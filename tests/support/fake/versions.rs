@@ -48,6 +48,18 @@ impl Version {
         self.0 >= 22
     }
 
+    /// An Indexed Job's pods carry their index as a label too, and `JOB_COMPLETION_INDEX`
+    /// reads it (PodIndexLabel, beta and on from 1.28).
+    pub fn pod_index_label(self) -> bool {
+        self.0 >= 28
+    }
+
+    /// `backoffLimitPerIndex`, `maxFailedIndexes` and the `FailIndex` action
+    /// (JobBackoffLimitPerIndex, alpha and off in 1.28, beta and on from 1.29).
+    pub fn backoff_limit_per_index(self) -> bool {
+        self.0 >= 29
+    }
+
     /// Job labels and selector under `batch.kubernetes.io/` besides the legacy ones (1.27).
     pub fn batch_labels(self) -> bool {
         self.0 >= 27
@@ -66,6 +78,15 @@ impl Version {
     /// Server-side field validation: `fieldValidation=Strict|Warn|Ignore` (beta and on, 1.25).
     pub fn field_validation(self) -> bool {
         self.0 >= 25
+    }
+
+    /// `field.TooLong`'s wording, which apimachinery changed in 1.32.
+    pub fn too_long(self, max: usize) -> String {
+        if self.0 >= 32 {
+            format!("may not be more than {max} bytes")
+        } else {
+            format!("must have at most {max} bytes")
+        }
     }
 
     /// `git version` as `/version` reports it.
@@ -155,7 +176,6 @@ pub enum Schema {
     Role,
     RoleBinding,
     NetworkPolicy,
-    ConfigMap,
 }
 
 impl Schema {
@@ -166,14 +186,13 @@ impl Schema {
             Schema::Role => "Role",
             Schema::RoleBinding => "RoleBinding",
             Schema::NetworkPolicy => "NetworkPolicy",
-            Schema::ConfigMap => "ConfigMap",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Schema::Served(k) => k.api_version(),
-            Schema::ServiceAccount | Schema::ConfigMap => "v1",
+            Schema::ServiceAccount => "v1",
             Schema::Role | Schema::RoleBinding => "rbac.authorization.k8s.io/v1",
             Schema::NetworkPolicy => "networking.k8s.io/v1",
         }
@@ -191,7 +210,7 @@ impl Schema {
             Schema::Role => "io.k8s.api.rbac.v1.Role",
             Schema::RoleBinding => "io.k8s.api.rbac.v1.RoleBinding",
             Schema::NetworkPolicy => "io.k8s.api.networking.v1.NetworkPolicy",
-            Schema::ConfigMap => "io.k8s.api.core.v1.ConfigMap",
+            Schema::Served(Kind::ConfigMap) => "io.k8s.api.core.v1.ConfigMap",
         }
     }
 
@@ -201,7 +220,7 @@ impl Schema {
             ("batch/v1", "CronJob") => Schema::Served(Kind::CronJob),
             ("v1", "Pod") => Schema::Served(Kind::Pod),
             ("v1", "ServiceAccount") => Schema::ServiceAccount,
-            ("v1", "ConfigMap") => Schema::ConfigMap,
+            ("v1", "ConfigMap") => Schema::Served(Kind::ConfigMap),
             ("rbac.authorization.k8s.io/v1", "Role") => Schema::Role,
             ("rbac.authorization.k8s.io/v1", "RoleBinding") => Schema::RoleBinding,
             ("networking.k8s.io/v1", "NetworkPolicy") => Schema::NetworkPolicy,
@@ -502,7 +521,7 @@ fn unknown_to_all(schema: Schema, obj: &Value) -> Vec<Path> {
         Schema::Served(Kind::Event) => round::<events::v1::Event>(obj),
         Schema::Served(Kind::CoreEvent) => round::<core::v1::Event>(obj),
         Schema::ServiceAccount => round::<core::v1::ServiceAccount>(obj),
-        Schema::ConfigMap => round::<core::v1::ConfigMap>(obj),
+        Schema::Served(Kind::ConfigMap) => round::<core::v1::ConfigMap>(obj),
         Schema::Role => round::<rbac::v1::Role>(obj),
         Schema::RoleBinding => round::<rbac::v1::RoleBinding>(obj),
         Schema::NetworkPolicy => round::<networking::v1::NetworkPolicy>(obj),
