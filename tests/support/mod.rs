@@ -100,6 +100,7 @@
 //! | `FAKE_MESSAGE_REPEAT` | writes the expanded `FAKE_MESSAGE` N times (past the kubelet's 4096 bytes) | `1` |
 //! | `FAKE_WAITING` | stay Pending with this waiting reason (`ErrImagePull`, `ImagePullBackOff`, `CreateContainerConfigError`, ...) | none |
 //! | `FAKE_UNSCHEDULABLE` | `1`: stay Pending with `PodScheduled=False`, reason `Unschedulable` | none |
+//! | `FAKE_INSTANT` | `1`: start and end in one moment: the pod goes from Pending straight to `Succeeded` (or `Failed`) in one write, never reported Running, and its Job ends right after (a child done before anyone saw it run); `FAKE_HOLD` still holds it, running | none |
 //!
 //! An image starting with `fake-missing/` behaves like `FAKE_WAITING=ErrImagePull`.
 //! ErrImagePull and ImagePullBackOff alternate every 300 ms, as a real kubelet's retries do.
@@ -149,6 +150,7 @@
 //!   No node ever goes away, so no `DeletionByPodGC`.
 
 pub mod fake;
+pub mod herd;
 pub mod jobherd;
 
 pub use fake::{FakeCluster, Kind, Parent, Propagation, Request, Revision, TRACKING, peak};

@@ -49,6 +49,8 @@ pub struct Fate {
     /// container's variables, written `message_repeat` times.
     pub message: Option<String>,
     pub message_repeat: usize,
+    /// Starts and ends in one moment: the pod goes from Pending straight to its end.
+    pub instant: bool,
 }
 
 impl Fate {
@@ -109,6 +111,9 @@ impl Fate {
                 .get("FAKE_MESSAGE_REPEAT")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(1),
+            instant: env
+                .get("FAKE_INSTANT")
+                .is_some_and(|v| !v.is_empty() && *v != "0" && *v != "false"),
         }
     }
 
@@ -384,6 +389,7 @@ impl Sim {
         };
         let mut next: Option<(Duration, Timer)> = None;
         let mut ended = false;
+        let mut instant = false;
         if let Some(message) = config_error(&c.spec) {
             c.state = CState::Waiting {
                 reason: "CreateContainerConfigError".into(),
@@ -444,6 +450,7 @@ impl Sim {
                             .or_default()
                             .push((uid.to_string(), i, epoch));
                     }
+                    _ if c.fate.instant => instant = true,
                     _ => next = Some(timer(c.fate.run)),
                 }
             }
@@ -453,6 +460,10 @@ impl Sim {
         }
         if ended {
             self.after_end(uid, i);
+        }
+        // `FAKE_INSTANT`: it ends before its running state is ever written.
+        if instant {
+            self.simulated_exit(uid, i, epoch, None);
         }
     }
 
