@@ -275,16 +275,26 @@ fn exit_codes_follow_the_spec() {
     listed(&mut run, vec![]);
     seen(&mut run, job("r-a", &[("Complete", "")], 0));
     assert_eq!(run.exit_code(), 0);
-    for (event, code) in [
-        (Event::Tick, 3),
-        (Event::Signal(Signal::Interrupt), 130),
-        (Event::Signal(Signal::Terminate), 143),
+    for (event, deadline, code) in [
+        // JOBHERD_TIMEOUT passed already: the first event stops the run.
+        (Event::Tick, Some(Instant::now()), 3),
+        (Event::Signal(Signal::Interrupt), None, 130),
+        (Event::Signal(Signal::Terminate), None, 143),
     ] {
-        // JOBHERD_TIMEOUT passed already: the first tick stops the run.
-        let mut run = plan_run(&[("a", &[])], &RULES).with_limits(Some(Instant::now()), false);
+        let mut run = plan_run(&[("a", &[])], &RULES).with_limits(deadline, false);
         apply(&mut run, event);
         assert_eq!(run.exit_code(), code);
     }
+}
+
+#[test]
+fn an_attempt_that_starts_past_its_deadline_creates_nothing() {
+    // No tick comes before the first list: the list's own events see the deadline.
+    let mut run = fan_out(2, &RULES).with_limits(Some(Instant::now()), true);
+    let r = listed(&mut run, vec![job("r-0", &[], 1)]);
+    assert!(creates(&r).is_empty());
+    assert_eq!(deleted(&r), vec![0]);
+    assert_eq!(run.stop_reason(), Some(Stop::Timeout));
 }
 
 #[test]
