@@ -176,7 +176,10 @@ impl Run {
         }
         if self.stopping.is_hard() {
             let deleted = self.relist.listed() && self.book.tally().active() == 0;
-            return self.stopping.out_of_time(now) || (deleted && logs_in);
+            // A fan-out still to be laid out may have children to delete (see
+            // `skip_unstarted`).
+            let known = self.progress.all_laid_out();
+            return self.stopping.out_of_time(now) || (deleted && known && logs_in);
         }
         self.book.all_done() && self.progress.all_laid_out() && self.reading.is_empty() && logs_in
     }

@@ -729,6 +729,62 @@ fn a_dependant_waits_for_a_result_the_pod_watch_has_not_shown() {
 }
 
 #[test]
+fn a_stop_before_a_fan_out_is_laid_out_deletes_the_children_a_restart_found_of_it() {
+    // A restarted parent past its deadline lists list (done, its result not read yet) and
+    // process's two children, which it cannot place until the result comes.
+    let mut run = run_of_plan(ETL, &RULES).with_limits(Some(Instant::now()), true);
+    let found = vec![
+        job("r-list", &[("Complete", "")], 0),
+        job("r-process-0", &[], 1),
+        job("r-process-1", &[], 1),
+    ];
+    let r = listed(&mut run, found);
+    assert!(deleted(&r).is_empty() && creates(&r).is_empty());
+    assert!(!run.is_over(), "process's children are out there");
+    let read = OutputRead::Found(Some(r#"["a","b"]"#.to_string()));
+    let r = apply(&mut run, Event::Output { index: 0, read });
+    assert_eq!(deleted(&r), vec![2, 3]);
+    assert!(creates(&r).is_empty());
+    apply(
+        &mut run,
+        Event::Deleted {
+            indices: vec![2, 3],
+        },
+    );
+    assert!(run.is_over());
+    let merge = run.state(1).phase.result();
+    assert_eq!(merge, Some(ChildResult::Skipped));
+    assert_eq!(run.tally().cancelled, 2);
+    assert_eq!(run.exit_code(), 3);
+    assert_tally(&run);
+}
+
+#[test]
+fn a_stop_before_the_first_list_deletes_a_fan_out_laid_out_during_it() {
+    // The pod watch told list's result first; the list shows list before process's children.
+    let mut run = run_of_plan(ETL, &RULES).with_limits(Some(Instant::now()), true);
+    let pod = succeeded_pod("r-list", Some(r#"["a","b"]"#));
+    apply(&mut run, Event::Pods(Box::new(watcher::Event::Apply(pod))));
+    let found = vec![
+        job("r-list", &[("Complete", "")], 0),
+        job("r-process-0", &[], 1),
+        job("r-process-1", &[], 1),
+    ];
+    let r = listed(&mut run, found);
+    assert_eq!(deleted(&r), vec![2, 3]);
+    assert!(creates(&r).is_empty());
+    apply(
+        &mut run,
+        Event::Deleted {
+            indices: vec![2, 3],
+        },
+    );
+    assert!(run.is_over());
+    assert_eq!(run.tally().cancelled, 2);
+    assert_tally(&run);
+}
+
+#[test]
 fn a_list_that_is_not_one_fails_its_step_without_creating_it() {
     let mut run = run_of_plan(ETL, &RULES);
     listed(&mut run, vec![]);
