@@ -252,3 +252,42 @@ pub fn message_of(cluster: &FakeCluster, job: &str) -> String {
         })
         .unwrap_or_default()
 }
+
+/// The child Jobs `user` asked to delete, by name: deletes by name, and deletecollections by
+/// their run and step labels (matched against the Jobs the history holds).
+pub fn deleted_by(cluster: &FakeCluster, user: &str) -> Vec<String> {
+    let jobs = cluster.history(Kind::Job);
+    let mut names = BTreeSet::new();
+    for r in cluster.requests() {
+        if r.user != user || r.resource != "jobs" || r.status >= 300 {
+            continue;
+        }
+        match r.verb {
+            "delete" => {
+                names.insert(r.name.clone());
+            }
+            "deletecollection" => {
+                let selector = r.label_selector().unwrap_or_default();
+                let run = selector
+                    .split(',')
+                    .find_map(|s| s.strip_prefix("jobherd.io/run="))
+                    .unwrap_or_default()
+                    .to_string();
+                let steps: Vec<&str> = selector
+                    .split_once("jobherd.io/step in (")
+                    .and_then(|(_, rest)| rest.split_once(')'))
+                    .map(|(list, _)| list.split(',').collect())
+                    .unwrap_or_default();
+                for j in &jobs {
+                    let labels = &j.object["metadata"]["labels"];
+                    let step = labels["jobherd.io/step"].as_str().unwrap_or_default();
+                    if labels["jobherd.io/run"] == run.as_str() && steps.contains(&step) {
+                        names.insert(j.name().to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    names.into_iter().collect()
+}
