@@ -467,3 +467,114 @@ fn a_restarted_parent_past_its_deadline_deletes_a_fan_out_it_adopts_before_readi
         names("early", &["list", "work-0", "work-1", "work-2"])
     );
 }
+
+#[test]
+fn the_next_attempts_resume_from_the_record_when_a_results_pod_and_job_are_gone() {
+    // `list` succeeded and its result was read; then its Job and pod went (a TTL, a drain).
+    // The run moves, and the next attempt is SIGKILLed: the third starts from the first's
+    // record, does not create `list` again, and `use` gets its result.
+    let cluster = cluster_with_cronjob(FakeCluster::builder(), |y| y);
+    let plan = json!({"steps": [
+        {"name": "list", "env": {"FAKE_MESSAGE": "v42"}},
+        {"name": "gate", "depends_on": ["list"], "env": {"FAKE_HOLD": "gate"}},
+        {"name": "use", "depends_on": ["list", "gate"],
+         "env": {"FAKE_MESSAGE": "used ${JOBHERD_RESULT_LIST}"}},
+    ]});
+    let mut env = vars(&[("JOBHERD_IMAGE", "busybox")]);
+    env.push(("JOBHERD_PLAN".into(), plan.to_string()));
+    start_parent(&cluster, "rec", &env);
+    // gate starts once list's result is read.
+    wait_for_log(&cluster, "rec", 0, "rec-gate running");
+    assert!(cluster.delete(Kind::Job, NS, "rec-list", Propagation::Background));
+    assert!(cluster.wait_until(LONG, |c| pods_of_now(c, "rec-list") == 0));
+    assert!(cluster.evict(NS, &attempts(&cluster, "rec")[0].pod));
+    let first = wait_for_end(&cluster, "rec", 0);
+    assert!(first.log.contains("jobherd moving"), "{}", first.log);
+    let record = records(&cluster, "rec")[0].clone();
+    assert_eq!(record["results"]["0"], json!(["v42"]), "{record}");
+
+    wait_for_log(&cluster, "rec", 1, "rec-gate adopted");
+    kill_parent(&cluster);
+    let third = wait_for_log(&cluster, "rec", 2, "rec-gate adopted");
+    assert!(
+        third.contains("resuming from the record of an earlier attempt of this run"),
+        "{third}"
+    );
+    cluster.release("gate");
+    assert_eq!(wait_until_finished(&cluster, "rec"), "Complete");
+    let exits: Vec<Option<i64>> = attempts(&cluster, "rec").iter().map(|a| a.exit).collect();
+    assert_eq!(exits, [Some(143), Some(137), Some(0)]);
+    assert_eq!(
+        Children::of(&cluster).created,
+        names("rec", &["gate", "list", "use"]),
+        "list was not created again"
+    );
+    assert_eq!(env_of(&cluster, "rec-use")["JOBHERD_RESULT_LIST"], "v42");
+    assert_eq!(support::herd::message_of(&cluster, "rec-use"), "used v42");
+}
+
+/// A child's pods that exist now.
+fn pods_of_now(cluster: &FakeCluster, job: &str) -> usize {
+    cluster.count(Kind::Pod, NS, |p| {
+        p["metadata"]["labels"]["job-name"] == job
+    })
+}
+
+#[test]
+fn a_restarted_parent_adopts_a_large_fan_out_over_a_result_with_no_create_or_get_per_child() {
+    // 40 children of a params_from step, held; the parent is SIGKILLed and restarted. The
+    // Jobs it lists before it can lay the step out are kept and applied at lay-out: no
+    // create answered AlreadyExists, no GET of a child, and no crash.
+    let cluster = cluster_with_cronjob(FakeCluster::builder(), |y| y);
+    let items: Vec<String> = (0..40).map(|i| format!("i{i}")).collect();
+    let plan = json!({"steps": [
+        {"name": "list", "env": {"FAKE_MESSAGE": serde_json::to_string(&items).unwrap()}},
+        {"name": "work", "depends_on": ["list"], "params_from": "list",
+         "env": {"FAKE_HOLD": "work", "FAKE_MESSAGE": "${JOBHERD_ITEM}"}},
+        {"name": "merge", "depends_on": ["work"]},
+    ]});
+    let mut env = vars(&[
+        ("JOBHERD_IMAGE", "busybox"),
+        ("JOBHERD_QPS", "200"),
+        ("JOBHERD_BURST", "200"),
+    ]);
+    env.push(("JOBHERD_PLAN".into(), plan.to_string()));
+    start_parent(&cluster, "big", &env);
+    let all_running = |c: &FakeCluster| {
+        c.count(Kind::Pod, NS, |p| {
+            p["metadata"]["labels"]["job-name"]
+                .as_str()
+                .is_some_and(|j| j.starts_with("big-work-"))
+                && p["status"]["phase"] == "Running"
+        }) == 40
+    };
+    assert!(cluster.wait_until(LONG, all_running));
+    kill_parent(&cluster);
+    let second = wait_for_log(&cluster, "big", 1, "big-work-39 adopted");
+    let adopted = second
+        .matches(" adopted (created by an earlier attempt")
+        .count();
+    assert_eq!(adopted, 41, "list and the 40: {second}");
+    cluster.release("work");
+    assert_eq!(wait_until_finished(&cluster, "big"), "Complete");
+    let second = wait_for_end(&cluster, "big", 1);
+    assert_eq!(second.exit, Some(0), "{}", second.log);
+    let requests = cluster.requests();
+    let by_parent = |verb: &str, status: u16| {
+        requests
+            .iter()
+            .filter(|r| {
+                r.user == PARENT_ACCOUNT && r.resource == "jobs" && r.subresource.is_empty()
+            })
+            .filter(|r| r.verb == verb && r.status == status && r.name != "big")
+            .count()
+    };
+    assert_eq!(by_parent("create", 409), 0, "no create of an adopted child");
+    assert_eq!(by_parent("get", 200), 0, "no child looked up one by one");
+    assert_eq!(by_parent("create", 201), 42, "list, the 40 and merge");
+    assert_eq!(Children::of(&cluster).created.len(), 42);
+    assert_eq!(
+        env_of(&cluster, "big-merge")["JOBHERD_RESULT_WORK"],
+        serde_json::to_string(&items).unwrap()
+    );
+}
