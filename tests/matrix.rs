@@ -426,6 +426,18 @@ impl Cell {
             "the children deleted:\n{}",
             logs()
         );
+        // Adopted children are neither created again (AlreadyExists) nor looked up one by one.
+        let per_child = self.cluster.requests().into_iter().filter(|r| {
+            r.user == PARENT_ACCOUNT
+                && r.resource == "jobs"
+                && r.subresource.is_empty()
+                && ((r.verb == "create" && r.status == 409)
+                    || (r.verb == "get" && r.name != self.parent))
+        });
+        let per_child: Vec<String> = per_child
+            .map(|r| format!("{} {}", r.verb, r.path))
+            .collect();
+        assert!(per_child.is_empty(), "{per_child:?}");
         for (child, var, value) in &expect.results {
             let env = env_of(&self.cluster, &self.name(child));
             assert_eq!(env[var], *value, "{child}'s {var}: {env}");
