@@ -409,6 +409,34 @@ fn a_move_with_less_time_left_than_the_restart_takes_ends_the_run_instead() {
 }
 
 #[test]
+fn a_move_with_less_time_left_than_the_parents_active_deadline_allows_ends_the_run_instead() {
+    // activeDeadlineSeconds: 9, so the next pod (after the Job controller's 10s back-off, in
+    // real time here) would start past the Job's deadline, wherever the eviction comes: the
+    // Job fails at its deadline before that, and no other pod runs.
+    let cluster = cluster_with_cronjob(FakeCluster::builder().time_scale(1.0), |y| {
+        y.replace("activeDeadlineSeconds: 1800", "activeDeadlineSeconds: 9")
+    });
+    start_parent(&cluster, "ads", &held());
+    wait_for_log(&cluster, "ads", 0, "ads-1 running");
+    assert!(cluster.evict(NS, &attempts(&cluster, "ads")[0].pod));
+    let first = wait_for_end(&cluster, "ads", 0);
+    assert_eq!(first.exit, Some(143), "{}", first.log);
+    assert!(
+        first.log.contains("jobherd: its pod is being disrupted (EvictionByEvictionAPI), but its parent Job's activeDeadlineSeconds passes in")
+            && first.log.contains("moving would be futile"),
+        "{}",
+        first.log
+    );
+    assert_eq!(
+        deleted_by(&cluster, PARENT_ACCOUNT),
+        names("ads", &["0", "1"])
+    );
+    assert_eq!(wait_until_finished(&cluster, "ads"), "Failed");
+    assert_eq!(attempts(&cluster, "ads").len(), 1);
+    assert_eq!(Children::of(&cluster).created, names("ads", &["0", "1"]));
+}
+
+#[test]
 fn the_next_attempt_of_a_moved_run_past_its_deadline_ends_at_once_deleting_what_it_adopted() {
     // JOBHERD_TIMEOUT counts from the parent Job's creation, which is 2h ago by the time the
     // next pod starts: it does not get the hour again.
