@@ -15,7 +15,7 @@
 //! | fan-out (`fan`) | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ |
 //! | plan (`plan`) | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | = fan-out | ✓ |
 //! | `params_from` (`pf`) | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | ✓ | = fan-out | ✓ |
-//! | `when: always` after fail fast (`always`) | ✓ | ✓ | ✓ | ✓ | = the row | ✓ | ✓ | ✓ | ✓ |
+//! | `when: always` after fail fast (`always`) | ✓ | ✓ | ✓ | ✓ | ✓ (the row itself) | ✓ | ✓ | ✓ | ✓ |
 //!
 //! - The rows: `fan` three children (one done, two held); `plan` `a → b → c` passing results,
 //!   beside a held `side`; `pf` `list → work (params_from list) → merge`; `always` with
