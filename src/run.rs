@@ -187,7 +187,10 @@ impl Run {
         }
         if self.stopping.is_hard() {
             let deleted = self.relist.listed() && self.book.tally().active() == 0;
-            return self.stopping.out_of_time(now) || (deleted && logs_in);
+            // A fan-out still to be laid out may have children to delete (see
+            // `skip_unstarted`).
+            let known = self.progress.all_laid_out();
+            return self.stopping.out_of_time(now) || (deleted && known && logs_in);
         }
         self.book.all_done() && self.progress.all_laid_out() && self.reading.is_empty() && logs_in
     }
@@ -244,6 +247,11 @@ impl Run {
     pub fn apply(&mut self, event: Event, at: At) -> Reaction {
         self.now = at;
         let mut out = Reaction::default();
+        // With every event, not only ticks: an attempt that starts past the deadline must not
+        // create what its first list shows missing before the first tick.
+        if self.stopping.past_deadline(at.instant) {
+            self.request_stop(Stop::Timeout, &mut out);
+        }
         match event {
             Event::Jobs(event) => self.on_job_event(*event, &mut out),
             Event::Pods(event) => {
@@ -330,12 +338,10 @@ impl Run {
         failed
     }
 
-    /// Time passed: the deadline, a stop's time, stuck children, logs and outputs waited for.
+    /// Time passed: a stop's time, stuck children, logs and outputs waited for (the deadline
+    /// is looked at with every event).
     fn on_tick(&mut self, out: &mut Reaction) {
         let now = self.now.instant;
-        if self.stopping.past_deadline(now) {
-            self.request_stop(Stop::Timeout, out);
-        }
         if self.stopping.is_hard() && self.stopping.out_of_time(now) {
             self.stop_ran_out(out);
         }

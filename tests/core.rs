@@ -248,7 +248,7 @@ fn parallelism_is_never_exceeded() {
 #[test]
 fn fail_fast_deletes_active_children_and_creates_no_more() {
     // The first child fails only once the second exists: both are active, as intended.
-    let cluster = FakeCluster::start();
+    let cluster = FakeCluster::builder().record_history(true).start();
     let h = cluster
         .jobherd()
         .env("JOBHERD_IMAGE", "busybox")
@@ -277,12 +277,7 @@ fn fail_fast_deletes_active_children_and_creates_no_more() {
         cluster.job(NS, "ff-1").is_none(),
         "the active child was deleted"
     );
-    let deletes: Vec<_> = cluster
-        .requests()
-        .into_iter()
-        .filter(|r| r.verb == "delete" && r.resource == "jobs")
-        .collect();
-    assert!(!deletes.is_empty());
+    assert_eq!(support::herd::deleted_by(&cluster, "fake-token"), ["ff-1"]);
     // The fake orphans pods of a Job deleted without propagationPolicy, as the API does:
     // their disappearance shows the delete asked for Background propagation.
     assert!(cluster.wait_until(LONG, |c| c.pods(NS).iter().all(|p| {
@@ -693,8 +688,51 @@ fn logs_all_prefixes_every_line_with_the_child() {
     cluster.release("go");
     let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
-    assert!(out.stdout.contains("logs-0 | alpha"), "{out}");
-    assert!(out.stdout.contains("logs-1 | beta"), "{out}");
+    // Followed once each, not again when the child ends.
+    assert_eq!(count_lines(&out.stdout, "logs-0 | alpha"), 1, "{out}");
+    assert_eq!(count_lines(&out.stdout, "logs-1 | beta"), 1, "{out}");
+}
+
+#[test]
+fn logs_all_prints_the_log_of_a_child_done_before_it_was_seen_running_once() {
+    // FAKE_INSTANT: the pod goes from Pending straight to its end and the Job ends with it,
+    // so jobherd never sees the child running. Its log must still be printed, once; a failed
+    // one's is not repeated as a tail.
+    let cluster = FakeCluster::start();
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "out")
+        .env("JOBHERD_LOGS", "all")
+        .env("JOBHERD_BACKOFF_LIMIT", "0")
+        .env("JOBHERD_RESTART_POLICY", "Never")
+        .env(
+            "JOBHERD_PARAMS",
+            r#"[{"FAKE_INSTANT":"1","FAKE_LOG":"zero\nmore of zero"},
+                {"FAKE_INSTANT":"1","FAKE_LOG":"one"},
+                {"FAKE_INSTANT":"1","FAKE_LOG":"two","FAKE_EXIT":"1"},
+                {"FAKE_LOG":"three"}]"#,
+        )
+        .run();
+    assert_eq!(out.code, Some(1), "{out}");
+    for line in [
+        "out-0 | zero",
+        "out-0 | more of zero",
+        "out-1 | one",
+        "out-2 | two",
+        "out-2 | exit code 1",
+        "out-3 | three",
+    ] {
+        assert_eq!(count_lines(&out.stdout, line), 1, "{line}: {out}");
+    }
+    for fast in ["out-0", "out-1", "out-2"] {
+        let running = format!("{fast} running");
+        assert_eq!(
+            count_lines(&out.stdout, &running),
+            0,
+            "never seen running: {out}"
+        );
+    }
 }
 
 #[test]

@@ -11,6 +11,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::herd::{
+    attempts, cluster_with_cronjob, deleted_by, records, start_parent, wait_for_end, wait_for_log,
+    wait_until_finished,
+};
 use support::{FakeCluster, Kind, Revision, peak};
 
 const NS: &str = "default";
@@ -379,4 +383,93 @@ fn a_bad_queue_on_a_step_exits_2_naming_the_step_and_creates_nothing() {
         assert!(out.stderr.contains(needle), "{needle}: {out}");
     }
     assert_eq!(job_creates(&cluster), 0);
+}
+
+#[test]
+fn a_sigterm_deletes_children_still_queued() {
+    let cluster = FakeCluster::builder()
+        .kueue(true)
+        .record_history(true)
+        .start();
+    let report = cluster.temp_dir().join("report.json");
+    let mut h = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "wait")
+        .env("JOBHERD_COUNT", "2")
+        .env("JOBHERD_QUEUE", "team-a")
+        .env("JOBHERD_REPORT_FILE", &report)
+        .spawn();
+    h.wait_for_stdout("wait-0 queued", LONG);
+    h.wait_for_stdout("wait-1 queued", LONG);
+    h.signal(libc::SIGTERM);
+    let out = h.wait();
+    assert_eq!(out.code, Some(143), "{out}");
+    assert_eq!(deleted_by(&cluster, "fake-token"), ["wait-0", "wait-1"]);
+    for child in ["wait-0", "wait-1"] {
+        let line = format!("{child} cancelled: Cancelled (terminated (SIGTERM))");
+        assert_eq!(lines_with(&out.stdout, &line).len(), 1, "{out}");
+    }
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(report["exit_code"], 143);
+}
+
+#[test]
+fn a_moved_run_keeps_its_childrens_queue_time_and_preemptions() {
+    // The first attempt sees its child queued, admitted, preempted and admitted again, then
+    // its pod is evicted. The next attempt finds the child running: what it knows of the
+    // queue comes from the first attempt's record.
+    let cluster = cluster_with_cronjob(FakeCluster::builder().kueue(true), |y| y);
+    let report = cluster.temp_dir().join("report.json");
+    let env: Vec<(String, String)> = [
+        ("JOBHERD_IMAGE", "busybox"),
+        ("JOBHERD_QUEUE", "team-a"),
+        ("JOBHERD_ENV", r#"{"FAKE_HOLD":"work"}"#),
+        ("JOBHERD_REPORT_FILE", report.to_str().unwrap()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    start_parent(&cluster, "kq", &env);
+    wait_for_log(&cluster, "kq", 0, "kq-0 queued");
+    assert!(cluster.admit(NS, "kq-0"));
+    wait_for_log(&cluster, "kq", 0, "kq-0 running");
+    assert!(cluster.preempt(NS, "kq-0"));
+    wait_for_log(&cluster, "kq", 0, "kq-0 preempted");
+    assert!(cluster.wait_until(LONG, |c| c.pods_of(NS, "kq-0").is_empty()));
+    assert!(cluster.admit(NS, "kq-0"));
+    assert!(cluster.wait_until(LONG, |_| {
+        attempts(&cluster, "kq")[0]
+            .log
+            .matches("kq-0 running")
+            .count()
+            == 2
+    }));
+    assert!(cluster.evict(NS, &attempts(&cluster, "kq")[0].pod));
+    let moved = wait_for_end(&cluster, "kq", 0);
+    assert!(moved.log.contains("jobherd moving"), "{}", moved.log);
+    // [index, attempts, queued ms, preemptions]
+    let details = records(&cluster, "kq")[0]["details"][0].clone();
+    assert_eq!(details[3], 1, "{details}");
+    let queued_ms = details[2].as_u64().unwrap();
+    assert!(queued_ms > 0, "{details}");
+
+    wait_for_log(&cluster, "kq", 1, "kq-0 adopted");
+    cluster.release("work");
+    assert_eq!(wait_until_finished(&cluster, "kq"), "Complete");
+    let second = wait_for_end(&cluster, "kq", 1);
+    assert!(
+        second.log.contains("preempted once)"),
+        "the second attempt knows: {}",
+        second.log
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let child = &report["children"][0];
+    assert_eq!(child["preemptions"], 1, "{report}");
+    assert_eq!(child["attempts"], 1, "{report}");
+    let queued = child["queued_seconds"].as_f64().unwrap();
+    assert!(
+        queued * 1000.0 >= queued_ms as f64 - 1.0,
+        "{queued}s < {queued_ms}ms: {report}"
+    );
 }

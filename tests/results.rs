@@ -107,20 +107,13 @@ fn a_dynamic_fan_out_of_three_hands_every_result_to_the_merge() {
         given(&cluster, "etl-merge", "JOBHERD_RESULT_PROCESS"),
         merged
     );
+    // list and merge are known at the start; process's children only once list's result is.
+    let first = out.stdout.lines().next().unwrap_or_default();
     assert!(
-        out.stdout.starts_with("jobherd run ")
-            && out
-                .stdout
-                .lines()
-                .next()
-                .unwrap()
-                .contains("1 children, and those step process fans out to, in namespace")
-            || out
-                .stdout
-                .lines()
-                .next()
-                .unwrap()
-                .contains("2 children, and those step process fans out to"),
+        first.starts_with("jobherd run ")
+            && first.ends_with(
+                ": 2 children, and those step process fans out to, in namespace default (no parent)"
+            ),
         "{out}"
     );
     assert!(
@@ -389,8 +382,17 @@ fn fail_fast_cancels_the_rest_and_the_always_step_still_runs() {
     let stop = out.stdout.find("jobherd stopping").unwrap();
     let notify = out.stdout.find("etl-notify created").expect("notify ran");
     assert!(stop < notify, "{out}");
+    // How it ended, on one progress line.
+    let ends = [" succeeded", " failed", " cancelled", " skipped"];
+    let done: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("etl-notify ") && l.ends_with(']'))
+        .filter(|l| ends.iter().any(|e| l.contains(e)))
+        .collect();
+    assert_eq!(done.len(), 1, "{out}");
     assert!(
-        line(&out, "etl-notify", "succeeded").contains("succeeded"),
+        done[0].starts_with("etl-notify succeeded after 1 attempt"),
         "{out}"
     );
 }
@@ -475,5 +477,257 @@ fn a_retry_runs_only_the_failed_partition_and_hands_the_merge_the_earlier_result
         env_of(&cluster, "etl-2-process-1")["P"],
         "b",
         "the list's result is the earlier run's"
+    );
+}
+
+/// The `BadResult` line of `child`: its progress line saying it failed.
+fn bad_result<'a>(out: &'a Output, child: &str) -> &'a str {
+    let failed = line(out, child, "failed");
+    assert!(failed.contains("failed: BadResult ("), "{out}");
+    failed
+}
+
+#[test]
+fn a_result_whose_pod_is_gone_fails_the_fan_out_naming_that() {
+    // JOBHERD_TTL=0: the TTL controller deletes list's Job, and with it its pod, as soon as it
+    // succeeded; jobherd cannot watch pods, so it looks for the pod after its short grace and
+    // finds it gone. It warns at the start that this may happen.
+    let cluster = FakeCluster::start();
+    cluster.forbid("watch", "pods");
+    let out = with_plan(&cluster, etl(r#"["a","b"]"#))
+        .env("JOBHERD_TTL", "0")
+        .run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stderr.contains("JOBHERD_TTL is 0s: a child's Job and pods may be deleted before jobherd has read what it wrote"),
+        "{out}"
+    );
+    assert!(
+        bad_result(&out, "etl-process").contains(
+            "step process: the result of step list cannot be read: child etl-list succeeded, but its succeeded pod is gone (removed by a TTL, the garbage collector or a node drain) before its result was read"
+        ),
+        "{out}"
+    );
+    assert!(
+        line(&out, "etl-merge", "skipped").contains("DependencyFailed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_result_that_may_not_be_read_fails_the_fan_out_naming_the_missing_rule() {
+    let cluster = FakeCluster::start();
+    cluster.forbid("list", "pods");
+    let out = with_plan(&cluster, etl(r#"["a","b"]"#)).run();
+    assert_eq!(out.code, Some(1), "{out}");
+    let failed = bad_result(&out, "etl-process");
+    assert!(
+        failed.contains("the result of step list cannot be read: child etl-list succeeded, but reading its pods is forbidden (")
+            && failed.contains("jobherd's Role needs `list` on pods"),
+        "{out}"
+    );
+    assert_eq!(cluster.job_names(NS), ["etl-list"], "nothing else created");
+}
+
+#[test]
+fn a_fan_out_over_a_step_that_failed_or_was_skipped_says_so() {
+    // `when: always`: the fan-out is decided whatever its source did, and has nothing to fan
+    // out over.
+    let cluster = FakeCluster::start();
+    let plan = json!({"steps": [
+        {"name": "pre", "env": {"FAKE_EXIT": "1"}},
+        {"name": "list", "depends_on": ["pre"]},
+        {"name": "broken", "env": {"FAKE_EXIT": "1"}},
+        {"name": "after-skipped", "depends_on": ["list"], "params_from": "list", "when": "always"},
+        {"name": "after-failed", "depends_on": ["broken"], "params_from": "broken", "when": "always"},
+    ]});
+    let out = with_plan(&cluster, plan).run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        bad_result(&out, "etl-after-skipped")
+            .contains("step after-skipped: step list was skipped: it has no result to give"),
+        "{out}"
+    );
+    assert!(
+        bad_result(&out, "etl-after-failed")
+            .contains("step after-failed: step broken failed: it has no result to give"),
+        "{out}"
+    );
+    assert_eq!(cluster.job_names(NS), ["etl-broken", "etl-pre"]);
+}
+
+#[test]
+fn a_result_the_kubelet_cut_fails_the_dependant_instead_of_passing_its_end() {
+    // 5,000 bytes written: the kubelet keeps the last 4,096, which are no result.
+    let cluster = FakeCluster::start();
+    let plan = json!({"steps": [
+        {"name": "big", "env": {"FAKE_MESSAGE": "x", "FAKE_MESSAGE_REPEAT": "5000"}},
+        {"name": "merge", "depends_on": ["big"]},
+    ]});
+    let out = with_plan(&cluster, plan).run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        bad_result(&out, "etl-merge").contains(
+            "the result of step big cannot be read: child etl-big succeeded, but its termination message was cut by the kubelet, which keeps only the last 4096 bytes"
+        ),
+        "{out}"
+    );
+    assert!(cluster.job(NS, "etl-merge").is_none(), "never created");
+}
+
+/// `n` variables of `bytes` bytes each.
+fn filler(n: usize, bytes: usize) -> Value {
+    let vars: serde_json::Map<String, Value> = (0..n)
+        .map(|i| (format!("FILL_{i}"), Value::String("f".repeat(bytes))))
+        .collect();
+    Value::Object(vars)
+}
+
+/// jobherd with a plan given as a file (too large for a variable).
+fn with_plan_file(cluster: &FakeCluster, plan: Value) -> support::Jobherd {
+    let path = cluster.temp_dir().join("plan.json");
+    std::fs::write(&path, plan.to_string()).unwrap();
+    cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "etl")
+        .env("JOBHERD_BACKOFF_LIMIT", "0")
+        .env("JOBHERD_PLAN_FILE", path)
+}
+
+#[test]
+fn a_child_too_large_to_create_fails_alone_naming_its_size_and_the_limit() {
+    // Child 0 has one variable of 1.2 MB, child 1 ten of 120 KB (a Job of 1.2 MB), child 2
+    // none: only child 2 is created.
+    let cluster = FakeCluster::start();
+    let plan = json!({"steps": [{"name": "load", "params": [
+        {"BLOB": "b".repeat(1_200_000)},
+        filler(10, 120_000),
+        {},
+    ]}]});
+    let out = with_plan_file(&cluster, plan).run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        line(&out, "etl-load-0", "failed").contains(
+            "failed: TooLarge (BLOB would be 1172 KiB, more than an environment variable can hold (128 KiB)"
+        ),
+        "{out}"
+    );
+    let job = line(&out, "etl-load-1", "failed");
+    assert!(
+        job.contains("failed: TooLarge (its Job would weigh ")
+            && job.contains(" KiB, more than the 1024 KiB a Job may"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "etl-load-2", "succeeded").contains("after 1 attempt"),
+        "{out}"
+    );
+    assert_eq!(cluster.job_names(NS), ["etl-load-2"]);
+}
+
+#[test]
+fn a_result_that_makes_each_job_of_a_count_step_too_large_fails_those_children_only() {
+    // 36 children write 3,500 bytes each: their list (126 KiB) fits in a variable, but with
+    // the 960 KB of variables `wide` already has, each of its Jobs would pass 1 MiB. `narrow`
+    // gets the same result and runs.
+    let cluster = FakeCluster::start();
+    let plan = json!({"steps": [
+        {"name": "big", "count": 36, "env": {"FAKE_MESSAGE": "x", "FAKE_MESSAGE_REPEAT": "3500"}},
+        {"name": "wide", "count": 2, "depends_on": ["big"], "env": filler(8, 120_000)},
+        {"name": "narrow", "depends_on": ["big"]},
+    ]});
+    let out = with_plan_file(&cluster, plan).timeout(secs(120)).run();
+    assert_eq!(out.code, Some(1), "{out}");
+    for child in ["etl-wide-0", "etl-wide-1"] {
+        let failed = line(&out, child, "failed");
+        assert!(
+            failed.contains("failed: TooLarge (its Job would weigh ")
+                && failed.contains("more than the 1024 KiB a Job may"),
+            "{out}"
+        );
+    }
+    assert!(
+        line(&out, "etl-narrow", "succeeded").contains("after 1 attempt"),
+        "{out}"
+    );
+    let names = cluster.job_names(NS);
+    assert!(
+        !names.iter().any(|n| n.starts_with("etl-wide")),
+        "{names:?}"
+    );
+    let given = env_of(&cluster, "etl-narrow")["JOBHERD_RESULT_BIG"].clone();
+    let expected = serde_json::to_string(&vec!["x".repeat(3500); 36]).unwrap();
+    assert!(given == expected.as_str(), "narrow got the whole result");
+}
+
+#[test]
+fn a_job_the_api_refuses_as_too_large_fails_alone() {
+    let cluster = FakeCluster::start();
+    cluster.fail_next(1, 413, None, Some(("create", "jobs")));
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "big")
+        .env("JOBHERD_COUNT", "3")
+        .env("JOBHERD_PARALLELISM", "1")
+        .run();
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        line(&out, "big-0", "failed")
+            .contains("failed: TooLarge (the API refused its Job as too large"),
+        "{out}"
+    );
+    assert_eq!(cluster.job_names(NS), ["big-1", "big-2"]);
+    assert!(
+        out.stdout
+            .contains("jobherd failed: 2 succeeded, 1 failed of 3 children"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_interrupt_after_fail_fast_ends_the_always_step_too() {
+    // Fail fast is a soft stop: notify (`when: always`) still runs. A SIGINT is a hard one: it
+    // ends notify too, and the run exits 130 with its report written.
+    let cluster = FakeCluster::builder().record_history(true).start();
+    let report = cluster.temp_dir().join("report.json");
+    let plan = json!({"steps": [
+        {"name": "load", "env": {"FAKE_HOLD": "load", "FAKE_EXIT": "1"}},
+        {"name": "slow", "env": {"FAKE_HOLD": "slow"}},
+        {"name": "notify", "depends_on": ["load", "slow"], "when": "always",
+         "env": {"FAKE_HOLD": "notify"}},
+    ]});
+    let mut h = with_plan(&cluster, plan)
+        .env("JOBHERD_RESTART_POLICY", "Never")
+        .env("JOBHERD_FAIL_FAST", "true")
+        .env("JOBHERD_REPORT_FILE", &report)
+        .spawn();
+    h.wait_for_stdout("etl-slow running", LONG);
+    h.wait_for_stdout("etl-load running", LONG);
+    cluster.release("load");
+    h.wait_for_stdout("etl-notify running", LONG);
+    h.signal(libc::SIGINT);
+    let out = h.wait();
+    assert_eq!(out.code, Some(130), "{out}");
+    assert!(
+        line(&out, "etl-slow", "cancelled").contains("JOBHERD_FAIL_FAST"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "etl-notify", "cancelled").contains("interrupted (SIGINT)"),
+        "{out}"
+    );
+    let deleted = support::herd::deleted_by(&cluster, "fake-token");
+    assert_eq!(deleted, ["etl-notify", "etl-slow"]);
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(report["exit_code"], 130, "{report}");
+    assert!(
+        out.stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("jobherd interrupted: "),
+        "{out}"
     );
 }

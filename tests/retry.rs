@@ -7,6 +7,10 @@ mod support;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
+use support::herd::{
+    Children, attempts, cluster_with_cronjob, finished, start_parent, wait_for_end, wait_for_log,
+    wait_until_finished,
+};
 use support::{FakeCluster, Kind, Parent};
 
 const NS: &str = "default";
@@ -476,4 +480,74 @@ fn a_retried_parent_repeats_its_recorded_outcome_instead_of_running_again() {
             .contains("jobherd failed: 9 succeeded, 1 failed"),
         "{again}"
     );
+}
+
+fn vars(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("JOBHERD_IMAGE".to_string(), "busybox".to_string()),
+        ("JOBHERD_RESTART_POLICY".into(), "Never".into()),
+        ("JOBHERD_BACKOFF_LIMIT".into(), "0".into()),
+    ];
+    env.extend(list.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+#[test]
+fn a_moved_run_is_no_earlier_run_to_retry_while_its_job_goes_on() {
+    // Time scale 20: the Job controller waits 200s before it replaces an evicted parent's pod.
+    // Meanwhile the moved run's parent has no pod and no final condition; its record says
+    // exit 143. It is not over: neither last-failed nor its name may pick it.
+    let cluster = cluster_with_cronjob(FakeCluster::builder().time_scale(20.0), |y| y);
+    start_parent(
+        &cluster,
+        "nightly-0",
+        &vars(&[("JOBHERD_PARAMS", r#"[{"FAKE_EXIT":"1"},{}]"#)]),
+    );
+    assert_eq!(wait_until_finished(&cluster, "nightly-0"), "Failed");
+    let held = r#"[{"FAKE_HOLD":"work"},{"FAKE_HOLD":"work"}]"#;
+    start_parent(&cluster, "nightly-1", &vars(&[("JOBHERD_PARAMS", held)]));
+    wait_for_log(&cluster, "nightly-1", 0, "nightly-1-1 running");
+    assert!(cluster.evict(NS, &attempts(&cluster, "nightly-1")[0].pod));
+    let moved = wait_for_end(&cluster, "nightly-1", 0);
+    assert!(moved.log.contains("jobherd moving"), "{}", moved.log);
+
+    let params = ("JOBHERD_PARAMS", "[{},{}]");
+    start_parent(
+        &cluster,
+        "retry-last",
+        &vars(&[params, ("JOBHERD_RETRY", "last-failed")]),
+    );
+    assert_eq!(wait_until_finished(&cluster, "retry-last"), "Complete");
+    let retried = wait_for_end(&cluster, "retry-last", 0);
+    assert!(
+        retried
+            .log
+            .contains("retrying run nightly-0: 1 of 2 children succeeded there"),
+        "{}",
+        retried.log
+    );
+    let created = Children::of(&cluster).created;
+    assert!(
+        created.contains(&"retry-last-0".to_string())
+            && !created.iter().any(|c| c == "retry-last-1"),
+        "{created:?}"
+    );
+
+    start_parent(
+        &cluster,
+        "retry-moved",
+        &vars(&[params, ("JOBHERD_RETRY", "nightly-1")]),
+    );
+    let refused = wait_for_end(&cluster, "retry-moved", 0);
+    assert_eq!(refused.exit, Some(2), "{}", refused.log);
+    assert!(
+        refused
+            .log
+            .contains("JOBHERD_RETRY=nightly-1: Job nightly-1 is still running"),
+        "{}",
+        refused.log
+    );
+    // All of it happened while the moved run had no pod.
+    assert_eq!(attempts(&cluster, "nightly-1").len(), 1);
+    assert_eq!(finished(&cluster, "nightly-1"), None);
 }

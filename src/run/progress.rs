@@ -318,6 +318,11 @@ impl Run {
         self.progress.ready.push_back(range);
         // A step with nothing to run (an empty list to fan out over) has succeeded.
         self.progress.work.push_back(Work::Ended(step));
+        // Laid out while the run stops: what was found of it goes, the rest is not started
+        // (before the first list, that is the list's to tell).
+        if let Some(why) = self.stopping.stop().filter(|_| self.relist.listed()) {
+            self.skip_unstarted(why, out);
+        }
     }
 
     /// `JOBHERD_RESULT_<STEP>` of each dependency that succeeded with an output.
@@ -421,12 +426,14 @@ impl Run {
     }
 
     /// The run stops: the steps not started yet are skipped, but with fail-fast those that
-    /// run on failure or always, which still run once their dependencies have ended.
+    /// run on failure or always, which still run once their dependencies have ended; and a
+    /// `params_from` step whose source's output is being read, which is laid out when it
+    /// comes: a restarted parent may have found its children already, to delete.
     pub(super) fn skip_unstarted(&mut self, why: Stop, out: &mut Reaction) {
         let keep = |when: When| why == Stop::FailFast && when != When::Succeeded;
         for step in 0..self.progress.steps.len() {
             let spec = &self.children.steps()[step];
-            if keep(spec.when) {
+            if keep(spec.when) || self.reads_its_source(step) {
                 continue;
             }
             if !self.progress.steps[step].decided {
@@ -440,6 +447,17 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// A `params_from` step not started whose source has succeeded and whose output is still
+    /// being read.
+    fn reads_its_source(&self, step: usize) -> bool {
+        let Some(source) = self.children.steps()[step].source else {
+            return false;
+        };
+        !self.progress.steps[step].decided
+            && self.step_succeeded(source)
+            && self.progress.steps[source].unread > 0
     }
 
     /// Lays out a `params_from` step's children at the end of the run's, each waiting, and

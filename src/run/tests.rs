@@ -275,16 +275,26 @@ fn exit_codes_follow_the_spec() {
     listed(&mut run, vec![]);
     seen(&mut run, job("r-a", &[("Complete", "")], 0));
     assert_eq!(run.exit_code(), 0);
-    for (event, code) in [
-        (Event::Tick, 3),
-        (Event::Signal(Signal::Interrupt), 130),
-        (Event::Signal(Signal::Terminate), 143),
+    for (event, deadline, code) in [
+        // JOBHERD_TIMEOUT passed already: the first event stops the run.
+        (Event::Tick, Some(Instant::now()), 3),
+        (Event::Signal(Signal::Interrupt), None, 130),
+        (Event::Signal(Signal::Terminate), None, 143),
     ] {
-        // JOBHERD_TIMEOUT passed already: the first tick stops the run.
-        let mut run = plan_run(&[("a", &[])], &RULES).with_limits(Some(Instant::now()), false);
+        let mut run = plan_run(&[("a", &[])], &RULES).with_limits(deadline, false);
         apply(&mut run, event);
         assert_eq!(run.exit_code(), code);
     }
+}
+
+#[test]
+fn an_attempt_that_starts_past_its_deadline_creates_nothing() {
+    // No tick comes before the first list: the list's own events see the deadline.
+    let mut run = fan_out(2, &RULES).with_limits(Some(Instant::now()), true);
+    let r = listed(&mut run, vec![job("r-0", &[], 1)]);
+    assert!(creates(&r).is_empty());
+    assert_eq!(deleted(&r), vec![0]);
+    assert_eq!(run.stop_reason(), Some(Stop::Timeout));
 }
 
 #[test]
@@ -716,6 +726,62 @@ fn a_dependant_waits_for_a_result_the_pod_watch_has_not_shown() {
         t0.after(Duration::from_secs(3)),
     );
     assert_eq!(creates(&r), vec![2]);
+}
+
+#[test]
+fn a_stop_before_a_fan_out_is_laid_out_deletes_the_children_a_restart_found_of_it() {
+    // A restarted parent past its deadline lists list (done, its result not read yet) and
+    // process's two children, which it cannot place until the result comes.
+    let mut run = run_of_plan(ETL, &RULES).with_limits(Some(Instant::now()), true);
+    let found = vec![
+        job("r-list", &[("Complete", "")], 0),
+        job("r-process-0", &[], 1),
+        job("r-process-1", &[], 1),
+    ];
+    let r = listed(&mut run, found);
+    assert!(deleted(&r).is_empty() && creates(&r).is_empty());
+    assert!(!run.is_over(), "process's children are out there");
+    let read = OutputRead::Found(Some(r#"["a","b"]"#.to_string()));
+    let r = apply(&mut run, Event::Output { index: 0, read });
+    assert_eq!(deleted(&r), vec![2, 3]);
+    assert!(creates(&r).is_empty());
+    apply(
+        &mut run,
+        Event::Deleted {
+            indices: vec![2, 3],
+        },
+    );
+    assert!(run.is_over());
+    let merge = run.state(1).phase.result();
+    assert_eq!(merge, Some(ChildResult::Skipped));
+    assert_eq!(run.tally().cancelled, 2);
+    assert_eq!(run.exit_code(), 3);
+    assert_tally(&run);
+}
+
+#[test]
+fn a_stop_before_the_first_list_deletes_a_fan_out_laid_out_during_it() {
+    // The pod watch told list's result first; the list shows list before process's children.
+    let mut run = run_of_plan(ETL, &RULES).with_limits(Some(Instant::now()), true);
+    let pod = succeeded_pod("r-list", Some(r#"["a","b"]"#));
+    apply(&mut run, Event::Pods(Box::new(watcher::Event::Apply(pod))));
+    let found = vec![
+        job("r-list", &[("Complete", "")], 0),
+        job("r-process-0", &[], 1),
+        job("r-process-1", &[], 1),
+    ];
+    let r = listed(&mut run, found);
+    assert_eq!(deleted(&r), vec![2, 3]);
+    assert!(creates(&r).is_empty());
+    apply(
+        &mut run,
+        Event::Deleted {
+            indices: vec![2, 3],
+        },
+    );
+    assert!(run.is_over());
+    assert_eq!(run.tally().cancelled, 2);
+    assert_tally(&run);
 }
 
 #[test]

@@ -172,7 +172,8 @@ fn list_event(e: watcher::Event<k8s_openapi::api::batch::v1::Job>) -> Event {
 #[test]
 fn the_deadline_ends_the_run_whatever_else_goes_on() {
     // A source's output is being read (the dependant is not laid out yet): the deadline still
-    // stops the run, and nothing waits for the output.
+    // stops the run; it is over once the fan-out is laid out (and what a restarted parent
+    // found of it could be deleted), and creates nothing.
     let t0 = At::now();
     let mut run = run_of_plan(ETL, &RULES).with_limits(Some(t0.instant + S(30)), false);
     run.apply(list_event(watcher::Event::Init), t0);
@@ -184,7 +185,10 @@ fn the_deadline_ends_the_run_whatever_else_goes_on() {
     assert!(!run.is_over(), "list's output is awaited");
     let r = run.apply(Event::Tick, t0.after(S(30)));
     assert!(r.transitions.contains(&Transition::Stopping(Stop::Timeout)));
-    assert!(run.is_over(), "a hard stop waits for no output");
+    let read = OutputRead::Found(Some(r#"["a","b"]"#.into()));
+    let r = run.apply(Event::Output { index: 0, read }, t0.after(S(31)));
+    assert!(creates(&r).is_empty());
+    assert!(run.is_over());
     assert_eq!(run.exit_code(), 3);
     assert_eq!(
         run.tally().done(),

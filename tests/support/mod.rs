@@ -63,12 +63,17 @@
 //! then after 10 s, doubling up to 5 min (`CrashLoopBackOff` meanwhile). These delays take `time_scale` of real time (default 0.01:
 //! 100 ms, 200 ms, ...). What a user writes (`activeDeadlineSeconds`, `ttlSecondsAfterFinished`,
 //! grace periods) and the fates below are real time.
+//! [`fake::FakeCluster::backdate`] makes an object look older, standing for time that passed
+//! (a parent Job whose `JOBHERD_TIMEOUT` ran out while its pod was away).
 //!
 //! # History
 //! `builder().record_history(true)` keeps every version of every object:
 //! [`fake::FakeCluster::history`] returns them in resourceVersion order (the order every
 //! watcher saw), with the time each was committed; [`fake::peak`] counts the most objects in
-//! some state at once. Tests assert on that instead of sampling the cluster.
+//! some state at once. Tests assert on that instead of sampling the cluster. [`herd`] reads a
+//! run from it: the shipped CronJob's parent Job run by the kubelet (each pod an attempt: its
+//! log, exit code and termination message), its record, and the child Jobs created, deleted,
+//! and what each was given.
 //!
 //! # Disruptions
 //! `POST pods/NAME/eviction` (policy/v1 from 1.22, policy/v1beta1, or a body without a type as
@@ -184,6 +189,7 @@
 //! | `FAKE_MESSAGE_REPEAT` | writes the expanded `FAKE_MESSAGE` N times (past the kubelet's 4096 bytes) | `1` |
 //! | `FAKE_WAITING` | stay Pending with this waiting reason (`ErrImagePull`, `ImagePullBackOff`, `CreateContainerConfigError`, ...) | none |
 //! | `FAKE_UNSCHEDULABLE` | `1`: stay Pending with `PodScheduled=False`, reason `Unschedulable` | none |
+//! | `FAKE_INSTANT` | `1`: start and end in one moment: the pod goes from Pending straight to `Succeeded` (or `Failed`) in one write, never reported Running, and its Job ends right after (a child done before anyone saw it run); `FAKE_HOLD` still holds it, running | none |
 //!
 //! An image starting with `fake-missing/` behaves like `FAKE_WAITING=ErrImagePull`.
 //! ErrImagePull and ImagePullBackOff alternate every 300 ms, as a real kubelet's retries do.
@@ -251,6 +257,7 @@
 
 pub mod debian;
 pub mod fake;
+pub mod herd;
 pub mod jobherd;
 
 pub use fake::{

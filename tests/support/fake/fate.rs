@@ -27,6 +27,8 @@ pub struct Fate {
     /// container's variables, written `message_repeat` times.
     pub message: Option<String>,
     pub message_repeat: usize,
+    /// Starts and ends in one moment: the pod goes from Pending straight to its end.
+    pub instant: bool,
 }
 
 impl Fate {
@@ -81,6 +83,9 @@ impl Fate {
                 .get("FAKE_MESSAGE_REPEAT")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(1),
+            instant: env
+                .get("FAKE_INSTANT")
+                .is_some_and(|v| !v.is_empty() && *v != "0" && *v != "false"),
         }
     }
 

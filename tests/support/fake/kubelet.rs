@@ -221,6 +221,8 @@ impl Sim {
                 let held = (uid.to_string(), i, epoch);
                 self.holds.entry(name).or_default().push(held);
             }
+            // `FAKE_INSTANT`: it ends before its running state is ever written.
+            _ if c.fate.instant => self.simulated_exit(uid, i, epoch, None),
             _ => {
                 let (after, uid, container) = (c.fate.run, uid.to_string(), i);
                 self.after(

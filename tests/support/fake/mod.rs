@@ -104,6 +104,8 @@ struct FailRule {
 pub(crate) struct Faults {
     fail: VecDeque<FailRule>,
     stall: Option<(Duration, usize)>,
+    /// Stalls of only the requests a `(verb, resource)` filter matches: (delay, remaining).
+    stall_only: Vec<(Duration, usize, (String, String))>,
     forbidden: HashSet<(String, String)>,
 }
 
@@ -117,17 +119,20 @@ impl Faults {
         sub: &str,
         ns: Option<&str>,
     ) -> (Option<Duration>, Option<ApiError>) {
-        let stall = match &mut self.stall {
-            Some((d, n)) if *n > 0 => {
-                *n -= 1;
-                Some(*d)
-            }
-            _ => None,
-        };
         let full = if sub.is_empty() {
             resource.to_string()
         } else {
             format!("{resource}/{sub}")
+        };
+        let only = self.stall_only.iter_mut().find(|(_, n, (v, r))| {
+            *n > 0 && (v == verb || v == "*") && (r == &full || r == resource || r == "*")
+        });
+        let stall = match (only, &mut self.stall) {
+            (Some((d, n, _)), _) | (None, Some((d, n))) if *n > 0 => {
+                *n -= 1;
+                Some(*d)
+            }
+            _ => None,
         };
         let forbidden = [(verb, full.as_str()), ("*", full.as_str()), (verb, "*")]
             .iter()
@@ -886,6 +891,26 @@ impl FakeCluster {
         kueue::set_suspend(&mut lock(&self.shared.store), &store::key(ns, job), suspend)
     }
 
+    /// Makes an object look `by` older: its `creationTimestamp` moves back, as if it had been
+    /// created that long ago (a parent Job whose run has gone on for hours: `JOBHERD_TIMEOUT`
+    /// counts from there). One write (MODIFIED), which a real API server would never make: it
+    /// stands for time that passed. Returns whether the object exists.
+    pub fn backdate(&self, kind: Kind, ns: &str, name: &str, by: Duration) -> bool {
+        let mut st = lock(&self.shared.store);
+        let Some(mut obj) = st.get(kind, &store::key(ns, name)).cloned() else {
+            return false;
+        };
+        let created = obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .unwrap_or_else(jiff::Timestamp::now);
+        let by = jiff::SignedDuration::try_from(by).unwrap_or(jiff::SignedDuration::MAX);
+        let earlier = created.checked_sub(by).unwrap_or(jiff::Timestamp::MIN);
+        obj["metadata"]["creationTimestamp"] = json!(earlier.to_string());
+        st.put(kind, obj);
+        true
+    }
+
     /// Pids of the processes containers of jobherd's image run now.
     pub fn process_ids(&self) -> Vec<u32> {
         lock(&self.shared.processes).iter().copied().collect()
@@ -989,6 +1014,16 @@ impl FakeCluster {
     /// Delays the next `n` responses by `delay`.
     pub fn stall(&self, delay: Duration, n: usize) {
         lock(&self.shared.faults).stall = Some((delay, n));
+    }
+
+    /// Delays the next `n` requests of `verb` on `resource` (as [`FakeCluster::fail_next`]'s
+    /// filter: `*` matches any) by `delay`; others are not delayed.
+    pub fn stall_only(&self, delay: Duration, n: usize, (verb, resource): (&str, &str)) {
+        lock(&self.shared.faults).stall_only.push((
+            delay,
+            n,
+            (verb.to_string(), resource.to_string()),
+        ));
     }
 
     /// Answers `verb` on `resource` (`jobs`, `pods/log`, `*`) with 403, as RBAC does.
