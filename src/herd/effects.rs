@@ -347,17 +347,11 @@ async fn create(api: &ChildApi, job: &Job) -> Result<Created, ClusterError> {
                     message: describe(&e),
                 });
             }
-            // The API refuses this Job for its size: this child fails, not the run.
-            Some(413) => {
-                return Ok(Created::Failed {
-                    reason: "TooLarge".into(),
-                    message: format!(
-                        "the API refused its Job as too large ({}); a Job may weigh {} KiB as jobherd sends it: pass large results by reference (an object storage key), not inline",
-                        describe(&e),
-                        MAX_JOB / 1024
-                    ),
-                });
-            }
+            // The API refuses this Job for its size: this child fails, not the run. (The
+            // apiserver answers 413 past its 3 MiB body limit; past etcd's 1.5 MiB, a 500 whose
+            // message says so, which would otherwise look like a passing trouble.)
+            Some(413) => return Ok(too_large(&e)),
+            Some(500) if is_too_large(&e) => return Ok(too_large(&e)),
             // kube waited out 429s (honouring Retry-After) many times already; the server
             // is busy, not failing, so this does not count towards giving up.
             Some(429) => {
@@ -372,6 +366,24 @@ async fn create(api: &ChildApi, job: &Job) -> Result<Created, ClusterError> {
             }
             _ => return Err(ClusterError::from_kube("create", "jobs", &api.namespace, e)),
         }
+    }
+}
+
+/// etcd refused the object for its size (`etcdserver: request is too large`, or its client's
+/// `trying to send message larger than max`).
+fn is_too_large(e: &kube::Error) -> bool {
+    let text = describe(e);
+    text.contains("request is too large") || text.contains("larger than max")
+}
+
+fn too_large(e: &kube::Error) -> Created {
+    Created::Failed {
+        reason: "TooLarge".into(),
+        message: format!(
+            "the API refused its Job as too large ({}); a Job may weigh {} KiB as jobherd sends it: pass large results by reference (an object storage key), not inline",
+            describe(e),
+            MAX_JOB / 1024
+        ),
     }
 }
 

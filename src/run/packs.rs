@@ -136,6 +136,7 @@ impl Run {
                     "jobherd: step {name} is not packed: {why}; its children run as Jobs of their own"
                 )));
                 self.children.unpack(step);
+                self.progress.requeue_many(&members);
                 return None;
             }
         };

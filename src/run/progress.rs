@@ -128,6 +128,13 @@ impl Progress {
         }
     }
 
+    /// Children taken from the queue but not handed out: ready again, first, in their order.
+    pub(super) fn requeue_many(&mut self, indices: &[usize]) {
+        for &i in indices.iter().rev() {
+            self.requeue(i);
+        }
+    }
+
     /// A child handed out but not created (the run paused): it is ready again, first.
     pub(super) fn requeue(&mut self, index: usize) {
         self.ready.push_front(index..index + 1);

@@ -169,7 +169,11 @@
 //! The kubelet reads each container's environment (`value` only). Pod-wide settings
 //! (`FAKE_PENDING_MS`, `FAKE_UNSCHEDULABLE`) come from the first container. In a pod of an
 //! Indexed Job, `FAKE_<NAME>_<index>` stands in for `FAKE_<NAME>` (`FAKE_EXIT_2=3`: index 2
-//! exits 3, the others 0). Init containers run one after the other before the others, each
+//! exits 3, the others 0); so it does in a child Job of a jobherd fan-out, by its
+//! `JOBHERD_CHILD_INDEX`, so that one configuration fails the same child packed or not. A
+//! container that runs jobherd's entrypoint (`/jobherd-pack/bin/jobherd entrypoint -- ...`,
+//! a packed child that needs its own variables) gets what the entrypoint sets: its member's
+//! variables from the values file its pack's ConfigMap mounts. Init containers run one after the other before the others, each
 //! with its own fate (by default: exit 0 after 50 ms); the pod is `Pending` meanwhile
 //! (`initContainerStatuses`, the others waiting `PodInitializing`, `Initialized=False`,
 //! kubectl's `Init:N/M`); one that fails fails a `Never` pod, and restarts with

@@ -91,7 +91,7 @@ impl Fate {
 
     /// The fate of a pod's first container (pod-wide settings live there).
     pub fn of(pod: &Value) -> Fate {
-        Self::of_container(&pod["spec"]["containers"][0], indexed::index_of(pod))
+        Self::of_container(&pod["spec"]["containers"][0], index_of(pod))
     }
 
     /// The termination-message file as the container leaves it, with `env` its environment
@@ -135,4 +135,23 @@ fn fate_env(c: &Value, index: Option<u32>) -> HashMap<&str, &str> {
         env.extend(own);
     }
     env
+}
+
+/// Which `FAKE_<NAME>_<index>` a pod's containers follow: its completion index, or its child
+/// index in a jobherd fan-out.
+pub fn index_of(pod: &Value) -> Option<u32> {
+    indexed::index_of(pod).or_else(|| child_index(&pod["spec"]["containers"][0]))
+}
+
+/// A child of a jobherd fan-out that is a Job of its own: its `JOBHERD_CHILD_INDEX` (as
+/// jobherd sets it, a plain value), so `FAKE_<NAME>_<index>` means the same child packed or
+/// not.
+fn child_index(container: &Value) -> Option<u32> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == "JOBHERD_CHILD_INDEX")?["value"]
+        .as_str()?
+        .parse()
+        .ok()
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::configmap;
-use super::fate::Fate;
+use super::fate::{self, Fate};
 use super::indexed;
 use super::lock;
 use super::meta::{self, Kind};
@@ -729,7 +729,7 @@ fn stop_logs(st: &mut Store, uid: &str, container: &str) -> Vec<String> {
 /// What the kubelet runs of a new pod: its init containers (simulated, whatever their image),
 /// then the others.
 fn new_run(key: &Key, pod: &Value, attempt_base: u32) -> PodRun {
-    let index = indexed::index_of(pod);
+    let index = fate::index_of(pod);
     let spec = &pod["spec"];
     let ctr = |c: &Value, init: bool| Ctr {
         name: c["name"].as_str().unwrap_or("").to_string(),

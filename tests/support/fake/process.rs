@@ -169,6 +169,7 @@ async fn pipe_to_log(
 /// else its name).
 pub fn container_env(st: &Store, pod: &Value, container: &Value) -> Vec<(String, String)> {
     let mut env = environment(st, pod, container);
+    entrypoint_values(st, pod, container, &mut env);
     let hostname = pod["spec"]["hostname"]
         .as_str()
         .filter(|h| !h.is_empty())
@@ -176,6 +177,52 @@ pub fn container_env(st: &Store, pod: &Value, container: &Value) -> Vec<(String,
     env.retain(|(k, _)| k != "HOSTNAME");
     env.push(("HOSTNAME".to_string(), hostname.to_string()));
     env
+}
+
+/// Where a packed child's container runs jobherd's entrypoint (`/jobherd-pack/bin/jobherd
+/// entrypoint -- COMMAND`), what the entrypoint sets before it runs COMMAND: the member's own
+/// variables from the values file its pack's ConfigMap mounts (`/jobherd-pack/values/
+/// values.json`, a JSON array in completion-index order), and `$(NAME)` references to them
+/// expanded in the other variables. (jobherd's own entrypoint does the same: `src/pack.rs`.)
+fn entrypoint_values(st: &Store, pod: &Value, container: &Value, env: &mut Vec<(String, String)>) {
+    let command = container["command"].as_array();
+    let runs_it = command.is_some_and(|c| {
+        c.first().and_then(Value::as_str) == Some("/jobherd-pack/bin/jobherd")
+            && c.get(1).and_then(Value::as_str) == Some("entrypoint")
+    });
+    if !runs_it {
+        return;
+    }
+    let name = container["name"].as_str().unwrap_or_default();
+    let path = "/jobherd-pack/values/values.json";
+    let Some(file) = configmap::volume_file(st, pod, name, path) else {
+        return;
+    };
+    let index: usize = env
+        .iter()
+        .find(|(k, _)| k == "JOB_COMPLETION_INDEX")
+        .and_then(|(_, v)| v.parse().ok())
+        .or_else(|| {
+            pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+                .as_str()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    let members: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_slice(&file).unwrap_or_default();
+    let Some(own) = members.get(index) else {
+        return;
+    };
+    for (_, v) in env.iter_mut() {
+        for (name, value) in own {
+            *v = v.replace(&format!("$({name})"), value.as_str().unwrap_or_default());
+        }
+    }
+    for (name, value) in own {
+        env.retain(|(k, _)| k != name);
+        env.push((name.clone(), value.as_str().unwrap_or_default().to_string()));
+    }
 }
 
 /// The container's environment as the kubelet builds it: `envFrom` ConfigMaps first, then

@@ -1,0 +1,305 @@
+//! Packed fan-outs (SPEC §10, `JOBHERD_PACK=indexed`) against the fake cluster's Indexed Jobs:
+//! a packed child is still a child (the same report, child for child, as unpacked), sees the
+//! environment it sees unpacked, fails and is retried alone, and a pack costs the cluster's Job
+//! controller a fraction of what a Job per child does.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use support::{FakeCluster, Kind};
+
+const NS: &str = "default";
+
+/// What a report says of each child, in the words both a packed and an unpacked run use.
+fn children(report: &Value) -> BTreeMap<String, (String, String, u64, Value)> {
+    report["children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_string(),
+                (
+                    c["result"].as_str().unwrap_or_default().to_string(),
+                    c["reason"].as_str().unwrap_or_default().to_string(),
+                    c["attempts"].as_u64().unwrap_or(0),
+                    c["output"].clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Runs a herd with `vars`, packed or not, on a fresh cluster; returns the cluster, the exit
+/// code and the JSON report.
+fn run(pack: bool, vars: &[(&str, &str)]) -> (FakeCluster, Option<i32>, Value, String) {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "herd")
+        .env("JOBHERD_RESTART_POLICY", "Never")
+        .env("JOBHERD_REPORT_FILE", report.path().to_str().unwrap());
+    if pack {
+        cmd = cmd
+            .env("JOBHERD_PACK", "indexed")
+            .env("JOBHERD_PACK_IMAGE", "jobherd:test");
+    }
+    for (k, v) in vars {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run();
+    let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (cluster, out.code, json, format!("{out}"))
+}
+
+/// Every pack the run created, as first stored (also those deleted since).
+fn pack_jobs(cluster: &FakeCluster) -> Vec<Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    cluster
+        .history(Kind::Job)
+        .into_iter()
+        .map(|r| r.object)
+        .filter(|j| j["metadata"]["labels"]["jobherd.io/pack"] == "true")
+        .filter(|j| {
+            seen.insert(
+                j["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_packed_fan_out_reports_each_child_as_the_unpacked_one_would() {
+    // Five children, the third fails both its attempts; each writes its index.
+    let vars = [
+        ("JOBHERD_COUNT", "5"),
+        ("JOBHERD_BACKOFF_LIMIT", "1"),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}","FAKE_EXIT_2":"3"}"#,
+        ),
+    ];
+    let (plain, code, unpacked, out) = run(false, &vars);
+    assert_eq!(code, Some(1), "{out}");
+    let (packed_cluster, code, packed, out) = run(true, &vars);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(children(&packed), children(&unpacked), "{out}");
+    let third = &children(&packed)["herd-2"];
+    assert_eq!(
+        (third.0.as_str(), third.1.as_str(), third.2),
+        ("failed", "BackoffLimitExceeded", 2)
+    );
+    assert_eq!(children(&packed)["herd-4"].3, Value::from(4));
+    assert_eq!(plain.jobs_created(), 5);
+    assert_eq!(packed_cluster.jobs_created(), 1, "one Indexed Job: {out}");
+    let job = &pack_jobs(&packed_cluster)[0];
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    assert_eq!(job["spec"]["completions"], 5);
+    assert_eq!(job["spec"]["backoffLimitPerIndex"], 1);
+    assert_eq!(
+        job["spec"]["template"]["spec"]["restartPolicy"], "Never",
+        "backoffLimitPerIndex needs it"
+    );
+    assert!(
+        job["spec"]["template"]["spec"]["initContainers"].is_null(),
+        "the index comes through the downward API: no entrypoint needed"
+    );
+    assert!(out.contains("herd-2 failed: BackoffLimitExceeded"), "{out}");
+}
+
+#[test]
+fn packed_children_get_their_own_params_through_jobherds_entrypoint() {
+    let vars = [
+        (
+            "JOBHERD_PARAMS",
+            r#"[{"PART":"eu"},{"PART":"us"},{"PART":"apac"}]"#,
+        ),
+        ("JOBHERD_COMMAND", r#"["etl","--part","$(PART)"]"#),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_MESSAGE":"${PART}-${JOBHERD_CHILD_INDEX}-${JOBHERD_CHILD_COUNT}"}"#,
+        ),
+    ];
+    let (_, code, unpacked, out) = run(false, &vars);
+    assert_eq!(code, Some(0), "{out}");
+    let (cluster, code, packed, out) = run(true, &vars);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(children(&packed), children(&unpacked));
+    assert_eq!(children(&packed)["herd-1"].3, Value::from("us-1-3"));
+    let job = &pack_jobs(&cluster)[0];
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["initContainers"][0]["image"], "jobherd:test");
+    assert_eq!(
+        pod["containers"][0]["command"],
+        serde_json::json!([
+            "/jobherd-pack/bin/jobherd",
+            "entrypoint",
+            "--",
+            "etl",
+            "--part",
+            "$(PART)"
+        ])
+    );
+    let values = cluster
+        .object(
+            Kind::ConfigMap,
+            NS,
+            job["metadata"]["name"].as_str().unwrap(),
+        )
+        .expect("the pack's values");
+    assert!(
+        values["data"]["values.json"]
+            .as_str()
+            .unwrap()
+            .contains(r#""PART":"apac""#),
+        "{values}"
+    );
+}
+
+#[test]
+fn a_fan_out_bigger_than_the_pack_size_becomes_several_packs_numbered_as_one() {
+    let vars = [
+        ("JOBHERD_COUNT", "7"),
+        ("JOBHERD_PACK_SIZE", "3"),
+        ("JOBHERD_COMMAND", r#"["work"]"#),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}/${JOBHERD_CHILD_COUNT}"}"#,
+        ),
+    ];
+    let (cluster, code, packed, out) = run(true, &vars);
+    assert_eq!(code, Some(0), "{out}");
+    let mut sizes: Vec<u64> = pack_jobs(&cluster)
+        .iter()
+        .map(|j| j["spec"]["completions"].as_u64().unwrap())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![1, 3, 3]);
+    let got = children(&packed);
+    for i in 0..7 {
+        assert_eq!(
+            got[&format!("herd-{i}")].3,
+            Value::from(format!("{i}/7")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_packed_step_fans_out_over_a_result_and_hands_its_results_on() {
+    let plan = serde_json::json!({"steps": [
+        {"name": "list", "env": {"FAKE_MESSAGE": r#"["a","b","c"]"#}},
+        {"name": "work", "depends_on": ["list"], "params_from": "list", "pack": "indexed",
+         "command": ["work", "$(JOBHERD_ITEM)"], "env": {"FAKE_MESSAGE": "${JOBHERD_ITEM}!"}},
+        {"name": "merge", "depends_on": ["work"], "env": {"FAKE_MESSAGE": "${JOBHERD_RESULT_WORK}"}},
+    ]})
+    .to_string();
+    let vars = [
+        ("JOBHERD_PLAN", plan.as_str()),
+        ("JOBHERD_PACK_IMAGE", "jobherd:test"),
+    ];
+    let (cluster, code, report, out) = run(false, &vars);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(pack_jobs(&cluster).len(), 1, "the step's own pack: indexed");
+    assert_eq!(
+        children(&report)["herd-merge"].3,
+        serde_json::json!(["a!", "b!", "c!"]),
+        "{out}"
+    );
+    assert_eq!(cluster.jobs_created(), 3, "list, the pack, merge");
+}
+
+#[test]
+fn fail_fast_fails_the_pack_at_its_first_failed_child_and_cancels_the_rest() {
+    let vars = [
+        ("JOBHERD_COUNT", "4"),
+        ("JOBHERD_FAIL_FAST", "true"),
+        ("JOBHERD_BACKOFF_LIMIT", "0"),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_EXIT_1":"3","FAKE_RUN_MS":"60000","FAKE_RUN_MS_1":"10"}"#,
+        ),
+    ];
+    let (cluster, code, report, out) = run(true, &vars);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(pack_jobs(&cluster)[0]["spec"]["maxFailedIndexes"], 0);
+    let got = children(&report);
+    assert_eq!(got["herd-1"].0, "failed");
+    for i in [0, 2, 3] {
+        assert_eq!(got[&format!("herd-{i}")].0, "cancelled", "{out}");
+    }
+}
+
+#[test]
+fn packing_on_a_cluster_before_1_29_exits_2_before_creating_anything() {
+    let cluster = FakeCluster::builder().version(28).start();
+    let out = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_COUNT", "3")
+        .env("JOBHERD_PACK", "indexed")
+        .run();
+    assert_eq!(out.code, Some(2), "{out}");
+    assert!(out.stderr.contains("this cluster runs 1.28"), "{out}");
+    assert!(out.stderr.contains("1.29 or newer"), "{out}");
+    assert_eq!(cluster.jobs_created(), 0);
+}
+
+#[test]
+fn a_step_without_a_command_for_the_entrypoint_runs_unpacked_and_says_why() {
+    let vars = [("JOBHERD_PARAMS", r#"[{"A":"1"},{"A":"2"}]"#)];
+    let (cluster, code, _, out) = run(true, &vars);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("is not packed"), "{out}");
+    assert!(out.contains("no command"), "{out}");
+    assert_eq!(cluster.jobs_created(), 2);
+    assert!(pack_jobs(&cluster).is_empty());
+}
+
+#[test]
+fn a_restarted_parent_adopts_its_pack_without_creating_anything() {
+    let cluster = FakeCluster::start();
+    let parent = cluster.create_parent(NS, "nightly-1");
+    let start = || {
+        cluster
+            .jobherd()
+            .in_pod(&parent)
+            .env("JOBHERD_IMAGE", "busybox")
+            .env("JOBHERD_COUNT", "3")
+            .env("JOBHERD_PACK", "indexed")
+            .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"work"}"#)
+            .spawn()
+    };
+    let mut first = start();
+    first.wait_for_stdout("nightly-1-2 created", std::time::Duration::from_secs(30));
+    first.kill();
+    first.wait();
+    let mut second = start();
+    second.wait_for_stdout("nightly-1-2 adopted", std::time::Duration::from_secs(30));
+    cluster.release("work");
+    let out = second.wait();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(cluster.jobs_created(), 1, "{out}");
+}
+
+#[test]
+fn a_pack_costs_the_job_controller_a_fraction_of_a_job_per_child() {
+    let vars = [("JOBHERD_COUNT", "60")];
+    let (plain, code, _, out) = run(false, &vars);
+    assert_eq!(code, Some(0), "{out}");
+    let (packed, code, _, out) = run(true, &vars);
+    assert_eq!(code, Some(0), "{out}");
+    let (plain, packed) = (
+        plain.controller_requests().total(),
+        packed.controller_requests().total(),
+    );
+    assert!(packed * 2 < plain, "packed {packed}, unpacked {plain}");
+}
