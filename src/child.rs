@@ -265,7 +265,9 @@ impl Children {
             Some(b) => format!("{b}-pack{}", positions[0]),
             None => format!("pack{}", positions[0]),
         };
-        let name = child_name(&self.prefix, &suffix);
+        // From 1.28 the API refuses an Indexed Job whose `<name>-<last index>` is no DNS label.
+        let room = MAX_NAME - 1 - positions.len().saturating_sub(1).to_string().len();
+        let name = shorten(&format!("{}-{suffix}", self.prefix), room);
         let label = shorten(&suffix, MAX_NAME);
         let in_order = positions.iter().enumerate().all(|(i, p)| i == *p);
         let passing = match &step.fan_out {
