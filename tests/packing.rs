@@ -303,3 +303,151 @@ fn a_pack_costs_the_job_controller_a_fraction_of_a_job_per_child() {
     );
     assert!(packed * 2 < plain, "packed {packed}, unpacked {plain}");
 }
+
+/// Runs jobherd as the parent Job `name` (in its pod) with `vars`, packed; ends the parent
+/// with the exit code, as the Job controller would.
+fn run_parent(cluster: &FakeCluster, name: &str, vars: &[(&str, &str)]) -> support::Output {
+    let parent = cluster.create_parent(NS, name);
+    let mut cmd = cluster
+        .jobherd()
+        .in_pod(&parent)
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_PACK", "indexed")
+        .env("JOBHERD_PACK_IMAGE", "jobherd:test")
+        .env("JOBHERD_BACKOFF_LIMIT", "0");
+    for (k, v) in vars {
+        cmd = cmd.env(k, v);
+    }
+    let out = cmd.run();
+    if let Some(code) = out.code {
+        cluster.finish_parent(&parent, code);
+    }
+    out
+}
+
+#[test]
+fn a_retry_of_a_packed_run_packs_only_the_failed_children_numbered_as_before() {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    let vars = [
+        ("JOBHERD_COUNT", "6"),
+        ("JOBHERD_COMMAND", r#"["work"]"#),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}","FAKE_EXIT_1":"3","FAKE_EXIT_4":"3"}"#,
+        ),
+    ];
+    let out = run_parent(&cluster, "nightly-1", &vars);
+    assert_eq!(out.code, Some(1), "{out}");
+    // The retry: the same configuration, whose children now all succeed.
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let retry = [
+        ("JOBHERD_COUNT", "6"),
+        ("JOBHERD_COMMAND", r#"["work"]"#),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}"}"#,
+        ),
+        ("JOBHERD_RETRY", "nightly-1"),
+        ("JOBHERD_REPORT_FILE", report.path().to_str().unwrap()),
+    ];
+    let out = run_parent(&cluster, "nightly-2", &retry);
+    assert_eq!(out.code, Some(0), "{out}");
+    let packs = pack_jobs(&cluster);
+    let second: Vec<&Value> = packs
+        .iter()
+        .filter(|j| {
+            j["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("nightly-2")
+        })
+        .collect();
+    assert_eq!(second.len(), 1, "{out}");
+    assert_eq!(second[0]["spec"]["completions"], 2);
+    assert_eq!(
+        second[0]["metadata"]["annotations"]["jobherd.io/pack-members"],
+        "1,4"
+    );
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    let got = children(&json);
+    assert_eq!(
+        got["nightly-2-1"].3,
+        Value::from(1),
+        "the child keeps its index: {out}"
+    );
+    assert_eq!(got["nightly-2-4"].3, Value::from(4));
+}
+
+#[test]
+fn a_stuck_packed_child_fails_alone_and_its_pack_goes_on() {
+    let vars = [
+        ("JOBHERD_COUNT", "3"),
+        ("JOBHERD_STUCK_TIMEOUT", "1s"),
+        ("JOBHERD_BACKOFF_LIMIT", "3"),
+        ("JOBHERD_ENV", r#"{"FAKE_WAITING_1":"ErrImagePull"}"#),
+    ];
+    let (cluster, code, report, out) = run(true, &vars);
+    assert_eq!(code, Some(1), "{out}");
+    let got = children(&report);
+    assert_eq!(got["herd-1"].0, "failed");
+    assert_eq!(got["herd-1"].1, "ErrImagePull", "{out}");
+    assert_eq!(got["herd-0"].0, "succeeded");
+    assert_eq!(got["herd-2"].0, "succeeded");
+    let pack = &pack_jobs(&cluster)[0];
+    let name = pack["metadata"]["name"].as_str().unwrap();
+    let last = cluster
+        .history_of(Kind::Job, NS, name)
+        .last()
+        .unwrap()
+        .object
+        .clone();
+    assert_eq!(
+        last["status"]["failedIndexes"], "1",
+        "the index failed, not retried: {last}"
+    );
+    assert_eq!(last["status"]["completedIndexes"], "0,2");
+}
+
+#[test]
+fn a_child_timeout_is_each_packed_childs_own_deadline() {
+    let vars = [
+        ("JOBHERD_COUNT", "2"),
+        ("JOBHERD_CHILD_TIMEOUT", "1s"),
+        ("JOBHERD_ENV", r#"{"FAKE_RUN_MS_0":"60000"}"#),
+    ];
+    let (cluster, code, report, out) = run(true, &vars);
+    assert_eq!(code, Some(1), "{out}");
+    let got = children(&report);
+    assert_eq!(
+        (got["herd-0"].0.as_str(), got["herd-0"].1.as_str()),
+        ("failed", "DeadlineExceeded"),
+        "{out}"
+    );
+    assert_eq!(got["herd-1"].0, "succeeded");
+    let pod = &pack_jobs(&cluster)[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["activeDeadlineSeconds"], 1);
+}
+
+#[test]
+fn a_packed_job_waits_in_kueue_as_one_workload() {
+    let cluster = FakeCluster::builder().kueue(true).start();
+    let mut h = cluster
+        .jobherd()
+        .env("JOBHERD_IMAGE", "busybox")
+        .env("JOBHERD_NAME_PREFIX", "q")
+        .env("JOBHERD_COUNT", "3")
+        .env("JOBHERD_PACK", "indexed")
+        .env("JOBHERD_QUEUE", "batch")
+        .spawn();
+    h.wait_for_stdout("q-2 queued", std::time::Duration::from_secs(30));
+    let packs: Vec<Value> = cluster
+        .objects(Kind::Job, NS)
+        .into_iter()
+        .filter(|j| j["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "batch")
+        .collect();
+    assert_eq!(packs.len(), 1, "one workload");
+    assert!(cluster.admit(NS, packs[0]["metadata"]["name"].as_str().unwrap()));
+    let out = h.wait();
+    assert_eq!(out.code, Some(0), "{out}");
+}
