@@ -16,8 +16,13 @@
 FROM rust:1.95-slim-bookworm AS build
 
 WORKDIR /src
+# The binary is linked statically (glibc's crt-static, for the build machine's own
+# target, so build scripts and proc macros stay dynamic): packed children copy it into
+# their own images and run it as their entrypoint (JOBHERD_PACK=indexed), whatever libc
+# those images have, if any.
 ENV CARGO_INCREMENTAL=0 \
-    CARGO_TERM_COLOR=never
+    CARGO_TERM_COLOR=never \
+    RUSTFLAGS="-C target-feature=+crt-static"
 
 # 1. Dependencies only: this layer is rebuilt only when Cargo.toml, Cargo.lock
 #    or the benches change, not on every source edit. The dummy targets give
@@ -32,7 +37,7 @@ COPY benches ./benches
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --target "$(uname -m)-unknown-linux-gnu" \
     && rm -rf src
 
 # 2. The real sources. `touch` makes their mtimes newer than the dummy build's
@@ -45,7 +50,8 @@ COPY src ./src
 ARG REVISION=unknown
 RUN find src -name '*.rs' -exec touch {} + \
     && JOBHERD_BUILD_REVISION="${REVISION}" cargo build --release --locked \
-    && cp target/release/jobherd /jobherd
+        --target "$(uname -m)-unknown-linux-gnu" \
+    && cp "target/$(uname -m)-unknown-linux-gnu/release/jobherd" /jobherd
 
 # ---------------------------------------------------------------------------
 # Runtime: glibc + libgcc + CA certificates + /etc/passwd entry for nonroot,

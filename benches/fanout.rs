@@ -13,6 +13,9 @@
 //!   of that many children each gives one item, a `params_from` step fans out over them, and a
 //!   merge step gets all of their results; at `JOBHERD_QPS` 200;
 //! - `BENCH_CANCEL`: active children to cancel with SIGTERM, default `5000` (`0` skips it);
+//! - `BENCH_PACK`: fan-out sizes run unpacked and packed (`JOBHERD_PACK=indexed`) side by
+//!   side, default `1000,10000`; `BENCH_PACK_ONLY`: sizes run packed only, default `100000`
+//!   (`0` skips either): jobherd's requests and the fake's model of the Job controller's;
 //! - `BENCH_ADOPT`: sizes of a `params_from` fan-out that a parent killed mid-run leaves
 //!   running and a restarted parent adopts, default `10000` (`0` skips it); at `JOBHERD_QPS`
 //!   200: the restarted parent's requests per adopted child (it must find them from its lists,
@@ -390,8 +393,49 @@ fn list(var: &str, default: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The same fan-out unpacked and packed (`JOBHERD_PACK=indexed`), at `JOBHERD_QPS` 200:
+/// jobherd's requests and the modelled Job controller's, per child, side by side.
+fn packing(children: usize, modes: &[bool]) {
+    const QPS: u32 = 200;
+    for &packed in modes {
+        let cluster = FakeCluster::start();
+        let mut vars = vec![
+            ("JOBHERD_COUNT", children.to_string()),
+            ("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"200"}"#.to_string()),
+        ];
+        if packed {
+            vars.push(("JOBHERD_PACK", "indexed".to_string()));
+        }
+        let m = measure(&cluster, QPS, &vars);
+        let controller = cluster.controller_requests();
+        println!(
+            "{} children={children:>6}  qps={QPS}  wall={:>7.2}s  jobherd requests={:>6} ({:.3}/child)  job_controller={:>6} ({:.2}/child, {:.0}s at 20/s)  peak_rss={:.1} MiB  cpu={:.2}s ({:.3} ms/child)",
+            if packed { "packed  " } else { "unpacked" },
+            m.wall.as_secs_f64(),
+            m.requests.len(),
+            m.requests.len() as f64 / children as f64,
+            controller.total(),
+            controller.total() as f64 / children as f64,
+            controller.seconds_at(20.0),
+            m.peak,
+            m.cpu,
+            m.cpu * 1000.0 / children as f64,
+        );
+    }
+}
+
 fn main() {
     chain(20);
+    for children in list("BENCH_PACK", "1000,10000") {
+        if children > 0 {
+            packing(children, &[false, true]);
+        }
+    }
+    for children in list("BENCH_PACK_ONLY", "100000") {
+        if children > 0 {
+            packing(children, &[true]);
+        }
+    }
     let outputs = Outputs::start();
     let with_outputs = std::env::var("BENCH_WITH_OUTPUTS").is_ok_and(|v| v == "1");
     for children in list("BENCH_CHILDREN", "1000") {

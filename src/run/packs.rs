@@ -131,9 +131,12 @@ impl Run {
             Ok(job) => job,
             Err(why) => {
                 let step = self.children.get(first).step;
-                let name = self.children.steps()[step].name.clone().unwrap_or_default();
+                let which = match &self.children.steps()[step].name {
+                    Some(name) => format!("step {name} is"),
+                    None => "the fan-out is".to_string(),
+                };
                 out.transitions.push(super::Transition::Note(format!(
-                    "jobherd: step {name} is not packed: {why}; its children run as Jobs of their own"
+                    "jobherd: {which} not packed: {why}; its children run as Jobs of their own"
                 )));
                 self.children.unpack(step);
                 self.progress.requeue_many(&members);
