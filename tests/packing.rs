@@ -451,3 +451,31 @@ fn a_packed_job_waits_in_kueue_as_one_workload() {
     let out = h.wait();
     assert_eq!(out.code, Some(0), "{out}");
 }
+
+#[test]
+fn a_packed_plan_with_a_fan_out_over_a_result_reports_as_the_unpacked_one() {
+    let plan = serde_json::json!({"steps": [
+        {"name": "list", "env": {"FAKE_MESSAGE": r#"["a","b","c","d"]"#}},
+        {"name": "work", "depends_on": ["list"], "params_from": "list",
+         "command": ["work"], "env": {"FAKE_MESSAGE": "${JOBHERD_ITEM}${JOBHERD_CHILD_INDEX}"}},
+        {"name": "count", "count": 3, "depends_on": ["list"],
+         "env": {"FAKE_MESSAGE": "${JOBHERD_CHILD_INDEX}", "FAKE_EXIT_1": "3"}},
+        {"name": "merge", "depends_on": ["work"], "env": {"FAKE_MESSAGE": "${JOBHERD_RESULT_WORK}"}},
+        {"name": "notify", "depends_on": ["count", "merge"], "when": "always"},
+    ]})
+    .to_string();
+    let vars = [
+        ("JOBHERD_PLAN", plan.as_str()),
+        ("JOBHERD_BACKOFF_LIMIT", "0"),
+    ];
+    let (_, code, unpacked, out) = run(false, &vars);
+    assert_eq!(code, Some(1), "{out}");
+    let (cluster, code, packed, out) = run(true, &vars);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(children(&packed), children(&unpacked), "{out}");
+    assert_eq!(pack_jobs(&cluster).len(), 2, "work and count");
+    assert_eq!(
+        children(&packed)["herd-merge"].3,
+        serde_json::json!(["a0", "b1", "c2", "d3"])
+    );
+}
