@@ -407,6 +407,15 @@ fn packing(children: usize, modes: &[bool]) {
             vars.push(("JOBHERD_PACK", "indexed".to_string()));
         }
         let m = measure(&cluster, QPS, &vars);
+        // The controller removes the last finalizers as the Job ends: count them too.
+        let tracked = |c: &FakeCluster| {
+            c.count(Kind::Pod, "default", |p| {
+                p["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty())
+            })
+        };
+        cluster.wait_until(Duration::from_secs(120), |c| tracked(c) == 0);
         let controller = cluster.controller_requests();
         println!(
             "{} children={children:>6}  qps={QPS}  wall={:>7.2}s  jobherd requests={:>6} ({:.3}/child)  job_controller={:>6} ({:.2}/child, {:.0}s at 20/s)  peak_rss={:.1} MiB  cpu={:.2}s ({:.3} ms/child)",

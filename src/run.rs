@@ -57,6 +57,10 @@ use reading::Reading;
 use relist::Relist;
 use stopping::{OnSignal, OnVerdict, Stopping};
 
+/// The most creates handed out and not answered yet: enough to keep the fastest rate limit
+/// busy between two events, few enough that a herd of 100,000 waits as children, not as Jobs.
+const AHEAD: usize = 512;
+
 /// A child's final state, read back after the fact (`record::rebuild`).
 #[derive(Debug, Clone)]
 pub struct Restored {
@@ -304,9 +308,12 @@ impl Run {
         // A pack holds its share of the limit (its Job's parallelism), not one per child.
         let (slots, packed) = self.packs.held();
         let used = self.book.tally().active() - packed.min(self.book.tally().active()) + slots;
+        // Creates are handed out a few hundred ahead of what the rate limit sends: the rest
+        // wait as children, not as built recipes.
+        let mut ahead = AHEAD.saturating_sub(self.book.tally().creating);
         let mut free = limit.saturating_sub(used);
         let mut failed = false;
-        while free > 0 {
+        while free > 0 && ahead > 0 {
             let Some(index) = self.progress.peek_ready() else {
                 break;
             };
@@ -320,6 +327,7 @@ impl Run {
                 && let Some(taken) = self.hand_out_pack(index, free, out)
             {
                 free = free.saturating_sub(taken);
+                ahead = 0;
                 continue;
             }
             self.progress.next_ready();
@@ -334,6 +342,7 @@ impl Run {
             let job = Box::new(job);
             out.effects.push(Effect::Create { index, job });
             free -= 1;
+            ahead -= 1;
         }
         failed
     }
