@@ -88,7 +88,7 @@ pub struct ChildState {
     /// The Job this run created or adopted, as last seen.
     pub(super) job: JobTrack,
     /// Its pods, as their attempts count.
-    pub(super) pods: BTreeMap<String, PodRuns>,
+    pub(super) pods: Pods,
     /// Last pending notice given, so each is given once.
     pub(super) notice: Option<String>,
 }
@@ -100,7 +100,7 @@ impl ChildState {
     }
 
     fn attempts_from_pods(&self) -> u32 {
-        self.pods.values().map(|p| p.runs).sum()
+        self.pods.0.iter().map(|(_, p)| p.runs).sum()
     }
 
     /// Attempts are the most of what its pods, its Job and what is known from before say;
@@ -136,6 +136,35 @@ pub(super) struct JobTrack {
     pub(super) attempts: u32,
     /// A pod of it ran past its own deadline (a packed child's `JOBHERD_CHILD_TIMEOUT`).
     pub(super) deadline_exceeded: bool,
+}
+
+/// A child's pods, by a hash of their uid: most children have one or two, and a herd of
+/// 100,000 keeps 100,000 of these (a map would allocate a node of eleven for each).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Pods(Vec<(u64, PodRuns)>);
+
+impl Pods {
+    /// The pod with this uid, added when new.
+    pub(super) fn entry(&mut self, uid: &str) -> &mut PodRuns {
+        let key = crate::child::fnv1a(uid);
+        match self.0.iter().position(|(k, _)| *k == key) {
+            Some(i) => &mut self.0[i].1,
+            None => {
+                self.0.push((key, PodRuns::default()));
+                let last = self.0.len() - 1;
+                &mut self.0[last].1
+            }
+        }
+    }
+
+    pub(super) fn get(&self, uid: &str) -> Option<&PodRuns> {
+        let key = crate::child::fnv1a(uid);
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, p)| p)
+    }
+
+    pub(super) fn all_mut(&mut self) -> impl Iterator<Item = &mut PodRuns> {
+        self.0.iter_mut().map(|(_, p)| p)
+    }
 }
 
 /// What one pod of a child counts for.

@@ -215,7 +215,7 @@ impl Run {
         let state = self.book.get_mut(index);
         let uid = pod.uid().unwrap_or_default();
         if queued {
-            state.pods.entry(uid).or_default().preempted = true;
+            state.pods.entry(&uid).preempted = true;
             return true;
         }
         state.pods.get(&uid).is_some_and(|p| p.preempted)
@@ -270,11 +270,7 @@ impl Run {
             .max()
             .unwrap_or(0);
         let state = self.book.get_mut(index);
-        let runs = &mut state
-            .pods
-            .entry(pod.uid().unwrap_or_default())
-            .or_default()
-            .runs;
+        let runs = &mut state.pods.entry(&pod.uid().unwrap_or_default()).runs;
         *runs = (*runs).max(restarts + 1);
         state.refresh_attempts()
     }

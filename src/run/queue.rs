@@ -82,7 +82,7 @@ impl Run {
     fn preempted(&mut self, index: usize, out: &mut Reaction) {
         let state = self.book.get_mut(index);
         state.queue.preemptions += 1;
-        for pod in state.pods.values_mut().filter(|p| !p.preempted) {
+        for pod in state.pods.all_mut().filter(|p| !p.preempted) {
             pod.preempted = true;
             pod.runs = pod.runs.saturating_sub(1);
         }
