@@ -18,7 +18,9 @@ fn main() -> ExitCode {
         Ok(Command::Entrypoint) => {
             let args: Vec<_> = std::env::args_os().skip(2).collect();
             let (message, code) = jobherd::pack::entrypoint(&args);
-            eprintln!("{message}");
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
             return exit(code);
         }
         Err(e) => {
