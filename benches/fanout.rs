@@ -399,12 +399,16 @@ fn packing(children: usize, modes: &[bool]) {
     const QPS: u32 = 200;
     for &packed in modes {
         let cluster = FakeCluster::start();
+        // A command, as a real herd has: packs after the first need one for jobherd's
+        // entrypoint (their children's indexes do not start at 0).
         let mut vars = vec![
             ("JOBHERD_COUNT", children.to_string()),
+            ("JOBHERD_COMMAND", r#"["work"]"#.to_string()),
             ("JOBHERD_ENV", r#"{"FAKE_RUN_MS":"200"}"#.to_string()),
         ];
         if packed {
             vars.push(("JOBHERD_PACK", "indexed".to_string()));
+            vars.push(("JOBHERD_PACK_IMAGE", "jobherd:bench".to_string()));
         }
         let m = measure(&cluster, QPS, &vars);
         // The controller removes the last finalizers as the Job ends: count them too.

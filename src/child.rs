@@ -314,7 +314,23 @@ impl Children {
 
     /// The step's children run as Jobs of their own after all (it cannot be packed).
     pub fn unpack(&mut self, step: usize) {
-        self.steps[step].packed = false;
+        self.set_packed(step, false);
+    }
+
+    /// Packs a step's children or not; only unpacked children are found by their names.
+    fn set_packed(&mut self, step: usize, packed: bool) {
+        self.steps[step].packed = packed;
+        for i in self.steps[step].children.clone() {
+            let name = &self.specs[i].name;
+            if packed {
+                self.by_name.remove(name);
+            } else {
+                self.by_name.insert(name.clone(), i);
+            }
+        }
+        if packed {
+            self.by_name.shrink_to_fit();
+        }
     }
 
     /// What the steps it depends on give a step's children (`JOBHERD_RESULT_*`).
@@ -396,7 +412,7 @@ pub fn children(
         })?;
         let fan_out = defaults.fan_out.clone();
         out.push_step(None, vec![], vec![], template, fan_out);
-        out.steps[0].packed = packs(defaults, &StepSettings::default());
+        out.set_packed(0, packs(defaults, &StepSettings::default()));
         return Ok(out);
     };
     let mut step_ids: HashMap<&str, usize> = HashMap::new();
@@ -423,7 +439,7 @@ pub fn children(
         let pushed = out.steps.len() - 1;
         out.steps[pushed].when = step.when;
         out.steps[pushed].source = source;
-        out.steps[pushed].packed = packs(defaults, &step.settings);
+        out.set_packed(pushed, packs(defaults, &step.settings));
         step_ids.insert(step.name.as_str(), pushed);
     }
     Ok(out)
@@ -600,7 +616,10 @@ impl Children {
         let fanned_out = !matches!(fan_out, FanOut::Single);
         for position in 0..fan_out_len(fan_out) {
             let (child, label) = child_names(&self.prefix, name, fanned_out, position);
-            self.by_name.insert(child.clone(), self.specs.len());
+            // A packed child is found by its pack and index, never by its own name.
+            if !self.steps.get(step).is_some_and(|s| s.packed) {
+                self.by_name.insert(child.clone(), self.specs.len());
+            }
             self.specs.push(ChildSpec {
                 name: child,
                 label,

@@ -24,7 +24,7 @@ use crate::run::{At, Event, Run, Stop};
 use effects::Effects;
 
 /// Events waiting for the loop; producers wait when it is full, which bounds memory.
-const EVENT_BUFFER: usize = 1024;
+const EVENT_BUFFER: usize = 256;
 /// Tries of the first request before jobherd reports the API unreachable (about 15 s).
 const PREFLIGHT_TRIES: u32 = 5;
 

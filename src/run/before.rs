@@ -163,7 +163,12 @@ impl Run {
             state.output = child.output.clone();
         }
         state.attempts = state.attempts.max(child.attempts);
-        state.queue = QueueTime::resumed(child.queued, child.preemptions);
+        if !child.queued.is_zero() || child.preemptions > 0 {
+            state.queue = Some(Box::new(QueueTime::resumed(
+                child.queued,
+                child.preemptions,
+            )));
+        }
         if child.result.is_some() {
             self.before.recorded.push((index, child));
         }

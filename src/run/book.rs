@@ -83,8 +83,10 @@ pub struct ChildState {
     pub earlier_run: Option<Arc<str>>,
     /// What its succeeded container wrote to its termination message (SPEC §8).
     pub output: Output,
-    /// Its time in queues (Kueue) and its preemptions.
-    pub queue: super::queue::QueueTime,
+    /// Its time in queues (Kueue) and its preemptions, once it has queued (most never do).
+    pub(super) queue: Option<Box<super::queue::QueueTime>>,
+    /// Seen not suspended: a later suspension is a preemption, not the queue of a new Job.
+    pub(super) admitted: bool,
     /// The Job this run created or adopted, as last seen.
     pub(super) job: JobTrack,
     /// Its pods, as their attempts count.
@@ -96,7 +98,11 @@ pub struct ChildState {
 impl ChildState {
     /// How often it was preempted (suspended again once admitted).
     pub fn preemptions(&self) -> u32 {
-        self.queue.preemptions
+        self.queue.as_ref().map_or(0, |q| q.preemptions)
+    }
+
+    pub(super) fn queue_mut(&mut self) -> &mut super::queue::QueueTime {
+        self.queue.get_or_insert_with(Default::default)
     }
 
     fn attempts_from_pods(&self) -> u32 {

@@ -13,6 +13,9 @@ use crate::child::PackHow;
 use crate::conditions::Outcome;
 use crate::pack::{MAX_VALUES, parse_ranges};
 
+/// In `Packs::of_child`: the child is in no pack.
+const NO_PACK: u32 = u32::MAX;
+
 /// One pack as the run knows it.
 #[derive(Debug, Clone)]
 pub(super) struct PackState {
@@ -36,7 +39,8 @@ pub(super) struct Packs {
     image: Option<String>,
     packs: Vec<PackState>,
     by_name: HashMap<String, usize>,
-    of_child: HashMap<usize, usize>,
+    /// Each child's pack (`NO_PACK` for none), by child index: 4 bytes a child.
+    of_child: Vec<u32>,
     /// Slots held by packs with children not done.
     slots: usize,
     /// Packed children that are active (handed out, created, queued, running).
@@ -53,7 +57,12 @@ impl Packs {
     }
 
     pub(super) fn of_child(&self, index: usize) -> Option<&PackState> {
-        self.of_child.get(&index).map(|p| &self.packs[*p])
+        self.pack_id(index).map(|p| &self.packs[p])
+    }
+
+    fn pack_id(&self, index: usize) -> Option<usize> {
+        let id = *self.of_child.get(index)?;
+        (id != NO_PACK).then_some(id as usize)
     }
 
     pub(super) fn by_name(&self, name: &str) -> Option<usize> {
@@ -71,8 +80,11 @@ impl Packs {
 
     fn add(&mut self, name: String, label: String, members: Vec<usize>, slots: usize) -> usize {
         let id = self.packs.len();
-        for m in &members {
-            self.of_child.insert(*m, id);
+        for &m in &members {
+            if self.of_child.len() <= m {
+                self.of_child.resize(m + 1, NO_PACK);
+            }
+            self.of_child[m] = id as u32;
         }
         self.by_name.insert(name.clone(), id);
         self.slots += slots;
@@ -90,7 +102,7 @@ impl Packs {
 
     /// A child of a pack left the active phases (`was_active`) or ended.
     fn member_done(&mut self, index: usize, was_active: bool) {
-        let Some(&id) = self.of_child.get(&index) else {
+        let Some(id) = self.pack_id(index) else {
             return;
         };
         if was_active {

@@ -317,8 +317,10 @@ impl Sim {
         let c = &mut run.containers[i];
         let mut st = lock(&shared.store);
         let lines = stop_logs(&mut st, uid, &c.name);
+        // Only a message template needs the environment (resolving it reads volumes).
         let env = st
             .get(Kind::Pod, &run.key)
+            .filter(|_| !c.real && c.fate.message.is_some())
             .map(|pod| process::container_env(&st, pod, &c.spec))
             .unwrap_or_default();
         drop(st);
