@@ -1,7 +1,6 @@
 //! The book of a run's children: what each one is doing and has done, and the counts per phase,
 //! kept up to date as phases change so that reading them costs nothing however large the herd.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,6 +92,8 @@ pub struct ChildState {
     pub(super) pods: Pods,
     /// Last pending notice given, so each is given once.
     pub(super) notice: Option<String>,
+    /// When this run saw it start running, while it runs.
+    pub(super) running_since: Option<Instant>,
 }
 
 impl ChildState {
@@ -156,6 +157,8 @@ impl Pods {
         match self.0.iter().position(|(k, _)| *k == key) {
             Some(i) => &mut self.0[i].1,
             None => {
+                // Most children have one pod: no room for four.
+                self.0.reserve_exact(1);
                 self.0.push((key, PodRuns::default()));
                 let last = self.0.len() - 1;
                 &mut self.0[last].1
@@ -242,10 +245,7 @@ impl Tally {
 pub(super) struct Book {
     states: Vec<ChildState>,
     tally: Tally,
-    /// Running children by when this run saw them start, for the longest-running one.
-    running: BTreeSet<(Instant, usize)>,
-    /// When each running child was seen to start (the key of `running`).
-    running_since: BTreeMap<usize, Instant>,
+
     /// When the last child finished.
     all_done_at: Option<Instant>,
 }
@@ -309,23 +309,23 @@ impl Book {
         let state = &mut self.states[index];
         *self.tally.slot(&state.phase) -= 1;
         *self.tally.slot(&phase) += 1;
-        if let Some(since) = self.running_since.remove(&index) {
-            self.running.remove(&(since, index));
-        }
-        if phase == Phase::Running {
-            self.running_since.insert(index, now);
-            self.running.insert((now, index));
-        }
+        state.running_since = (phase == Phase::Running).then_some(now);
         state.phase = phase;
         if self.tally.done() == self.states.len() {
             self.all_done_at.get_or_insert(now);
         }
     }
 
-    /// The child that has been running longest, and for how long.
+    /// The child that has been running longest, and for how long: a scan, for the counts
+    /// lines every few seconds (a sorted set would cost every running child a tree node).
     pub(super) fn longest_running(&self, now: Instant) -> Option<(usize, Duration)> {
-        let (since, index) = self.running.first()?;
-        Some((*index, now.saturating_duration_since(*since)))
+        let (since, index) = self
+            .states
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((s.running_since?, i)))
+            .min()?;
+        Some((index, now.saturating_duration_since(since)))
     }
 
     /// Children whose Jobs are out in the cluster and not ended.
