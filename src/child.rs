@@ -273,7 +273,7 @@ impl Children {
         let passing = match &step.fan_out {
             FanOut::Count(n) if in_order => Passing::Index { count: *n as usize },
             _ => Passing::Values {
-                members: members.iter().map(|i| self.own_env(*i)).collect(),
+                values: crate::pack::values_file(members.iter().map(|i| self.own_env(*i))),
                 image: self.entrypoint_image(step, how.image)?,
             },
         };

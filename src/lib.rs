@@ -249,6 +249,8 @@ async fn set_up(config: &Config) -> Result<Option<Setup>, Error> {
         );
         return Ok(None);
     }
+    // Built again with the run's identity below: a herd of 100,000 keeps one copy.
+    drop(children);
     let client = cluster::connect().await?;
     let (identity, parent) =
         cluster::identify(&client, config, &here, options.namespace.clone()).await?;

@@ -73,10 +73,19 @@ pub fn parse_ranges(text: &str) -> Option<Vec<usize>> {
     Some(out)
 }
 
-/// The values file: each member's own variables, in completion-index order.
-pub fn values_file(members: &[EnvMap]) -> String {
-    // A list of string maps always serializes.
-    serde_json::to_string(members).unwrap_or_default()
+/// The values file: each member's own variables, in completion-index order (a JSON array
+/// of objects), written one member at a time.
+pub fn values_file(members: impl Iterator<Item = EnvMap>) -> String {
+    let mut out = String::from("[");
+    for (i, member) in members.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // A map of strings always serializes.
+        out.push_str(&serde_json::to_string(&member).unwrap_or_default());
+    }
+    out.push(']');
+    out
 }
 
 /// `jobherd entrypoint ...`: `install DEST` copies this binary to DEST (the init container);
@@ -182,7 +191,7 @@ mod tests {
             EnvMap::from([("JOBHERD_ITEM".into(), "a".into())]),
             EnvMap::from([("JOBHERD_ITEM".into(), "b".into())]),
         ];
-        let file = values_file(&members);
+        let file = values_file(members.into_iter());
         let own = own_values(&file, "1").unwrap();
         assert_eq!(own["JOBHERD_ITEM"], "b");
         assert_eq!(expand("s3://x/$(JOBHERD_ITEM)/", &own), "s3://x/b/");

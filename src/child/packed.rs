@@ -21,7 +21,7 @@ use super::{RUN_LABEL, STEP_LABEL};
 use crate::config::{CHILD_PREFIX, EnvMap};
 use crate::pack::{
     COMPLETION_INDEX, ENTRYPOINT, MEMBERS, PACK_LABEL, PACK_STEP, STUCK_CONDITION, VALUES_DIR,
-    VALUES_FILE, values_file,
+    VALUES_FILE,
 };
 
 const BIN_VOLUME: &str = "jobherd-pack-bin";
@@ -33,9 +33,9 @@ pub enum Passing {
     /// Their index is their `JOBHERD_CHILD_INDEX` (the first children of a `count` step, in
     /// order), through the downward API; `count` is their `JOBHERD_CHILD_COUNT`.
     Index { count: usize },
-    /// Each one's variables, in completion-index order, set by jobherd's entrypoint, which an
-    /// init container copies from `image`.
-    Values { members: Vec<EnvMap>, image: String },
+    /// Each one's variables, in completion-index order (the values file, `pack.rs`), set by
+    /// jobherd's entrypoint, which an init container copies from `image`.
+    Values { values: String, image: String },
 }
 
 /// A pack, not built yet.
@@ -67,9 +67,9 @@ impl PackJob {
                 index_env(container(&mut job), *count);
                 None
             }
-            Passing::Values { members, image } => {
+            Passing::Values { values, image } => {
                 entrypoint(&mut job, &self.name, image);
-                Some(self.config_map(&job, members))
+                Some(self.config_map(&job, values))
             }
         };
         (job, config_map)
@@ -113,7 +113,7 @@ impl PackJob {
         pod.active_deadline_seconds = pod.active_deadline_seconds.or(deadline);
     }
 
-    fn config_map(&self, job: &Job, members: &[EnvMap]) -> ConfigMap {
+    fn config_map(&self, job: &Job, values: &str) -> ConfigMap {
         let labels: BTreeMap<String, String> = job
             .metadata
             .labels
@@ -130,7 +130,7 @@ impl PackJob {
                 owner_references: self.owner.clone().map(|o| vec![o]),
                 ..Default::default()
             },
-            data: Some(BTreeMap::from([(VALUES_FILE.into(), values_file(members))])),
+            data: Some(BTreeMap::from([(VALUES_FILE.into(), values.to_string())])),
             ..Default::default()
         }
     }
