@@ -55,9 +55,9 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChildSpec {
     /// The Job's name.
-    pub name: String,
+    pub name: Box<str>,
     /// Value of `jobherd.io/step`: the index without a plan, else the step (and index).
-    pub label: String,
+    pub label: Box<str>,
     /// Index of its step in [`Children::steps`].
     pub step: usize,
 }
@@ -108,7 +108,7 @@ pub struct Children {
     prefix: String,
     specs: Vec<ChildSpec>,
     steps: Vec<StepSpec>,
-    by_name: HashMap<String, usize>,
+    by_name: HashMap<Box<str>, usize>,
 }
 
 impl Children {
@@ -165,8 +165,8 @@ impl Children {
         ChildJob {
             template: step.template.clone(),
             template_size: step.template_size,
-            name: spec.name.clone(),
-            label: spec.label.clone(),
+            name: spec.name.to_string(),
+            label: spec.label.to_string(),
             env,
         }
     }
@@ -323,7 +323,7 @@ impl Children {
         for i in self.steps[step].children.clone() {
             let name = &self.specs[i].name;
             if packed {
-                self.by_name.remove(name);
+                self.by_name.remove(&**name);
             } else {
                 self.by_name.insert(name.clone(), i);
             }
@@ -558,10 +558,10 @@ impl Children {
     pub fn named(children: Vec<(String, String)>) -> Children {
         let mut out = Children::empty("");
         for (name, label) in children {
-            out.by_name.insert(name.clone(), out.specs.len());
+            out.by_name.insert(name.as_str().into(), out.specs.len());
             out.specs.push(ChildSpec {
-                name,
-                label,
+                name: name.into(),
+                label: label.into(),
                 step: 0,
             });
         }
@@ -614,15 +614,19 @@ impl Children {
     /// Appends the children of a step, named by the one naming rule.
     fn push_children(&mut self, step: usize, name: Option<&str>, fan_out: &FanOut) {
         let fanned_out = !matches!(fan_out, FanOut::Single);
-        for position in 0..fan_out_len(fan_out) {
+        let len = fan_out_len(fan_out);
+        // Room for exactly these: a herd of 100,000 would otherwise keep up to twice.
+        self.specs.reserve_exact(len);
+        for position in 0..len {
             let (child, label) = child_names(&self.prefix, name, fanned_out, position);
+            let child: Box<str> = child.into();
             // A packed child is found by its pack and index, never by its own name.
             if !self.steps.get(step).is_some_and(|s| s.packed) {
                 self.by_name.insert(child.clone(), self.specs.len());
             }
             self.specs.push(ChildSpec {
                 name: child,
-                label,
+                label: label.into(),
                 step,
             });
         }

@@ -587,7 +587,7 @@ fn result_and_reason(state: &ChildState) -> (String, String) {
             result.as_str().to_string(),
             match (reason, message.as_deref().filter(|m| !m.is_empty())) {
                 (Some(r), Some(m)) if *result != ChildResult::Succeeded => format!("{r}: {m}"),
-                (Some(r), None) if *result != ChildResult::Succeeded => r.clone(),
+                (Some(r), None) if *result != ChildResult::Succeeded => r.to_string(),
                 _ => state
                     .earlier_run
                     .as_ref()

@@ -347,7 +347,7 @@ async fn from_children(
     let by_label: HashMap<&str, usize> = children
         .iter()
         .enumerate()
-        .map(|(i, c)| (c.label.as_str(), i))
+        .map(|(i, c)| (&*c.label, i))
         .collect();
     let mut done = Vec::new();
     for job in &found.items {

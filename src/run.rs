@@ -491,8 +491,8 @@ impl Run {
         let spec = self.children.get(index);
         Target {
             index,
-            name: spec.name.clone(),
-            label: spec.label.clone(),
+            name: spec.name.to_string(),
+            label: spec.label.to_string(),
         }
     }
 
@@ -541,7 +541,7 @@ impl Run {
         };
         let was_active = self.book.phase(index).is_active();
         self.pack_member_done(index, was_active);
-        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let text = |s: &str| (!s.is_empty()).then(|| s.into());
         let done = Phase::Done {
             result,
             reason: text(reason),
@@ -600,10 +600,10 @@ impl Run {
         reason: Option<&str>,
         attempts: u32,
     ) {
-        let message = reason.map(|_| "Job has reached the specified backoff limit".to_string());
+        let message = reason.map(|_| "Job has reached the specified backoff limit".into());
         let done = Phase::Done {
             result,
-            reason: reason.map(String::from),
+            reason: reason.map(Into::into),
             message,
         };
         self.book.set_phase(index, done, self.now.instant);

@@ -78,7 +78,7 @@ fn single_child_matches_kubectl_create_job() {
 fn count_fans_out_with_index_env() {
     let c = config(&[("JOBHERD_IMAGE", "busybox"), ("JOBHERD_COUNT", "3")]);
     let kids = children(&c.defaults, None, &id()).unwrap();
-    let names: Vec<_> = kids.iter().map(|k| k.name.as_str()).collect();
+    let names: Vec<_> = kids.iter().map(|k| &*k.name).collect();
     assert_eq!(names, ["nightly-0", "nightly-1", "nightly-2"]);
     let env = json(&kids.job(2))["spec"]["template"]["spec"]["containers"][0]["env"].clone();
     assert_eq!(

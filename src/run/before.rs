@@ -203,8 +203,8 @@ impl Run {
     pub fn restore(&mut self, index: usize, r: Restored) {
         let done = Phase::Done {
             result: r.result,
-            reason: r.reason,
-            message: r.message,
+            reason: r.reason.map(Into::into),
+            message: r.message.map(Into::into),
         };
         self.book.set_phase(index, done, self.now.instant);
         let state = self.book.get_mut(index);

@@ -43,8 +43,8 @@ pub enum Phase {
     Running,
     Done {
         result: ChildResult,
-        reason: Option<String>,
-        message: Option<String>,
+        reason: Option<Box<str>>,
+        message: Option<Box<str>>,
     },
 }
 
@@ -91,7 +91,7 @@ pub struct ChildState {
     /// Its pods, as their attempts count.
     pub(super) pods: Pods,
     /// Last pending notice given, so each is given once.
-    pub(super) notice: Option<String>,
+    pub(super) notice: Option<Box<str>>,
     /// When this run saw it start running, while it runs.
     pub(super) running_since: Option<Instant>,
 }
@@ -134,8 +134,8 @@ impl ChildState {
 /// The child's Job as last seen.
 #[derive(Debug, Clone, Default)]
 pub(super) struct JobTrack {
-    /// The uid of the Job this run created or adopted.
-    pub(super) uid: Option<String>,
+    /// The uid of the Job this run created or adopted ([`super::jobs::uid_key`]).
+    pub(super) uid: Option<u64>,
     /// The newest `resourceVersion` seen: an older view (a create response that comes after
     /// watch events) says nothing new.
     pub(super) version: u64,

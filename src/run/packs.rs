@@ -27,7 +27,8 @@ pub(super) struct PackState {
     slots: usize,
     /// Its children not done yet.
     open: usize,
-    uid: Option<String>,
+    /// Its Job's uid ([`super::jobs::uid_key`]).
+    uid: Option<u64>,
     version: u64,
 }
 
@@ -268,7 +269,7 @@ impl Run {
         if state.uid.is_some() && job.uid.is_some() && state.uid != job.uid {
             return;
         }
-        state.uid = state.uid.clone().or(job.uid.clone());
+        state.uid = state.uid.or(job.uid);
         if let Some(version) = job.version {
             if version < state.version {
                 return;

@@ -241,7 +241,7 @@ impl Run {
         let state = self.book.get_mut(index);
         match pending {
             Some((reason, message)) if state.notice.as_deref() != Some(reason.as_str()) => {
-                state.notice = Some(reason.clone());
+                state.notice = Some(reason.as_str().into());
                 out.child(index, Change::Pending { reason, message });
             }
             Some(_) => {}

@@ -103,6 +103,15 @@ impl Progress {
         }
     }
 
+    /// A child of `step` is done or its output was read: check whether the step ended. One
+    /// check stands for any number in a row (a pack's status can end thousands of children in
+    /// one event).
+    fn check_ended(&mut self, step: usize) {
+        if !matches!(self.work.back(), Some(Work::Ended(s)) if *s == step) {
+            self.work.push_back(Work::Ended(step));
+        }
+    }
+
     /// The next child ready to be created, if any (it may have been adopted since).
     pub(super) fn next_ready(&mut self) -> Option<usize> {
         loop {
@@ -194,7 +203,7 @@ impl Run {
             }
             _ => {}
         }
-        self.progress.work.push_back(Work::Ended(step));
+        self.progress.check_ended(step);
     }
 
     /// A child's output is known (from its pod, looked up, or from before). The first answer
@@ -207,7 +216,7 @@ impl Run {
         if self.reading.arrived(index) {
             let step = self.children.get(index).step;
             self.progress.steps[step].unread -= 1;
-            self.progress.work.push_back(Work::Ended(step));
+            self.progress.check_ended(step);
         }
     }
 
@@ -324,7 +333,7 @@ impl Run {
         let range = self.children.steps()[step].children.clone();
         self.progress.ready.push_back(range);
         // A step with nothing to run (an empty list to fan out over) has succeeded.
-        self.progress.work.push_back(Work::Ended(step));
+        self.progress.check_ended(step);
         // Laid out while the run stops: what was found of it goes, the rest is not started
         // (before the first list, that is the list's to tell).
         if let Some(why) = self.stopping.stop().filter(|_| self.relist.listed()) {

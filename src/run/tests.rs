@@ -150,7 +150,7 @@ fn failure_skips_dependants_transitively_and_independent_branches_go_on() {
         ]
     );
     let skipped = |i: usize| match &run.state(i).phase {
-        Phase::Done { message, .. } => message.clone().unwrap_or_default(),
+        Phase::Done { message, .. } => message.as_deref().unwrap_or_default().to_string(),
         _ => String::new(),
     };
     assert_eq!(skipped(1), "dependency r-a failed");
