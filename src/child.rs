@@ -2,6 +2,7 @@
 //! step's result once it is known) and the batch/v1 Job each one is, built the way
 //! `kubectl create job NAME --image=IMAGE -- CMD` would (`child/job.rs`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -11,9 +12,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::config::{CHILD_PREFIX, ConfigError, EnvMap, FanOut, Pack, StepSettings};
 use crate::plan::{self, Plan, When};
+use by_name::ByName;
 pub(crate) use job::put_env;
 use job::{build_template, instantiate};
 
+mod by_name;
 mod job;
 mod packed;
 
@@ -56,8 +59,10 @@ pub struct Identity {
 pub struct ChildSpec {
     /// The Job's name.
     pub name: Box<str>,
-    /// Value of `jobherd.io/step`: the index without a plan, else the step (and index).
-    pub label: Box<str>,
+    /// Its `jobherd.io/step` label when the naming rule cannot give it (a child known only
+    /// by its Job, [`Children::named`]); see [`Children::label`]. A herd of 100,000 keeps
+    /// no string for it.
+    own_label: Option<Box<str>>,
     /// Index of its step in [`Children::steps`].
     pub step: usize,
 }
@@ -108,7 +113,7 @@ pub struct Children {
     prefix: String,
     specs: Vec<ChildSpec>,
     steps: Vec<StepSpec>,
-    by_name: HashMap<Box<str>, usize>,
+    by_name: ByName,
 }
 
 impl Children {
@@ -141,13 +146,27 @@ impl Children {
     }
 
     /// What the report shows as a child's step: the plan step, or the index without a plan.
-    pub fn step_name(&self, index: usize) -> &str {
+    pub fn step_name(&self, index: usize) -> Cow<'_, str> {
+        match &self.step_of(index).name {
+            Some(name) => Cow::Borrowed(name),
+            None => self.label(index),
+        }
+    }
+
+    /// Value of its `jobherd.io/step` label: the index without a plan, else the step (and
+    /// index), by the one naming rule.
+    pub fn label(&self, index: usize) -> Cow<'_, str> {
         let spec = &self.specs[index];
-        self.steps[spec.step].name.as_deref().unwrap_or(&spec.label)
+        if let Some(label) = &spec.own_label {
+            return Cow::Borrowed(label);
+        }
+        let step = &self.steps[spec.step];
+        let position = index - step.children.start;
+        Cow::Owned(child_label(step.name.as_deref(), step.fans_out(), position))
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied()
+        self.by_name.get(&self.specs, name)
     }
 
     /// The batch/v1 Job of one child, ready to create.
@@ -166,7 +185,7 @@ impl Children {
             template: step.template.clone(),
             template_size: step.template_size,
             name: spec.name.to_string(),
-            label: spec.label.to_string(),
+            label: self.label(index).into_owned(),
             env,
         }
     }
@@ -189,7 +208,8 @@ impl Children {
                 jobs.extend(spec.children.clone().map(|i| self.job(i)));
             } else {
                 let name = spec.name.as_deref().unwrap_or_default();
-                let (child, label) = child_names(&self.prefix, Some(name), false, 0);
+                let child = child_name_of(&self.prefix, Some(name), false, 0);
+                let label = child_label(Some(name), false, 0);
                 jobs.push(instantiate(&spec.template, &child, &label, &EnvMap::new()));
             }
         }
@@ -321,15 +341,14 @@ impl Children {
     fn set_packed(&mut self, step: usize, packed: bool) {
         self.steps[step].packed = packed;
         for i in self.steps[step].children.clone() {
-            let name = &self.specs[i].name;
             if packed {
-                self.by_name.remove(&**name);
+                self.by_name.remove(&self.specs, i);
             } else {
-                self.by_name.insert(name.clone(), i);
+                self.by_name.insert(&self.specs, i);
             }
         }
         if packed {
-            self.by_name.shrink_to_fit();
+            self.by_name.shrink_to_fit(&self.specs);
         }
     }
 
@@ -490,7 +509,7 @@ impl Children {
             prefix: prefix.to_string(),
             specs: Vec::new(),
             steps: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: ByName::default(),
         }
     }
 
@@ -558,12 +577,12 @@ impl Children {
     pub fn named(children: Vec<(String, String)>) -> Children {
         let mut out = Children::empty("");
         for (name, label) in children {
-            out.by_name.insert(name.as_str().into(), out.specs.len());
             out.specs.push(ChildSpec {
                 name: name.into(),
-                label: label.into(),
+                own_label: Some(label.into()),
                 step: 0,
             });
+            out.by_name.insert(&out.specs, out.specs.len() - 1);
         }
         out.steps.push(StepSpec {
             name: None,
@@ -618,42 +637,40 @@ impl Children {
         // Room for exactly these: a herd of 100,000 would otherwise keep up to twice.
         self.specs.reserve_exact(len);
         for position in 0..len {
-            let (child, label) = child_names(&self.prefix, name, fanned_out, position);
-            let child: Box<str> = child.into();
-            // A packed child is found by its pack and index, never by its own name.
-            if !self.steps.get(step).is_some_and(|s| s.packed) {
-                self.by_name.insert(child.clone(), self.specs.len());
-            }
             self.specs.push(ChildSpec {
-                name: child,
-                label: label.into(),
+                name: child_name_of(&self.prefix, name, fanned_out, position).into(),
+                own_label: None,
                 step,
             });
+            // A packed child is found by its pack and index, never by its own name.
+            if !self.steps.get(step).is_some_and(|s| s.packed) {
+                self.by_name.insert(&self.specs, self.specs.len() - 1);
+            }
         }
     }
 }
 
-/// The one naming rule: (Job name, `jobherd.io/step` label) of the child at `position` of a
-/// step. Without a plan: `<prefix>-<index>`, label `<index>`. In a plan: `<prefix>-<step>`, or
-/// `<prefix>-<step>-<index>` for a step that fans out, the step lowercased with `_` and `.`
-/// made `-` in the name and kept as written in the label.
-fn child_names(
-    prefix: &str,
-    step: Option<&str>,
-    fanned_out: bool,
-    position: usize,
-) -> (String, String) {
-    let Some(step) = step else {
-        let suffix = position.to_string();
-        return (child_name(prefix, &suffix), suffix);
+/// The one naming rule, for the Job name ([`child_name_of`]) and the `jobherd.io/step` label
+/// ([`child_label`]) of the child at `position` of a step. Without a plan: `<prefix>-<index>`,
+/// label `<index>`. In a plan: `<prefix>-<step>`, or `<prefix>-<step>-<index>` for a step that
+/// fans out, the step lowercased with `_` and `.` made `-` in the name and kept as written in
+/// the label.
+fn child_name_of(prefix: &str, step: Option<&str>, fanned_out: bool, position: usize) -> String {
+    let suffix = match step {
+        None => position.to_string(),
+        Some(step) if fanned_out => format!("{}-{position}", plan::k8s_name(step)),
+        Some(step) => plan::k8s_name(step),
     };
-    let base = plan::k8s_name(step);
-    let (suffix, label) = if fanned_out {
-        (format!("{base}-{position}"), format!("{step}-{position}"))
-    } else {
-        (base, step.to_string())
-    };
-    (child_name(prefix, &suffix), shorten(&label, MAX_NAME))
+    child_name(prefix, &suffix)
+}
+
+/// The `jobherd.io/step` label by the naming rule of [`child_name_of`].
+fn child_label(step: Option<&str>, fanned_out: bool, position: usize) -> String {
+    match step {
+        None => position.to_string(),
+        Some(step) if fanned_out => shorten(&format!("{step}-{position}"), MAX_NAME),
+        Some(step) => shorten(step, MAX_NAME),
+    }
 }
 
 fn fan_out_len(fan_out: &FanOut) -> usize {

@@ -417,7 +417,7 @@ pub fn progress_line(run: &Run, index: usize, change: &Change) -> String {
                 && state.earlier_run.is_none()
             {
                 let _ = write!(s, " after {}", attempts(state.attempts));
-                if let Some(d) = duration(state.started, state.finished) {
+                if let Some(d) = duration(state.started(), state.finished()) {
                     let _ = write!(s, " in {}", human(d));
                 }
                 if let Some(q) = queue_text(run, index) {
@@ -548,14 +548,14 @@ impl Columns {
         let (result, reason) = result_and_reason(state);
         let mut row = vec![
             children.name(i).to_string(),
-            children.step_name(i).to_string(),
+            children.step_name(i).into_owned(),
             result,
             if state.attempts == 0 {
                 "-".into()
             } else {
                 state.attempts.to_string()
             },
-            duration(state.started, state.finished).map_or("-".into(), human),
+            duration(state.started(), state.finished()).map_or("-".into(), human),
         ];
         if self.queues {
             row.push(queue_text(run, i).unwrap_or_else(|| "-".into()));

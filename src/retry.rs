@@ -344,10 +344,8 @@ async fn from_children(
         .list(&params)
         .await
         .map_err(|e| ClusterError::from_kube("list", "pods", namespace, e))?;
-    let by_label: HashMap<&str, usize> = children
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (&*c.label, i))
+    let by_label: HashMap<String, usize> = (0..children.len())
+        .map(|i| (children.label(i).into_owned(), i))
         .collect();
     let mut done = Vec::new();
     for job in &found.items {
@@ -384,7 +382,7 @@ async fn from_children(
 /// configuration, or `<step>-<index>` of a `params_from` step.
 fn place_of(
     children: &Children,
-    by_label: &HashMap<&str, usize>,
+    by_label: &HashMap<String, usize>,
     label: &str,
 ) -> Option<(usize, usize)> {
     if let Some(&index) = by_label.get(label) {

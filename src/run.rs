@@ -492,7 +492,7 @@ impl Run {
         Target {
             index,
             name: spec.name.to_string(),
-            label: spec.label.to_string(),
+            label: self.children.label(index).into_owned(),
         }
     }
 
@@ -550,7 +550,9 @@ impl Run {
         self.book.set_phase(index, done, self.now.instant);
         self.stuck.clear(index);
         if result != ChildResult::Skipped {
-            self.book.get_mut(index).finished = Some(finished.unwrap_or(self.now.wall));
+            self.book
+                .get_mut(index)
+                .set_finished(Some(finished.unwrap_or(self.now.wall)));
         }
         out.child(index, Change::Done(result));
         // A child never handed out for creation (its step could not start) has no logs.

@@ -1,5 +1,6 @@
 //! The JSON and JUnit reports (`JOBHERD_REPORT_FILE`, `JOBHERD_JUNIT_FILE`).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ struct JsonReport<'a> {
 #[derive(Serialize)]
 struct JsonChild<'a> {
     name: &'a str,
-    step: &'a str,
+    step: Cow<'a, str>,
     result: &'a str,
     reason: Option<&'a str>,
     message: Option<&'a str>,
@@ -74,8 +75,8 @@ pub fn json(run: &Run, run_id: &str, namespace: Option<&str>, elapsed: Duration)
                 reason,
                 message,
                 attempts: s.attempts,
-                started: s.started.map(|t| t.to_string()),
-                finished: s.finished.map(|t| t.to_string()),
+                started: s.started().map(|t| t.to_string()),
+                finished: s.finished().map(|t| t.to_string()),
                 depends_on: &children.step_of(i).depends_on_names,
                 earlier_run: s.earlier_run.as_deref(),
                 queued_seconds: Some(run.time_queued(i).as_secs_f64()).filter(|q| *q > 0.0),
@@ -134,7 +135,7 @@ pub fn junit(run: &Run, suite: &str, elapsed: Duration) -> String {
 /// One child's `<testcase>`: failed and cancelled children are failures, skipped ones skipped.
 fn testcase(out: &mut String, run: &Run, i: usize, suite: &str) {
     let s = run.state(i);
-    let time = duration(s.started, s.finished).map_or(0.0, |d| d.as_secs_f64());
+    let time = duration(s.started(), s.finished()).map_or(0.0, |d| d.as_secs_f64());
     let _ = write!(
         out,
         "  <testcase classname=\"{}\" name=\"{}\" time=\"{time:.3}\"",

@@ -113,7 +113,7 @@ fn children_metrics(registry: &mut Registry, run: &Run) {
         preemptions += u64::from(state.preemptions());
         queued += run.time_queued(i);
         if state.earlier_run.is_none()
-            && let Some(d) = duration(state.started, state.finished)
+            && let Some(d) = duration(state.started(), state.finished())
         {
             histogram.observe(d.as_secs_f64());
         }

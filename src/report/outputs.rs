@@ -242,10 +242,10 @@ fn read_back(run: &Run, jobs: &[Job], origin: Timestamp) -> Timeline {
                 }
             }
         }
-        if let Some(started) = state.started {
+        if let Some(started) = state.started() {
             timeline.mark(i, since(started), Mark::Running);
         }
-        if let (Some(finished), Phase::Done { result, .. }) = (state.finished, &state.phase) {
+        if let (Some(finished), Phase::Done { result, .. }) = (state.finished(), &state.phase) {
             timeline.mark(i, since(finished), Mark::Done(*result));
         }
     }

@@ -118,7 +118,7 @@ impl Run {
             known => known,
         };
         self.finish(index, ChildResult::Succeeded, "", "", None, out);
-        self.book.get_mut(index).finished = None;
+        self.book.get_mut(index).set_finished(None);
     }
 
     /// How many children an earlier run did (`JOBHERD_RETRY`).
@@ -194,7 +194,7 @@ impl Run {
             self.book.get_mut(index).earlier_run = child.earlier_run;
             self.finish(index, result, reason, message, None, out);
             if result == ChildResult::Succeeded {
-                self.book.get_mut(index).finished = None;
+                self.book.get_mut(index).set_finished(None);
             }
         }
     }
@@ -209,8 +209,8 @@ impl Run {
         self.book.set_phase(index, done, self.now.instant);
         let state = self.book.get_mut(index);
         state.attempts = r.attempts;
-        state.started = r.started;
-        state.finished = r.finished;
+        state.set_started(r.started);
+        state.set_finished(r.finished);
         state.earlier_run = r.earlier_run;
         state.output = r.output;
     }

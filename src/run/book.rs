@@ -1,6 +1,7 @@
 //! The book of a run's children: what each one is doing and has done, and the counts per phase,
 //! kept up to date as phases change so that reading them costs nothing however large the herd.
 
+use std::num::NonZeroI64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,9 +76,10 @@ pub struct ChildState {
     pub phase: Phase,
     pub attempts: u32,
     /// The server's times: the Job's `startTime`, and when it ended (or, for a child jobherd
-    /// ended itself, the local time it did).
-    pub started: Option<Timestamp>,
-    pub finished: Option<Timestamp>,
+    /// ended itself, the local time it did); read with [`ChildState::started`] and
+    /// [`ChildState::finished`].
+    started: Stamp,
+    finished: Stamp,
     /// Succeeded in this earlier run (`JOBHERD_RETRY`), so not run again.
     pub earlier_run: Option<Arc<str>>,
     /// What its succeeded container wrote to its termination message (SPEC §8).
@@ -97,6 +99,22 @@ pub struct ChildState {
 }
 
 impl ChildState {
+    pub fn started(&self) -> Option<Timestamp> {
+        self.started.get()
+    }
+
+    pub fn finished(&self) -> Option<Timestamp> {
+        self.finished.get()
+    }
+
+    pub(super) fn set_started(&mut self, at: Option<Timestamp>) {
+        self.started = Stamp::new(at);
+    }
+
+    pub(super) fn set_finished(&mut self, at: Option<Timestamp>) {
+        self.finished = Stamp::new(at);
+    }
+
     /// How often it was preempted (suspended again once admitted).
     pub fn preemptions(&self) -> u32 {
         self.queue.as_ref().map_or(0, |q| q.preemptions)
@@ -128,6 +146,26 @@ impl ChildState {
     /// Attempts counted again after a preemption took back its pods' last runs.
     pub(super) fn recount_attempts(&mut self) {
         self.attempts = self.attempts_from_pods().max(self.job.attempts);
+    }
+}
+
+/// A time in 8 bytes, where `Option<Timestamp>` takes 24 (a herd of 100,000 children keeps
+/// two each): nanoseconds since the Unix epoch, which an `i64` holds until 2262.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Stamp(Option<NonZeroI64>);
+
+impl Stamp {
+    fn new(at: Option<Timestamp>) -> Stamp {
+        Stamp(at.and_then(|t| {
+            i64::try_from(t.as_nanosecond())
+                .ok()
+                .and_then(NonZeroI64::new)
+        }))
+    }
+
+    fn get(self) -> Option<Timestamp> {
+        self.0
+            .and_then(|n| Timestamp::from_nanosecond(n.get().into()).ok())
     }
 }
 

@@ -254,7 +254,7 @@ impl Run {
             }
             state.job.version = version;
         }
-        state.started = state.started.or(job.started);
+        state.set_started(state.started().or(job.started));
         state.job.attempts = job.attempts();
         if let Some(change) = state.refresh_attempts() {
             out.child(index, change);

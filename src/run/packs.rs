@@ -324,7 +324,7 @@ impl Run {
             _ => {}
         }
         let state = self.book.get_mut(index);
-        state.started = state.started.or(job.started);
+        state.set_started(state.started().or(job.started));
         self.observe_suspension(index, job, out);
     }
 

@@ -520,9 +520,9 @@ fn a_childs_end_is_read_from_the_server_clock_like_its_start() {
     seen(&mut run, done);
     let s = run.state(0);
     assert_eq!(
-        s.finished
+        s.finished()
             .unwrap()
-            .duration_since(s.started.unwrap())
+            .duration_since(s.started().unwrap())
             .as_secs(),
         4
     );
