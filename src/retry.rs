@@ -15,6 +15,7 @@ use crate::cluster::{ClusterError, Parent};
 use crate::conditions::{Outcome, outcome};
 use crate::config::{LAST_FAILED, RetryFrom};
 use crate::outputs::Output;
+use crate::pack::{COMPLETION_INDEX, MEMBERS, PACK_LABEL, PACK_STEP, parse_ranges};
 use crate::plan::When;
 use crate::record::{RECORD, Record, SUMMARY};
 use crate::run::EarlierChild;
@@ -349,6 +350,16 @@ async fn from_children(
         .collect();
     let mut done = Vec::new();
     for job in &found.items {
+        if job.labels().contains_key(PACK_LABEL) {
+            let Some(of_pack) = pack_done(children, job, &pods.items, earlier) else {
+                return Ok(Err(format!(
+                    "this configuration does not match the earlier run's: its pack {} holds children that have no counterpart here",
+                    job.name_any()
+                )));
+            };
+            done.extend(of_pack);
+            continue;
+        }
         let label = job
             .labels()
             .get(crate::child::STEP_LABEL)
@@ -376,6 +387,41 @@ async fn from_children(
         }
     }
     Ok(Ok(done))
+}
+
+/// The succeeded children of an earlier run's pack: its step and its children's places from
+/// its annotations, which of them succeeded from its `completedIndexes`, and what each wrote
+/// from its pod of that completion index. `None` when the pack does not fit these children.
+fn pack_done(children: &Children, pack: &Job, pods: &[Pod], earlier: &Job) -> Option<Vec<Done>> {
+    let annotations = pack.annotations();
+    let step_name = annotations.get(PACK_STEP)?;
+    let step = children
+        .steps()
+        .iter()
+        .position(|s| s.name.as_deref().unwrap_or_default() == step_name)?;
+    let positions = parse_ranges(annotations.get(MEMBERS)?)?;
+    let completed = pack
+        .status
+        .as_ref()
+        .and_then(|s| s.completed_indexes.as_deref())
+        .unwrap_or_default();
+    let mut done = Vec::new();
+    for index in parse_ranges(completed)? {
+        let position = *positions.get(index)?;
+        let output = pods
+            .iter()
+            .filter(|p| p.labels().get("job-name") == Some(&pack.name_any()))
+            .filter(|p| p.annotations().get(COMPLETION_INDEX) == Some(&index.to_string()))
+            .find_map(crate::run::pod_output)
+            .unwrap_or(Output::Absent);
+        done.push(Done {
+            step,
+            position,
+            run: earlier.name_any(),
+            output,
+        });
+    }
+    Some(done)
 }
 
 /// A child's step and place in it, from its `jobherd.io/step` label: a child of the same

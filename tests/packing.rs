@@ -327,6 +327,19 @@ fn run_parent(cluster: &FakeCluster, name: &str, vars: &[(&str, &str)]) -> suppo
 
 #[test]
 fn a_retry_of_a_packed_run_packs_only_the_failed_children_numbered_as_before() {
+    retry_of_a_packed_run(false);
+}
+
+/// A parent that died before writing its record: the retry reads the packs back instead,
+/// which children succeeded from their `completedIndexes` and what they wrote from their pods.
+#[test]
+fn a_retry_of_a_packed_run_that_left_no_record_reads_its_packs() {
+    retry_of_a_packed_run(true);
+}
+
+/// A packed run of six with children 1 and 4 failing, then its retry; `forget_record` takes
+/// the first parent's record away before the retry.
+fn retry_of_a_packed_run(forget_record: bool) {
     let cluster = FakeCluster::builder().record_history(true).start();
     let vars = [
         ("JOBHERD_COUNT", "6"),
@@ -338,6 +351,26 @@ fn a_retry_of_a_packed_run_packs_only_the_failed_children_numbered_as_before() {
     ];
     let out = run_parent(&cluster, "nightly-1", &vars);
     assert_eq!(out.code, Some(1), "{out}");
+    if forget_record {
+        let removed =
+            serde_json::json!({"metadata": {"annotations": {"jobherd.io/outcome": null}}});
+        cluster.with_client(|client| async move {
+            let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
+                kube::Api::namespaced(client, NS);
+            let patch = kube::api::Patch::Merge(&removed);
+            jobs.patch("nightly-1", &kube::api::PatchParams::default(), &patch)
+                .await
+                .expect("remove the record");
+        });
+        let parent = cluster.job(NS, "nightly-1").unwrap();
+        assert!(
+            !parent
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .contains_key("jobherd.io/outcome")
+        );
+    }
     // The retry: the same configuration, whose children now all succeed.
     let report = tempfile::NamedTempFile::new().unwrap();
     let retry = [
@@ -377,6 +410,25 @@ fn a_retry_of_a_packed_run_packs_only_the_failed_children_numbered_as_before() {
         "the child keeps its index: {out}"
     );
     assert_eq!(got["nightly-2-4"].3, Value::from(4));
+    // The earlier run's succeeded children are taken over; read back from the packs, each
+    // with what its own index's pod wrote (a record keeps only outputs that steps after need).
+    for i in [0, 2, 3, 5] {
+        let child = &report_child(&json, &format!("nightly-2-{i}"));
+        assert_eq!(child["earlier_run"], "nightly-1", "{out}");
+        if forget_record {
+            assert_eq!(child["output"], Value::from(i), "{out}");
+        }
+    }
+}
+
+fn report_child(report: &Value, name: &str) -> Value {
+    report["children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
