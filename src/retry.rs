@@ -372,17 +372,11 @@ async fn from_children(
             )));
         };
         if outcome(job) == Some(Outcome::Succeeded) {
-            let output = pods
-                .items
-                .iter()
-                .filter(|p| p.labels().get("job-name") == Some(&job.name_any()))
-                .find_map(crate::run::pod_output)
-                .unwrap_or(Output::Absent);
             done.push(Done {
                 step,
                 position,
                 run: earlier.name_any(),
-                output,
+                output: written(&pods.items, job, None),
             });
         }
     }
@@ -407,21 +401,24 @@ fn pack_done(children: &Children, pack: &Job, pods: &[Pod], earlier: &Job) -> Op
         .unwrap_or_default();
     let mut done = Vec::new();
     for index in parse_ranges(completed)? {
-        let position = *positions.get(index)?;
-        let output = pods
-            .iter()
-            .filter(|p| p.labels().get("job-name") == Some(&pack.name_any()))
-            .filter(|p| p.annotations().get(COMPLETION_INDEX) == Some(&index.to_string()))
-            .find_map(crate::run::pod_output)
-            .unwrap_or(Output::Absent);
         done.push(Done {
             step,
-            position,
+            position: *positions.get(index)?,
             run: earlier.name_any(),
-            output,
+            output: written(pods, pack, Some(index)),
         });
     }
     Some(done)
+}
+
+/// What the succeeded pod of a Job wrote (of its completion `index`, for a pack).
+fn written(pods: &[Pod], job: &Job, index: Option<usize>) -> Output {
+    let index = index.map(|i| i.to_string());
+    pods.iter()
+        .filter(|p| p.labels().get("job-name") == Some(&job.name_any()))
+        .filter(|p| index.is_none() || p.annotations().get(COMPLETION_INDEX) == index.as_ref())
+        .find_map(crate::run::pod_output)
+        .unwrap_or(Output::Absent)
 }
 
 /// A child's step and place in it, from its `jobherd.io/step` label: a child of the same

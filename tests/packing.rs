@@ -266,17 +266,38 @@ fn a_step_without_a_command_for_the_entrypoint_runs_unpacked_and_says_why() {
 
 #[test]
 fn a_restarted_parent_adopts_its_pack_without_creating_anything() {
+    let (cluster, packed, out) = restarted(true);
+    assert_eq!(cluster.jobs_created(), 1, "{out}");
+    let (cluster, unpacked, _) = restarted(false);
+    assert_eq!(cluster.jobs_created(), 3);
+    assert_eq!(children(&packed).len(), 3, "{out}");
+    assert_eq!(children(&packed)["nightly-1-2"].3, Value::from(2), "{out}");
+    assert_eq!(children(&packed), children(&unpacked), "{out}");
+}
+
+/// A parent killed while its three children run, and started again; returns the cluster, the
+/// second attempt's JSON report and its output.
+fn restarted(pack: bool) -> (FakeCluster, Value, String) {
     let cluster = FakeCluster::start();
     let parent = cluster.create_parent(NS, "nightly-1");
+    let report = tempfile::NamedTempFile::new().unwrap();
     let start = || {
-        cluster
+        let cmd = cluster
             .jobherd()
             .in_pod(&parent)
             .env("JOBHERD_IMAGE", "busybox")
             .env("JOBHERD_COUNT", "3")
-            .env("JOBHERD_PACK", "indexed")
-            .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"work"}"#)
-            .spawn()
+            .env("JOBHERD_RESTART_POLICY", "Never")
+            .env("JOBHERD_REPORT_FILE", report.path().to_str().unwrap())
+            .env(
+                "JOBHERD_ENV",
+                r#"{"FAKE_HOLD":"work","FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}"}"#,
+            );
+        match pack {
+            true => cmd.env("JOBHERD_PACK", "indexed"),
+            false => cmd,
+        }
+        .spawn()
     };
     let mut first = start();
     first.wait_for_stdout("nightly-1-2 created", std::time::Duration::from_secs(30));
@@ -287,7 +308,8 @@ fn a_restarted_parent_adopts_its_pack_without_creating_anything() {
     cluster.release("work");
     let out = second.wait();
     assert_eq!(out.code, Some(0), "{out}");
-    assert_eq!(cluster.jobs_created(), 1, "{out}");
+    let json = serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    (cluster, json, format!("{out}"))
 }
 
 #[test]
@@ -304,17 +326,26 @@ fn a_pack_costs_the_job_controller_a_fraction_of_a_job_per_child() {
     assert!(packed * 2 < plain, "packed {packed}, unpacked {plain}");
 }
 
-/// Runs jobherd as the parent Job `name` (in its pod) with `vars`, packed; ends the parent
-/// with the exit code, as the Job controller would.
-fn run_parent(cluster: &FakeCluster, name: &str, vars: &[(&str, &str)]) -> support::Output {
+/// Runs jobherd as the parent Job `name` (in its pod) with `vars`, packed or not; ends the
+/// parent with the exit code, as the Job controller would.
+fn run_parent(
+    cluster: &FakeCluster,
+    name: &str,
+    pack: bool,
+    vars: &[(&str, &str)],
+) -> support::Output {
     let parent = cluster.create_parent(NS, name);
     let mut cmd = cluster
         .jobherd()
         .in_pod(&parent)
         .env("JOBHERD_IMAGE", "busybox")
-        .env("JOBHERD_PACK", "indexed")
-        .env("JOBHERD_PACK_IMAGE", "jobherd:test")
+        .env("JOBHERD_RESTART_POLICY", "Never")
         .env("JOBHERD_BACKOFF_LIMIT", "0");
+    if pack {
+        cmd = cmd
+            .env("JOBHERD_PACK", "indexed")
+            .env("JOBHERD_PACK_IMAGE", "jobherd:test");
+    }
     for (k, v) in vars {
         cmd = cmd.env(k, v);
     }
@@ -327,64 +358,7 @@ fn run_parent(cluster: &FakeCluster, name: &str, vars: &[(&str, &str)]) -> suppo
 
 #[test]
 fn a_retry_of_a_packed_run_packs_only_the_failed_children_numbered_as_before() {
-    retry_of_a_packed_run(false);
-}
-
-/// A parent that died before writing its record: the retry reads the packs back instead,
-/// which children succeeded from their `completedIndexes` and what they wrote from their pods.
-#[test]
-fn a_retry_of_a_packed_run_that_left_no_record_reads_its_packs() {
-    retry_of_a_packed_run(true);
-}
-
-/// A packed run of six with children 1 and 4 failing, then its retry; `forget_record` takes
-/// the first parent's record away before the retry.
-fn retry_of_a_packed_run(forget_record: bool) {
-    let cluster = FakeCluster::builder().record_history(true).start();
-    let vars = [
-        ("JOBHERD_COUNT", "6"),
-        ("JOBHERD_COMMAND", r#"["work"]"#),
-        (
-            "JOBHERD_ENV",
-            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}","FAKE_EXIT_1":"3","FAKE_EXIT_4":"3"}"#,
-        ),
-    ];
-    let out = run_parent(&cluster, "nightly-1", &vars);
-    assert_eq!(out.code, Some(1), "{out}");
-    if forget_record {
-        let removed =
-            serde_json::json!({"metadata": {"annotations": {"jobherd.io/outcome": null}}});
-        cluster.with_client(|client| async move {
-            let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
-                kube::Api::namespaced(client, NS);
-            let patch = kube::api::Patch::Merge(&removed);
-            jobs.patch("nightly-1", &kube::api::PatchParams::default(), &patch)
-                .await
-                .expect("remove the record");
-        });
-        let parent = cluster.job(NS, "nightly-1").unwrap();
-        assert!(
-            !parent
-                .metadata
-                .annotations
-                .unwrap_or_default()
-                .contains_key("jobherd.io/outcome")
-        );
-    }
-    // The retry: the same configuration, whose children now all succeed.
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let retry = [
-        ("JOBHERD_COUNT", "6"),
-        ("JOBHERD_COMMAND", r#"["work"]"#),
-        (
-            "JOBHERD_ENV",
-            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}"}"#,
-        ),
-        ("JOBHERD_RETRY", "nightly-1"),
-        ("JOBHERD_REPORT_FILE", report.path().to_str().unwrap()),
-    ];
-    let out = run_parent(&cluster, "nightly-2", &retry);
-    assert_eq!(out.code, Some(0), "{out}");
+    let (cluster, report, out) = retry_of_a_run(true, false);
     let packs = pack_jobs(&cluster);
     let second: Vec<&Value> = packs
         .iter()
@@ -401,24 +375,86 @@ fn retry_of_a_packed_run(forget_record: bool) {
         second[0]["metadata"]["annotations"]["jobherd.io/pack-members"],
         "1,4"
     );
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
-    let got = children(&json);
+    let got = children(&report);
     assert_eq!(
         got["nightly-2-1"].3,
         Value::from(1),
         "the child keeps its index: {out}"
     );
     assert_eq!(got["nightly-2-4"].3, Value::from(4));
-    // The earlier run's succeeded children are taken over; read back from the packs, each
-    // with what its own index's pod wrote (a record keeps only outputs that steps after need).
     for i in [0, 2, 3, 5] {
-        let child = &report_child(&json, &format!("nightly-2-{i}"));
+        let child = &report_child(&report, &format!("nightly-2-{i}"));
         assert_eq!(child["earlier_run"], "nightly-1", "{out}");
-        if forget_record {
-            assert_eq!(child["output"], Value::from(i), "{out}");
-        }
     }
+    let (_, unpacked, _) = retry_of_a_run(false, false);
+    assert_eq!(children(&report).len(), 6, "{out}");
+    assert_eq!(children(&report), children(&unpacked), "{out}");
+}
+
+/// A parent that died before writing its record: the retry reads the packs back instead,
+/// which children succeeded from their `completedIndexes` and what they wrote from their pods.
+#[test]
+fn a_retry_of_a_packed_run_that_left_no_record_reads_its_packs() {
+    let (_, report, out) = retry_of_a_run(true, true);
+    for i in [0, 2, 3, 5] {
+        let child = &report_child(&report, &format!("nightly-2-{i}"));
+        assert_eq!(child["earlier_run"], "nightly-1", "{out}");
+        assert_eq!(
+            child["output"],
+            Value::from(i),
+            "its own index's pod: {out}"
+        );
+    }
+    let (_, unpacked, _) = retry_of_a_run(false, true);
+    assert_eq!(children(&report).len(), 6, "{out}");
+    assert_eq!(children(&report), children(&unpacked), "{out}");
+}
+
+/// A run of six, packed or not, with children 1 and 4 failing, then its retry, whose children
+/// all succeed; `forget_record` takes the first parent's record away before the retry.
+/// Returns the cluster, the retry's JSON report and its output.
+fn retry_of_a_run(pack: bool, forget_record: bool) -> (FakeCluster, Value, String) {
+    let cluster = FakeCluster::builder().record_history(true).start();
+    let vars = [
+        ("JOBHERD_COUNT", "6"),
+        ("JOBHERD_COMMAND", r#"["work"]"#),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}","FAKE_EXIT_1":"3","FAKE_EXIT_4":"3"}"#,
+        ),
+    ];
+    let out = run_parent(&cluster, "nightly-1", pack, &vars);
+    assert_eq!(out.code, Some(1), "{out}");
+    if forget_record {
+        let removed =
+            serde_json::json!({"metadata": {"annotations": {"jobherd.io/outcome": null}}});
+        cluster.with_client(|client| async move {
+            let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> =
+                kube::Api::namespaced(client, NS);
+            let patch = kube::api::Patch::Merge(&removed);
+            jobs.patch("nightly-1", &kube::api::PatchParams::default(), &patch)
+                .await
+                .expect("remove the record");
+        });
+        let parent = cluster.job(NS, "nightly-1").unwrap();
+        let annotations = parent.metadata.annotations.unwrap_or_default();
+        assert!(!annotations.contains_key("jobherd.io/outcome"));
+    }
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let retry = [
+        ("JOBHERD_COUNT", "6"),
+        ("JOBHERD_COMMAND", r#"["work"]"#),
+        (
+            "JOBHERD_ENV",
+            r#"{"FAKE_MESSAGE":"${JOBHERD_CHILD_INDEX}"}"#,
+        ),
+        ("JOBHERD_RETRY", "nightly-1"),
+        ("JOBHERD_REPORT_FILE", report.path().to_str().unwrap()),
+    ];
+    let out = run_parent(&cluster, "nightly-2", pack, &retry);
+    assert_eq!(out.code, Some(0), "{out}");
+    let json = serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+    (cluster, json, format!("{out}"))
 }
 
 fn report_child(report: &Value, name: &str) -> Value {
