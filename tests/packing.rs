@@ -266,18 +266,29 @@ fn a_step_without_a_command_for_the_entrypoint_runs_unpacked_and_says_why() {
 
 #[test]
 fn a_restarted_parent_adopts_its_pack_without_creating_anything() {
-    let (cluster, packed, out) = restarted(true);
+    let (cluster, packed, out) = restarted(true, false);
     assert_eq!(cluster.jobs_created(), 1, "{out}");
-    let (cluster, unpacked, _) = restarted(false);
+    let (cluster, unpacked, _) = restarted(false, false);
     assert_eq!(cluster.jobs_created(), 3);
     assert_eq!(children(&packed).len(), 3, "{out}");
     assert_eq!(children(&packed)["nightly-1-2"].3, Value::from(2), "{out}");
     assert_eq!(children(&packed), children(&unpacked), "{out}");
 }
 
-/// A parent killed while its three children run, and started again; returns the cluster, the
-/// second attempt's JSON report and its output.
-fn restarted(pack: bool) -> (FakeCluster, Value, String) {
+/// The children ended while no parent ran: the restarted parent finds a finished pack (no
+/// pod event will come), and still reports each child as the unpacked one.
+#[test]
+fn a_parent_restarted_after_its_pack_finished_reports_it_as_unpacked() {
+    let (_, packed, out) = restarted(true, true);
+    let (_, unpacked, _) = restarted(false, true);
+    assert_eq!(children(&packed).len(), 3, "{out}");
+    assert_eq!(children(&packed)["nightly-1-1"].2, 1, "one attempt: {out}");
+    assert_eq!(children(&packed), children(&unpacked), "{out}");
+}
+
+/// A parent killed while its three children run, and started again (once they have finished,
+/// with `done_while_down`); returns the cluster, the second attempt's JSON report and its output.
+fn restarted(pack: bool, done_while_down: bool) -> (FakeCluster, Value, String) {
     let cluster = FakeCluster::start();
     let parent = cluster.create_parent(NS, "nightly-1");
     let report = tempfile::NamedTempFile::new().unwrap();
@@ -303,6 +314,24 @@ fn restarted(pack: bool) -> (FakeCluster, Value, String) {
     first.wait_for_stdout("nightly-1-2 created", std::time::Duration::from_secs(30));
     first.kill();
     first.wait();
+    if done_while_down {
+        cluster.release("work");
+        cluster.wait_until(std::time::Duration::from_secs(30), |c| {
+            let children: Vec<_> = c
+                .jobs(NS)
+                .into_iter()
+                .filter(|j| j.metadata.name.as_deref() != Some("nightly-1"))
+                .collect();
+            !children.is_empty()
+                && children.iter().all(|j| {
+                    let conditions = j.status.as_ref().and_then(|s| s.conditions.clone());
+                    conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Complete" && c.status == "True")
+                })
+        });
+    }
     let mut second = start();
     second.wait_for_stdout("nightly-1-2 adopted", std::time::Duration::from_secs(30));
     cluster.release("work");

@@ -292,10 +292,16 @@ impl Run {
             .and_then(parse_ranges)
             .unwrap_or_default();
         for i in completed.into_iter().filter(|i| *i < members.len()) {
+            self.index_ran(members[i], 1);
             self.finish(members[i], ChildResult::Succeeded, "", "", None, out);
         }
         for i in failed.into_iter().filter(|i| *i < members.len()) {
             let (reason, message) = self.index_failure(members[i], job);
+            if reason == "BackoffLimitExceeded" {
+                let limit = job.backoff_limit_per_index.unwrap_or(job.backoff_limit);
+                self.index_ran(members[i], limit.max(0) as u32 + 1);
+            }
+            self.index_ran(members[i], 1);
             self.finish(
                 members[i],
                 ChildResult::Failed,
@@ -342,6 +348,14 @@ impl Run {
             limit.max(0) + 1
         );
         ("BackoffLimitExceeded".into(), message)
+    }
+
+    /// A packed child's index ended after at least `times` attempts. Its pods count them
+    /// exactly when they were seen; a pack's status has no count per index, so this is what a
+    /// parent knows that started after they were gone (an unpacked child's Job counts them).
+    fn index_ran(&mut self, index: usize, times: u32) {
+        let state = self.book.get_mut(index);
+        state.attempts = state.attempts.max(times);
     }
 
     /// A pack that ended: its children not done by their indexes end with it.

@@ -183,18 +183,19 @@ impl Run {
             out.effects
                 .extend(self.logs.pod_seen(index, pod, done, now));
         }
-        if matches!(self.book.phase(index), Phase::Done { .. } | Phase::Waiting) {
-            return;
-        }
         let Some(status) = pod.status.as_ref() else {
             return;
         };
-        if status.reason.as_deref() == Some("DeadlineExceeded") {
-            self.book.get_mut(index).job.deadline_exceeded = true;
-        }
         let containers = status.container_statuses.as_deref().unwrap_or_default();
+        // Also of a child whose Job (or pack) said it was done before its pod was seen.
         if let Some(change) = self.count_attempts(index, pod, containers) {
             out.child(index, change);
+        }
+        if matches!(self.book.phase(index), Phase::Done { .. } | Phase::Waiting) {
+            return;
+        }
+        if status.reason.as_deref() == Some("DeadlineExceeded") {
+            self.book.get_mut(index).job.deadline_exceeded = true;
         }
         let running = containers
             .iter()
