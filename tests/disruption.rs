@@ -323,6 +323,8 @@ fn nothing_is_created_while_a_sigterm_is_looked_into() {
     wait_for_log(&cluster, "pause", 0, "pause-1 running");
     cluster.stall_only(secs(3), 1, ("get", "pods"));
     assert!(cluster.evict(NS, &attempts(&cluster, "pause")[0].pod));
+    // The child ends while the check's read is held, not before the SIGTERM has come.
+    assert!(cluster.wait_until(secs(60), |c| c.stalls_left() == 0));
     cluster.release("first");
     let first = wait_for_end(&cluster, "pause", 0);
     assert!(first.log.contains("jobherd moving"), "{}", first.log);

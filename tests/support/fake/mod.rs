@@ -1026,6 +1026,16 @@ impl FakeCluster {
         ));
     }
 
+    /// How many requests [`FakeCluster::stall_only`] is still waiting for: 0 once each has
+    /// arrived (and is being delayed), so a test can act while one is.
+    pub fn stalls_left(&self) -> usize {
+        lock(&self.shared.faults)
+            .stall_only
+            .iter()
+            .map(|(_, n, _)| n)
+            .sum()
+    }
+
     /// Answers `verb` on `resource` (`jobs`, `pods/log`, `*`) with 403, as RBAC does.
     pub fn forbid(&self, verb: &str, resource: &str) {
         lock(&self.shared.faults)
