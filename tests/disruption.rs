@@ -580,15 +580,22 @@ fn a_restarted_parent_adopts_a_large_fan_out_over_a_result_with_no_create_or_get
     };
     assert!(cluster.wait_until(LONG, all_running));
     kill_parent(&cluster);
-    let second = wait_for_log(&cluster, "big", 1, "big-work-39 adopted");
-    let adopted = second
-        .matches(" adopted (created by an earlier attempt")
-        .count();
-    assert_eq!(adopted, 41, "list and the 40: {second}");
+    // Every child adopted while held (in whatever order the lists give them), then released.
+    let adopted = |log: &str| {
+        log.matches(" adopted (created by an earlier attempt")
+            .count()
+    };
+    let all_adopted = |c: &FakeCluster| {
+        attempts(c, "big")
+            .get(1)
+            .is_some_and(|a| adopted(&a.log) >= 41)
+    };
+    assert!(cluster.wait_until(LONG, all_adopted));
     cluster.release("work");
     assert_eq!(wait_until_finished(&cluster, "big"), "Complete");
     let second = wait_for_end(&cluster, "big", 1);
     assert_eq!(second.exit, Some(0), "{}", second.log);
+    assert_eq!(adopted(&second.log), 41, "list and the 40: {}", second.log);
     let requests = cluster.requests();
     let by_parent = |verb: &str, status: u16| {
         requests
