@@ -596,3 +596,61 @@ fn a_packed_plan_with_a_fan_out_over_a_result_reports_as_the_unpacked_one() {
         serde_json::json!(["a0", "b1", "c2", "d3"])
     );
 }
+
+/// A stop (SIGTERM, `JOBHERD_TIMEOUT`) deletes a pack in one request, pods and all, and its
+/// children end cancelled, as unpacked ones do.
+#[test]
+fn a_stop_deletes_each_pack_with_one_request() {
+    for (stop, code) in [("SIGTERM", 143), ("JOBHERD_TIMEOUT", 3)] {
+        let cluster = FakeCluster::start();
+        let report = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = cluster
+            .jobherd()
+            .env("JOBHERD_IMAGE", "busybox")
+            .env("JOBHERD_NAME_PREFIX", "herd")
+            .env("JOBHERD_COUNT", "4")
+            .env("JOBHERD_PACK", "indexed")
+            .env("JOBHERD_REPORT_FILE", report.path().to_str().unwrap())
+            .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"work"}"#);
+        if stop == "JOBHERD_TIMEOUT" {
+            cmd = cmd.env("JOBHERD_TIMEOUT", "3s");
+        }
+        let mut h = cmd.spawn();
+        if stop == "SIGTERM" {
+            h.wait_for_stdout("herd-3 running", std::time::Duration::from_secs(30));
+            h.signal(libc::SIGTERM);
+        }
+        let out = h.wait();
+        assert_eq!(out.code, Some(code), "{stop}: {out}");
+        let requests = cluster.requests();
+        let count = |verb: &str| {
+            requests
+                .iter()
+                .filter(|r| r.resource == "jobs" && r.subresource.is_empty())
+                .filter(|r| r.verb.starts_with(verb) && r.status < 300)
+                .count()
+        };
+        // (A loaded machine may let the timeout pass before the pack is created.)
+        assert!(count("create") <= 1, "{out}");
+        assert_eq!(
+            count("delete"),
+            count("create"),
+            "{stop}: one request for the pack: {out}"
+        );
+        assert!(
+            cluster.wait_until(std::time::Duration::from_secs(30), |c| c
+                .jobs(NS)
+                .is_empty()
+                && c.pods(NS).is_empty()),
+            "{stop}: the pack and its pods are gone"
+        );
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(report.path()).unwrap()).unwrap();
+        let got = children(&json);
+        assert_eq!(got.len(), 4, "{stop}: {out}");
+        assert!(
+            got.values().all(|c| c.0 == "cancelled"),
+            "{stop}: {got:?} {out}"
+        );
+    }
+}
