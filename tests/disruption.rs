@@ -615,3 +615,44 @@ fn a_restarted_parent_adopts_a_large_fan_out_over_a_result_with_no_create_or_get
         serde_json::to_string(&items).unwrap()
     );
 }
+
+#[test]
+fn an_evicted_parent_leaves_its_pack_and_the_next_attempt_adopts_it() {
+    let cluster = cluster_with_cronjob(FakeCluster::builder(), |y| y);
+    let env = vars(&[
+        ("JOBHERD_IMAGE", "busybox"),
+        ("JOBHERD_ENV", r#"{"FAKE_HOLD":"work"}"#),
+        ("JOBHERD_COUNT", "3"),
+        ("JOBHERD_PACK", "indexed"),
+    ]);
+    start_parent(&cluster, "packed", &env);
+    for i in 0..3 {
+        wait_for_log(&cluster, "packed", 0, &format!("packed-{i} running"));
+    }
+    assert!(cluster.evict(NS, &attempts(&cluster, "packed")[0].pod));
+    let first = wait_for_end(&cluster, "packed", 0);
+    assert_eq!(first.exit, Some(143), "{}", first.log);
+    assert!(first.log.contains("jobherd moving"), "{}", first.log);
+    wait_for_log(&cluster, "packed", 1, "packed-2 adopted");
+    cluster.release("work");
+    assert_eq!(wait_until_finished(&cluster, "packed"), "Complete");
+    let second = wait_for_end(&cluster, "packed", 1);
+    assert_eq!(second.exit, Some(0), "{}", second.log);
+    // One pack, created once and deleted by no one before it ended; each child's work ran once.
+    let requests = cluster.requests();
+    let parent_jobs = |verb: &str| {
+        requests
+            .iter()
+            .filter(|r| r.user == PARENT_ACCOUNT && r.resource == "jobs")
+            .filter(|r| r.subresource.is_empty() && r.verb == verb && r.status < 300)
+            .count()
+    };
+    assert_eq!(parent_jobs("create"), 1, "{}", second.log);
+    assert!(!first.log.contains("deleting"), "{}", first.log);
+    let runs = cluster.count(Kind::Pod, NS, |p| {
+        p["metadata"]["labels"]["job-name"]
+            .as_str()
+            .is_some_and(|j| j.starts_with("packed-pack"))
+    });
+    assert_eq!(runs, 3, "one pod for each child: {}", second.log);
+}
