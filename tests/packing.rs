@@ -654,3 +654,45 @@ fn a_stop_deletes_each_pack_with_one_request() {
         );
     }
 }
+
+/// A restarted parent stopped by SIGTERM deletes the packs it adopted, as those it created:
+/// a deletecollection by their step labels, which must be the packs' own.
+#[test]
+fn a_stop_deletes_the_packs_a_restarted_parent_adopted() {
+    let cluster = FakeCluster::start();
+    let parent = cluster.create_parent(NS, "nightly-1");
+    let start = || {
+        cluster
+            .jobherd()
+            .in_pod(&parent)
+            .env("JOBHERD_IMAGE", "busybox")
+            .env("JOBHERD_COUNT", "4")
+            .env("JOBHERD_COMMAND", r#"["work"]"#)
+            .env("JOBHERD_PACK", "indexed")
+            .env("JOBHERD_PACK_SIZE", "2")
+            .env("JOBHERD_PACK_IMAGE", "jobherd:test")
+            .env("JOBHERD_ENV", r#"{"FAKE_HOLD":"work"}"#)
+            .spawn()
+    };
+    let mut first = start();
+    first.wait_for_stdout("nightly-1-3 running", std::time::Duration::from_secs(30));
+    first.kill();
+    first.wait();
+    let mut second = start();
+    second.wait_for_stdout("nightly-1-3 adopted", std::time::Duration::from_secs(30));
+    second.signal(libc::SIGTERM);
+    let out = second.wait();
+    assert_eq!(out.code, Some(143), "{out}");
+    assert_eq!(cluster.jobs_created(), 2, "two packs, created once: {out}");
+    let packs_left = |c: &FakeCluster| {
+        c.jobs(NS)
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .filter(|name| name != "nightly-1")
+            .collect::<Vec<_>>()
+    };
+    cluster.wait_until(std::time::Duration::from_secs(30), |c| {
+        packs_left(c).is_empty()
+    });
+    assert_eq!(packs_left(&cluster), Vec::<String>::new(), "{out}");
+}

@@ -9,7 +9,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::{Change, ChildResult, Created, Effect, Phase, Reaction, Run};
-use crate::child::{QUEUE_LABEL, RUN_LABEL};
+use crate::child::{QUEUE_LABEL, RUN_LABEL, STEP_LABEL};
 use crate::conditions::{Outcome, decided_at, outcome};
 use crate::pack::{MEMBERS, PACK_LABEL, PACK_STEP};
 
@@ -39,7 +39,7 @@ pub(super) struct JobSeen {
     pub(super) completed: Option<String>,
     pub(super) failed_indexes: Option<String>,
     pub(super) parallelism: usize,
-    pub(super) pack: Option<(String, String)>,
+    pub(super) pack: Option<PackSeen>,
 }
 
 /// What the run keeps of an object's uid: only ever compared, so a hash (8 bytes, where the
@@ -96,15 +96,29 @@ impl JobSeen {
     }
 }
 
-/// A pack's step and members, from its label and annotations.
-fn pack_of(job: &Job) -> Option<(String, String)> {
-    if job.labels().get(PACK_LABEL).map(String::as_str) != Some("true") {
+/// What a Job that packs children says of them.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct PackSeen {
+    /// The plan step (empty without a plan).
+    pub(super) step: String,
+    /// Its children's positions in their step, as index ranges.
+    pub(super) members: String,
+    /// Its `jobherd.io/step` label, which a stop's deletecollection selects it by.
+    pub(super) label: String,
+}
+
+/// A pack's step, members and label, from its labels and annotations.
+fn pack_of(job: &Job) -> Option<PackSeen> {
+    let labels = job.labels();
+    if labels.get(PACK_LABEL).map(String::as_str) != Some("true") {
         return None;
     }
     let annotations = job.annotations();
-    let step = annotations.get(PACK_STEP).cloned().unwrap_or_default();
-    let members = annotations.get(MEMBERS).cloned().unwrap_or_default();
-    Some((step, members))
+    Some(PackSeen {
+        step: annotations.get(PACK_STEP).cloned().unwrap_or_default(),
+        members: annotations.get(MEMBERS).cloned().unwrap_or_default(),
+        label: labels.get(STEP_LABEL).cloned().unwrap_or_default(),
+    })
 }
 
 impl Run {

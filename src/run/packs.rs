@@ -241,26 +241,23 @@ impl Run {
     /// A pack of an earlier attempt: its children by its members annotation, when its step
     /// is laid out.
     fn adopt_pack(&mut self, job: &JobSeen) -> Option<usize> {
-        let (step_name, positions) = job.pack.as_ref()?;
+        let seen = job.pack.as_ref()?;
         let step = self.children.steps().iter().position(|s| {
-            s.packed && s.name.as_deref().unwrap_or_default() == step_name.as_str()
+            s.packed && s.name.as_deref().unwrap_or_default() == seen.step.as_str()
         })?;
         let spec = &self.children.steps()[step];
         if !spec.laid_out {
             return None;
         }
         let range = spec.children.clone();
-        let members: Vec<usize> = parse_ranges(positions)?
+        let members: Vec<usize> = parse_ranges(&seen.members)?
             .into_iter()
             .map(|p| range.start + p)
             .filter(|i| range.contains(i))
             .collect();
-        let label = job.name.clone();
         self.packs.active += members.len();
-        Some(
-            self.packs
-                .add(job.name.clone(), label, members, job.parallelism.max(1)),
-        )
+        let (name, label) = (job.name.clone(), seen.label.clone());
+        Some(self.packs.add(name, label, members, job.parallelism.max(1)))
     }
 
     /// What a pack's Job says of each of its children.

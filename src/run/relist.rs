@@ -90,7 +90,7 @@ impl Relist {
                 k.job
                     .as_ref()
                     .and_then(|j| j.pack.as_ref())
-                    .is_some_and(|(s, _)| s == step)
+                    .is_some_and(|p| p.step == step)
             })
             .map(|(n, _)| n.clone())
             .collect();
