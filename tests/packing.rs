@@ -511,6 +511,8 @@ fn a_stuck_packed_child_fails_alone_and_its_pack_goes_on() {
     assert_eq!(got["herd-1"].1, "ErrImagePull", "{out}");
     assert_eq!(got["herd-0"].0, "succeeded");
     assert_eq!(got["herd-2"].0, "succeeded");
+    let (_, _, unpacked, _) = run(false, &vars);
+    assert_eq!(got, children(&unpacked), "{out}");
     let pack = &pack_jobs(&cluster)[0];
     let name = pack["metadata"]["name"].as_str().unwrap();
     let last = cluster

@@ -288,25 +288,23 @@ impl Run {
             .as_deref()
             .and_then(parse_ranges)
             .unwrap_or_default();
-        for i in completed.into_iter().filter(|i| *i < members.len()) {
-            self.index_ran(members[i], 1);
-            self.finish(members[i], ChildResult::Succeeded, "", "", None, out);
+        // (A child already done, such as a stuck one this run failed, ended as it was.)
+        let ending = |i: &usize| {
+            members
+                .get(*i)
+                .copied()
+                .filter(|&m| self.book.phase(m).result().is_none())
+        };
+        let completed: Vec<usize> = completed.iter().filter_map(ending).collect();
+        let failed: Vec<usize> = failed.iter().filter_map(ending).collect();
+        for m in completed {
+            self.index_ran(m, 1);
+            self.finish(m, ChildResult::Succeeded, "", "", None, out);
         }
-        for i in failed.into_iter().filter(|i| *i < members.len()) {
-            let (reason, message) = self.index_failure(members[i], job);
-            if reason == "BackoffLimitExceeded" {
-                let limit = job.backoff_limit_per_index.unwrap_or(job.backoff_limit);
-                self.index_ran(members[i], limit.max(0) as u32 + 1);
-            }
-            self.index_ran(members[i], 1);
-            self.finish(
-                members[i],
-                ChildResult::Failed,
-                &reason,
-                &message,
-                None,
-                out,
-            );
+        for m in failed {
+            let (reason, message, ran) = self.index_failure(m, job);
+            self.index_ran(m, ran);
+            self.finish(m, ChildResult::Failed, &reason, &message, None, out);
         }
         self.pack_ended(&members, job, out);
     }
@@ -331,20 +329,20 @@ impl Run {
         self.observe_suspension(index, job, out);
     }
 
-    /// Why a child's index failed: its pod's deadline (`JOBHERD_CHILD_TIMEOUT`), or its
-    /// retries used up, as its own Job would have said.
-    fn index_failure(&self, index: usize, job: &JobSeen) -> (String, String) {
+    /// Why a child's index failed, as its own Job would have said, and how often it ran at
+    /// least: its pod's deadline (`JOBHERD_CHILD_TIMEOUT`), or its retries used up.
+    fn index_failure(&self, index: usize, job: &JobSeen) -> (String, String, u32) {
         if self.book.get(index).job.deadline_exceeded {
             let message = "its pod ran past its activeDeadlineSeconds (JOBHERD_CHILD_TIMEOUT)";
-            return ("DeadlineExceeded".into(), message.into());
+            return ("DeadlineExceeded".into(), message.into(), 1);
         }
         let limit = job.backoff_limit_per_index.unwrap_or(job.backoff_limit);
+        let ran = limit.max(0) as u32 + 1;
         let message = format!(
-            "its index in pack {} failed {} times (backoffLimitPerIndex {limit})",
-            job.name,
-            limit.max(0) + 1
+            "its index in pack {} failed {ran} times (backoffLimitPerIndex {limit})",
+            job.name
         );
-        ("BackoffLimitExceeded".into(), message)
+        ("BackoffLimitExceeded".into(), message, ran)
     }
 
     /// A packed child's index ended after at least `times` attempts. Its pods count them

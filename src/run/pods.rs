@@ -256,15 +256,8 @@ impl Run {
         pod: &Pod,
         containers: &[ContainerStatus],
     ) -> Option<Change> {
-        let started = containers.iter().any(|c| {
-            c.state
-                .as_ref()
-                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-                || c.restart_count > 0
-        });
-        if !started {
-            return None;
-        }
+        // A pod counts from when it exists, as its Job's status counts it (`active`): an
+        // unpacked child's Job says so, a packed child has only its pods to say it.
         let restarts = containers
             .iter()
             .map(|c| c.restart_count.max(0) as u32)
