@@ -367,6 +367,18 @@ mod tests {
     }
 
     /// The parent as `cronjob.yaml` makes it: exits 1-3 fail it, disruptions are ignored.
+    /// The Job's `podFailurePolicy` rules, to change for one case.
+    fn rules(j: &mut Job) -> &mut Vec<PodFailurePolicyRule> {
+        &mut j
+            .spec
+            .as_mut()
+            .unwrap()
+            .pod_failure_policy
+            .as_mut()
+            .unwrap()
+            .rules
+    }
+
     fn job(extra: serde_json::Value) -> Job {
         let mut j = json!({
             "metadata": {"name": "nightly"},
@@ -493,33 +505,16 @@ mod tests {
     fn the_first_matching_failure_rule_decides_as_the_job_controller_does() {
         let p = pod(Some("EvictionByEvictionAPI"));
         let mut j = job(json!({}));
-        let rules = &mut j
-            .spec
-            .as_mut()
-            .unwrap()
-            .pod_failure_policy
-            .as_mut()
-            .unwrap()
-            .rules;
-        rules[0].on_exit_codes.as_mut().unwrap().operator = "NotIn".into();
-        rules[0].on_exit_codes.as_mut().unwrap().values = vec![0];
+        let codes = rules(&mut j)[0].on_exit_codes.as_mut().unwrap();
+        codes.operator = "NotIn".into();
+        codes.values = vec![0];
         ends_because(verdict(&p, Some(&j), at(NOW)), "podFailurePolicy");
     }
 
     #[test]
     fn a_rule_on_jobherds_container_ignores_a_sidecar() {
         let mut j = job(json!({}));
-        let codes = j
-            .spec
-            .as_mut()
-            .unwrap()
-            .pod_failure_policy
-            .as_mut()
-            .unwrap()
-            .rules[0]
-            .on_exit_codes
-            .as_mut()
-            .unwrap();
+        let codes = rules(&mut j)[0].on_exit_codes.as_mut().unwrap();
         codes.container_name = Some("jobherd".into());
         let p = with_sidecar(Some("EvictionByEvictionAPI"), Some(None));
         moves(verdict(&p, Some(&j), at(NOW)), "EvictionByEvictionAPI");
@@ -549,30 +544,14 @@ mod tests {
     #[test]
     fn a_rule_on_exit_code_143_decides_before_the_disruption_rule() {
         let mut j = job(json!({}));
-        let rules = &mut j
-            .spec
-            .as_mut()
-            .unwrap()
-            .pod_failure_policy
-            .as_mut()
-            .unwrap()
-            .rules;
-        rules[0].on_exit_codes.as_mut().unwrap().values = vec![143];
+        rules(&mut j)[0].on_exit_codes.as_mut().unwrap().values = vec![143];
         let p = pod(Some("EvictionByEvictionAPI"));
         ends_because(
             verdict(&p, Some(&j), at(NOW)),
             "podFailurePolicy fails the Job",
         );
         // A Count rule first: the failure counts against backoffLimit (2), 1 so far.
-        let rules = &mut j
-            .spec
-            .as_mut()
-            .unwrap()
-            .pod_failure_policy
-            .as_mut()
-            .unwrap()
-            .rules;
-        rules[0].action = "Count".into();
+        rules(&mut j)[0].action = "Count".into();
         j.status.as_mut().unwrap().failed = Some(1);
         moves(verdict(&p, Some(&j), at(NOW)), "EvictionByEvictionAPI");
         j.status.as_mut().unwrap().failed = Some(2);

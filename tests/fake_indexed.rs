@@ -61,6 +61,20 @@ fn pair(ty: &str, reason: &str) -> (String, String) {
     (ty.to_string(), reason.to_string())
 }
 
+/// The conditions of a Job that failed for `reason`: `FailureTarget`, then `Failed` (1.31+).
+fn failed_by(reason: &str) -> [(String, String); 2] {
+    [pair("FailureTarget", reason), pair("Failed", reason)]
+}
+
+/// The status of Job `name` once it has ended (waits up to 10 s).
+fn ended(cluster: &FakeCluster, name: &str) -> Value {
+    assert!(
+        cluster.wait_until(secs(10), |c| done(c, name)),
+        "{name} never ended"
+    );
+    job_status(cluster, name)
+}
+
 /// Every pod the Job ever had (from the recorded history), as last seen.
 fn pods_ever(cluster: &FakeCluster, job: &str) -> Vec<Value> {
     let mut last: Vec<Value> = Vec::new();
@@ -100,8 +114,7 @@ fn every_pod_carries_its_index_as_annotation_label_env_and_name() {
         .push(json!({"name": "MINE", "valueFrom": {"fieldRef":
             {"fieldPath": format!("metadata.annotations['{INDEX}']")}}}));
     cluster.create_raw(Kind::Job, job);
-    assert!(cluster.wait_until(secs(10), |c| done(c, "idx")));
-    let status = job_status(&cluster, "idx");
+    let status = ended(&cluster, "idx");
     assert_eq!(
         conditions(&status),
         [
@@ -162,15 +175,8 @@ fn a_failing_index_is_retried_alone_after_its_back_off_and_then_fails_the_job() 
             json!({"backoffLimitPerIndex": 1}),
         ),
     );
-    assert!(cluster.wait_until(secs(10), |c| done(c, "per")));
-    let status = job_status(&cluster, "per");
-    assert_eq!(
-        conditions(&status),
-        [
-            pair("FailureTarget", "FailedIndexes"),
-            pair("Failed", "FailedIndexes")
-        ]
-    );
+    let status = ended(&cluster, "per");
+    assert_eq!(conditions(&status), failed_by("FailedIndexes"));
     assert_eq!(status["completedIndexes"], "0,1,3,4");
     assert_eq!(status["failedIndexes"], "2");
     assert_eq!(
@@ -241,13 +247,9 @@ fn past_max_failed_indexes_the_running_indexes_are_deleted_and_count_as_failed()
             json!({"backoffLimitPerIndex": 0, "maxFailedIndexes": 0}),
         ),
     );
-    assert!(cluster.wait_until(secs(10), |c| done(c, "max")));
     let reason = "MaxFailedIndexesExceeded";
-    let status = job_status(&cluster, "max");
-    assert_eq!(
-        conditions(&status),
-        [pair("FailureTarget", reason), pair("Failed", reason)]
-    );
+    let status = ended(&cluster, "max");
+    assert_eq!(conditions(&status), failed_by(reason));
     assert_eq!(
         status["conditions"][0]["message"],
         "Job has exceeded the specified maximal number of failed indexes"
@@ -311,15 +313,8 @@ fn fail_index_fails_an_index_at_once_and_the_others_still_run() {
             json!({"backoffLimitPerIndex": 3, "podFailurePolicy": policy}),
         ),
     );
-    assert!(cluster.wait_until(secs(10), |c| done(c, "fi")));
-    let status = job_status(&cluster, "fi");
-    assert_eq!(
-        conditions(&status),
-        [
-            pair("FailureTarget", "FailedIndexes"),
-            pair("Failed", "FailedIndexes")
-        ]
-    );
+    let status = ended(&cluster, "fi");
+    assert_eq!(conditions(&status), failed_by("FailedIndexes"));
     assert_eq!(
         (&status["failedIndexes"], &status["completedIndexes"]),
         (&json!("0"), &json!("1,2"))
@@ -345,15 +340,8 @@ fn a_pods_own_deadline_fails_its_index() {
     );
     job["spec"]["template"]["spec"]["activeDeadlineSeconds"] = json!(2);
     cluster.create_raw(Kind::Job, job);
-    assert!(cluster.wait_until(secs(10), |c| done(c, "dl")));
-    let status = job_status(&cluster, "dl");
-    assert_eq!(
-        conditions(&status),
-        [
-            pair("FailureTarget", "FailedIndexes"),
-            pair("Failed", "FailedIndexes")
-        ]
-    );
+    let status = ended(&cluster, "dl");
+    assert_eq!(conditions(&status), failed_by("FailedIndexes"));
     assert_eq!(
         (&status["failedIndexes"], &status["completedIndexes"]),
         (&json!("0"), &json!("1"))
@@ -666,8 +654,7 @@ fn fail_job_and_ignore_rules_still_apply_to_an_indexed_job() {
         (&json!("0"), &json!("1"))
     );
     cluster.release("idx0");
-    assert!(cluster.wait_until(secs(10), |c| done(c, "ig")));
-    let status = job_status(&cluster, "ig");
+    let status = ended(&cluster, "ig");
     assert_eq!(
         conditions(&status)[1],
         pair("Complete", "CompletionsReached")
@@ -686,15 +673,8 @@ fn fail_job_and_ignore_rules_still_apply_to_an_indexed_job() {
             json!({"backoffLimitPerIndex": 1, "podFailurePolicy": policy}),
         ),
     );
-    assert!(cluster.wait_until(secs(10), |c| done(c, "fj")));
-    let status = job_status(&cluster, "fj");
-    assert_eq!(
-        conditions(&status),
-        [
-            pair("FailureTarget", "PodFailurePolicy"),
-            pair("Failed", "PodFailurePolicy")
-        ]
-    );
+    let status = ended(&cluster, "fj");
+    assert_eq!(conditions(&status), failed_by("PodFailurePolicy"));
     assert_eq!(
         (
             &status["failed"],
