@@ -348,39 +348,52 @@ async fn from_children(
     let by_label: HashMap<String, usize> = (0..children.len())
         .map(|i| (children.label(i).into_owned(), i))
         .collect();
-    let mut done = Vec::new();
-    for job in &found.items {
-        if job.labels().contains_key(PACK_LABEL) {
-            let Some(of_pack) = pack_done(children, job, &pods.items, earlier) else {
-                return Ok(Err(format!(
-                    "this configuration does not match the earlier run's: its pack {} holds children that have no counterpart here",
-                    job.name_any()
-                )));
-            };
-            done.extend(of_pack);
-            continue;
-        }
-        let label = job
-            .labels()
-            .get(crate::child::STEP_LABEL)
-            .map(String::as_str)
-            .unwrap_or_default();
-        let Some((step, position)) = place_of(children, &by_label, label) else {
-            return Ok(Err(format!(
-                "this configuration does not match the earlier run's: its child {} (step {label:?}) has no counterpart here",
+    let done: Result<Vec<Vec<Done>>, String> = found
+        .items
+        .iter()
+        .map(|job| succeeded_of(children, &by_label, job, &pods.items, earlier))
+        .collect();
+    Ok(done.map(|d| d.into_iter().flatten().collect()))
+}
+
+/// The succeeded children of one of the earlier run's Jobs: the child it is, or those of a
+/// pack; why not, when they have no counterpart in this configuration.
+fn succeeded_of(
+    children: &Children,
+    by_label: &HashMap<String, usize>,
+    job: &Job,
+    pods: &[Pod],
+    earlier: &Job,
+) -> Result<Vec<Done>, String> {
+    let mismatch = |what: String| {
+        format!("this configuration does not match the earlier run's: {what} no counterpart here")
+    };
+    if job.labels().contains_key(PACK_LABEL) {
+        return pack_done(children, job, pods, earlier).ok_or_else(|| {
+            mismatch(format!(
+                "its pack {} holds children that have",
                 job.name_any()
-            )));
-        };
-        if outcome(job) == Some(Outcome::Succeeded) {
-            done.push(Done {
-                step,
-                position,
-                run: earlier.name_any(),
-                output: written(&pods.items, job, None),
-            });
-        }
+            ))
+        });
     }
-    Ok(Ok(done))
+    let label = job
+        .labels()
+        .get(crate::child::STEP_LABEL)
+        .map(String::as_str)
+        .unwrap_or_default();
+    let Some((step, position)) = place_of(children, by_label, label) else {
+        let which = format!("its child {} (step {label:?}) has", job.name_any());
+        return Err(mismatch(which));
+    };
+    if outcome(job) != Some(Outcome::Succeeded) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Done {
+        step,
+        position,
+        run: earlier.name_any(),
+        output: written(pods, job, None),
+    }])
 }
 
 /// The succeeded children of an earlier run's pack: its step and its children's places from
